@@ -1,0 +1,164 @@
+//! Building messages field by field (switch-generated answers, simulators, `switch encode`).
+
+use crate::dict::{Charset, Dictionary, LengthKind, CUPS};
+use crate::error::EncodeError;
+use crate::header::Header;
+use crate::message::{bit, check_value, encode, encode_error, Bitmap, FieldSource, Message};
+use crate::mti::{Mti, ResponseCode};
+use bytes::Bytes;
+
+/// Collects field values, then validates and encodes them in one pass.
+#[derive(Clone)]
+pub struct MessageBuilder {
+    header: Header,
+    mti: Mti,
+    /// All values, back to back; `spans` index into it. One growing buffer instead of one
+    /// allocation per field.
+    arena: Vec<u8>,
+    spans: [(u32, u32); 129],
+    present: Bitmap,
+    dict: &'static Dictionary,
+}
+
+impl MessageBuilder {
+    #[must_use]
+    pub fn new(mti: Mti, header: Header) -> Self {
+        Self {
+            header,
+            mti,
+            arena: Vec::with_capacity(256),
+            spans: [(0, 0); 129],
+            present: 0,
+            dict: &CUPS,
+        }
+    }
+
+    /// A builder holding every field of `msg`, its header and MTI.
+    #[must_use]
+    pub fn from_message(msg: &Message) -> Self {
+        let mut b = Self::new(msg.mti(), *msg.header());
+        b.dict = msg.dictionary();
+        for (n, v) in msg.fields() {
+            b.set(n, v);
+        }
+        b
+    }
+
+    /// The answer to `request`: response MTI, swapped header, the given fields copied from
+    /// the request, and F39.
+    #[must_use]
+    pub fn response_to(request: &Message, echo: &[u8], code: ResponseCode) -> Self {
+        let mut b = Self::new(request.mti().response(), request.header().response());
+        b.dict = request.dictionary();
+        for &n in echo {
+            if let Some(v) = request.field(n) {
+                b.set(n, v);
+            }
+        }
+        b.set(39, code.0);
+        b
+    }
+
+    pub fn set_header(&mut self, header: Header) -> &mut Self {
+        self.header = header;
+        self
+    }
+
+    #[must_use]
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn header_mut(&mut self) -> &mut Header {
+        &mut self.header
+    }
+
+    pub fn set_mti(&mut self, mti: Mti) -> &mut Self {
+        self.mti = mti;
+        self
+    }
+
+    #[must_use]
+    pub fn mti(&self) -> Mti {
+        self.mti
+    }
+
+    /// Set field `n` to exactly these bytes (validated by [`build`](Self::build)).
+    pub fn set(&mut self, n: u8, value: impl AsRef<[u8]>) -> &mut Self {
+        let value = value.as_ref();
+        let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
+        self.arena.extend_from_slice(value);
+        if let Some(slot) = self.spans.get_mut(usize::from(n)) {
+            *slot = (start, u32::try_from(value.len()).unwrap_or(u32::MAX));
+            if (1..=128).contains(&n) {
+                self.present |= bit(n);
+            }
+        }
+        self
+    }
+
+    /// Set a numeric field: zero-filled to the width of a fixed field, minimal digits for
+    /// a variable one.
+    pub fn set_numeric(&mut self, n: u8, value: u64) -> &mut Self {
+        let digits = value.to_string();
+        match self.dict.spec(n).map(|s| s.length) {
+            Some(LengthKind::Fixed(w)) if digits.len() < usize::from(w) => {
+                let padded = format!("{value:0>width$}", width = usize::from(w));
+                self.set(n, padded)
+            }
+            _ => self.set(n, digits),
+        }
+    }
+
+    /// Set a text field: space-filled to the width of a fixed `an`/`ans` field (left-aligned),
+    /// zero-filled on the left for a fixed `n` field, as is for a variable one.
+    pub fn set_text(&mut self, n: u8, value: &str) -> &mut Self {
+        match self.dict.spec(n).map(|s| (s.length, s.charset)) {
+            Some((LengthKind::Fixed(w), Charset::Numeric)) if value.len() < usize::from(w) => {
+                let padded = format!("{value:0>width$}", width = usize::from(w));
+                self.set(n, padded)
+            }
+            Some((LengthKind::Fixed(w), Charset::Alnum | Charset::Text)) if value.len() < usize::from(w) => {
+                let padded = format!("{value:<width$}", width = usize::from(w));
+                self.set(n, padded)
+            }
+            _ => self.set(n, value),
+        }
+    }
+
+    /// Remove field `n`.
+    pub fn remove(&mut self, n: u8) -> &mut Self {
+        if (1..=128).contains(&n) {
+            self.present &= !bit(n);
+        }
+        self
+    }
+
+    /// The current value of field `n`.
+    #[must_use]
+    pub fn get(&self, n: u8) -> Option<&[u8]> {
+        if !(2..=128).contains(&n) || self.present & bit(n) == 0 {
+            return None;
+        }
+        let (start, len) = *self.spans.get(usize::from(n))?;
+        self.arena.get(start as usize..start as usize + len as usize)
+    }
+
+    /// Validate every field and encode the frame payload (header + body).
+    pub fn build(&self) -> Result<Bytes, EncodeError> {
+        if !self.mti.0.iter().all(u8::is_ascii_digit) {
+            return Err(EncodeError::BadMti);
+        }
+        let mut fields = self.present;
+        while fields != 0 {
+            let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
+            fields &= !bit(n);
+            let spec = self.dict.spec(n).filter(|_| n != 65 && n != 1).ok_or(EncodeError::UndefinedField(n))?;
+            let value = self.get(n).unwrap_or_default();
+            check_value(spec, value).map_err(|(kind, at)| encode_error(spec, value.len(), kind, at))?;
+        }
+        encode(&self.header, self.mti, self.present & !bit(1), self.dict, |n| {
+            self.get(n).map_or(FieldSource::Absent, FieldSource::Value)
+        })
+    }
+}

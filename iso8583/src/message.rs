@@ -1,0 +1,518 @@
+//! The zero-copy message view, its decoder, and the cheap forwarding rewrite.
+//!
+//! [`Message::decode`] validates a whole frame payload once (SPEC.md 3.1 strictness) and
+//! keeps only offsets into the shared [`Bytes`]: no allocation, no copying. Accessors slice
+//! the buffer. [`Message::rewrite`] re-emits the message with a new header and a few changed
+//! fields by copying the untouched fields' encoded bytes as they are.
+
+use crate::dict::{Charset, Dictionary, FieldSpec, LengthKind, CUPS};
+use crate::error::{DecodeError, EncodeError, ErrorKind, Location};
+use crate::header::{Header, InstId, HEADER_LEN};
+use crate::mti::{Mti, ResponseCode};
+use crate::subfields::{Balance, F60, InstallmentRequest, InstallmentResponse, OriginalData, SubfieldError};
+use bytes::Bytes;
+
+/// The bitmap as one `u128`: bit for field `n` is `1 << (128 - n)`, so the big-endian bytes
+/// of the value are the wire bitmap (primary then secondary).
+pub(crate) type Bitmap = u128;
+
+#[inline]
+pub(crate) const fn bit(n: u8) -> Bitmap {
+    1u128 << (128 - n as u32)
+}
+
+/// Where one field's value lies in the payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    /// Offset of the value (after any length prefix) from the start of the payload.
+    off: u16,
+    len: u16,
+}
+
+/// A decoded message: header, MTI and field offsets over the original bytes.
+#[derive(Clone)]
+pub struct Message {
+    /// The whole frame payload (header + body), shared, never copied.
+    raw: Bytes,
+    header: Header,
+    mti: Mti,
+    /// Which fields are present (bit 1 = secondary bitmap present).
+    bitmap: Bitmap,
+    /// Value spans indexed by field number; only meaningful where `bitmap` has the bit.
+    spans: [Span; 129],
+    /// The layout the message was decoded with (for rendering and rewriting).
+    dict: &'static Dictionary,
+}
+
+/// A frame payload as received: a message, or a reject wrapping one (SPEC.md 3.2).
+#[derive(Debug, Clone)]
+pub enum Packet {
+    Message(Message),
+    /// A reject: the reject header and the original header + body it refers to.
+    Reject { header: Header, original: Bytes },
+}
+
+impl Packet {
+    /// Decode a frame payload with the CUPS dictionary.
+    pub fn decode(raw: Bytes) -> Result<Packet, DecodeError> {
+        let header = Header::parse(&raw)?;
+        if header.reject != crate::error::RejectCode::NONE {
+            return Ok(Packet::Reject {
+                header,
+                original: raw.slice(HEADER_LEN..),
+            });
+        }
+        Message::decode_parts(raw, header, &CUPS).map(Packet::Message)
+    }
+}
+
+/// Check one value against its spec: length then character class. Returns the error kind
+/// and the offset within the value of the first bad byte.
+pub(crate) fn check_value(spec: &FieldSpec, value: &[u8]) -> Result<(), (ErrorKind, usize)> {
+    let max = usize::from(spec.length.max());
+    match spec.length {
+        LengthKind::Fixed(_) if value.len() != max => return Err((ErrorKind::BadLength, 0)),
+        LengthKind::LlVar(_) | LengthKind::LllVar(_) if value.len() > max => return Err((ErrorKind::TooLong, 0)),
+        _ => {}
+    }
+    let bad = match spec.charset {
+        Charset::Binary => None,
+        Charset::Numeric => value.iter().position(|b| !b.is_ascii_digit()),
+        Charset::Track => value.iter().position(|&b| !(b.is_ascii_digit() || b == b'=' || b == b'D')),
+        Charset::Alnum => value.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b' ')),
+        Charset::Text => value.iter().position(|&b| b < 0x20 || b == 0x7F),
+        Charset::SignedNumeric => match value.split_first() {
+            Some((b'C' | b'D', digits)) => digits.iter().position(|b| !b.is_ascii_digit()).map(|p| p + 1),
+            _ => Some(0),
+        },
+    };
+    match bad {
+        Some(pos) => Err((ErrorKind::IllegalContent, pos)),
+        None => Ok(()),
+    }
+}
+
+fn ascii_number(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 19 {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0')))
+}
+
+impl Message {
+    /// Decode a frame payload (header + body) with the CUPS dictionary. A reject header is
+    /// an error here (use [`Packet::decode`] to accept both).
+    pub fn decode(raw: Bytes) -> Result<Message, DecodeError> {
+        Self::decode_with(raw, &CUPS)
+    }
+
+    /// Decode with another dictionary.
+    pub fn decode_with(raw: Bytes, dict: &'static Dictionary) -> Result<Message, DecodeError> {
+        let header = Header::parse(&raw)?;
+        if header.reject != crate::error::RejectCode::NONE {
+            return Err(DecodeError::new(ErrorKind::IllegalContent, Location::Header(10), 41));
+        }
+        Self::decode_parts(raw, header, dict)
+    }
+
+    fn decode_parts(raw: Bytes, header: Header, dict: &'static Dictionary) -> Result<Message, DecodeError> {
+        let unparseable = |loc, off| DecodeError::new(ErrorKind::Unparseable, loc, off);
+        let buf: &[u8] = &raw;
+        let mti = buf
+            .get(HEADER_LEN..HEADER_LEN + 4)
+            .and_then(Mti::parse)
+            .filter(|m| m.is_known())
+            .ok_or_else(|| unparseable(Location::Mti, HEADER_LEN))?;
+        let mut pos = HEADER_LEN + 4;
+        let primary: [u8; 8] = buf
+            .get(pos..pos + 8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| unparseable(Location::Bitmap, pos))?;
+        pos += 8;
+        let mut bitmap = Bitmap::from(u64::from_be_bytes(primary)) << 64;
+        if bitmap & bit(1) != 0 {
+            let secondary: [u8; 8] = buf
+                .get(pos..pos + 8)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| unparseable(Location::Bitmap, pos))?;
+            pos += 8;
+            bitmap |= Bitmap::from(u64::from_be_bytes(secondary));
+        }
+        let mut spans = [Span::default(); 129];
+        let mut fields = bitmap & !bit(1);
+        let mut last = 0u8;
+        while fields != 0 {
+            let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
+            fields &= !bit(n);
+            let err = |kind, off| DecodeError::new(kind, Location::Field(n), off);
+            let spec = match dict.spec(n) {
+                Some(spec) if n != 65 => spec,
+                _ => return Err(err(ErrorKind::FieldNotAllowed, pos)),
+            };
+            let field_start = pos;
+            let len = match spec.length {
+                LengthKind::Fixed(len) => usize::from(len),
+                var => {
+                    let digits = var.prefix_digits();
+                    let prefix = buf.get(pos..pos + digits).ok_or_else(|| err(ErrorKind::BadLength, pos))?;
+                    let len = prefix
+                        .iter()
+                        .try_fold(0usize, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + usize::from(b - b'0')))
+                        .ok_or_else(|| err(ErrorKind::BadLengthPrefix, pos))?;
+                    if len > usize::from(var.max()) {
+                        return Err(err(ErrorKind::TooLong, pos));
+                    }
+                    pos += digits;
+                    len
+                }
+            };
+            let value = buf.get(pos..pos + len).ok_or_else(|| err(ErrorKind::BadLength, field_start))?;
+            check_value(spec, value).map_err(|(kind, at)| err(kind, pos + at))?;
+            if let Some(span) = spans.get_mut(usize::from(n)) {
+                // Offsets fit u16: a payload is at most 9999 bytes (4-digit length).
+                *span = Span {
+                    off: u16::try_from(pos).map_err(|_| err(ErrorKind::BadLength, pos))?,
+                    len: u16::try_from(len).map_err(|_| err(ErrorKind::BadLength, pos))?,
+                };
+            }
+            pos += len;
+            last = n;
+        }
+        if pos != buf.len() {
+            let loc = if last == 0 { Location::Bitmap } else { Location::Field(last) };
+            return Err(DecodeError::new(ErrorKind::BadLength, loc, pos));
+        }
+        Ok(Message {
+            raw,
+            header,
+            mti,
+            bitmap,
+            spans,
+            dict,
+        })
+    }
+
+    /// The whole frame payload (header + body).
+    #[must_use]
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    #[must_use]
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    #[must_use]
+    pub fn mti(&self) -> Mti {
+        self.mti
+    }
+
+    #[must_use]
+    pub fn dictionary(&self) -> &'static Dictionary {
+        self.dict
+    }
+
+    /// Whether field `n` is present.
+    #[must_use]
+    pub fn has(&self, n: u8) -> bool {
+        (2..=128).contains(&n) && n != 65 && self.bitmap & bit(n) != 0
+    }
+
+    /// The value bytes of field `n` (without length prefix).
+    #[must_use]
+    pub fn field(&self, n: u8) -> Option<&[u8]> {
+        if !self.has(n) {
+            return None;
+        }
+        let span = self.spans.get(usize::from(n))?;
+        self.raw.get(usize::from(span.off)..usize::from(span.off) + usize::from(span.len))
+    }
+
+    /// The value of field `n` as a shared slice of the message buffer (no copy).
+    #[must_use]
+    pub fn field_bytes(&self, n: u8) -> Option<Bytes> {
+        let span = self.spans.get(usize::from(n)).filter(|_| self.has(n))?;
+        Some(self.raw.slice(usize::from(span.off)..usize::from(span.off) + usize::from(span.len)))
+    }
+
+    /// The value of field `n` as text (`None` if absent or not UTF-8, e.g. GBK in F43).
+    #[must_use]
+    pub fn field_str(&self, n: u8) -> Option<&str> {
+        std::str::from_utf8(self.field(n)?).ok()
+    }
+
+    /// A numeric field as an integer (`n` fields up to 19 digits).
+    #[must_use]
+    pub fn numeric(&self, n: u8) -> Option<u64> {
+        ascii_number(self.field(n)?)
+    }
+
+    /// Present field numbers in ascending order.
+    pub fn field_numbers(&self) -> impl Iterator<Item = u8> + '_ {
+        (2u8..=128).filter(move |&n| self.has(n))
+    }
+
+    /// Present fields with their values, ascending.
+    pub fn fields(&self) -> impl Iterator<Item = (u8, &[u8])> + '_ {
+        self.field_numbers().filter_map(move |n| Some((n, self.field(n)?)))
+    }
+
+    /// F2, the primary account number (digits). Sensitive: render with [`crate::mask_pan`].
+    #[must_use]
+    pub fn pan(&self) -> Option<&[u8]> {
+        self.field(2)
+    }
+
+    /// F3 processing code.
+    #[must_use]
+    pub fn processing_code(&self) -> Option<[u8; 6]> {
+        self.field(3)?.try_into().ok()
+    }
+
+    /// F4 transaction amount in minor units.
+    #[must_use]
+    pub fn amount(&self) -> Option<i64> {
+        i64::try_from(self.numeric(4)?).ok()
+    }
+
+    /// F7 transmission date and time, `MMDDhhmmss`.
+    #[must_use]
+    pub fn transmission_time(&self) -> Option<[u8; 10]> {
+        self.field(7)?.try_into().ok()
+    }
+
+    /// F11 system trace audit number.
+    #[must_use]
+    pub fn stan(&self) -> Option<u32> {
+        u32::try_from(self.numeric(11)?).ok()
+    }
+
+    /// F25 POS condition code.
+    #[must_use]
+    pub fn pos_condition(&self) -> Option<u8> {
+        u8::try_from(self.numeric(25)?).ok()
+    }
+
+    /// F32 acquiring institution ID.
+    #[must_use]
+    pub fn acquirer_id(&self) -> Option<InstId> {
+        InstId::from_digits(self.field(32)?)
+    }
+
+    /// F33 forwarding institution ID.
+    #[must_use]
+    pub fn forwarding_id(&self) -> Option<InstId> {
+        InstId::from_digits(self.field(33)?)
+    }
+
+    /// F39 response code.
+    #[must_use]
+    pub fn response_code(&self) -> Option<ResponseCode> {
+        ResponseCode::parse(self.field(39)?)
+    }
+
+    /// F70 network management information code.
+    #[must_use]
+    pub fn network_code(&self) -> Option<u16> {
+        u16::try_from(self.numeric(70)?).ok()
+    }
+
+    /// F60 positional subfields.
+    #[must_use]
+    pub fn f60(&self) -> Option<F60<'_>> {
+        self.field(60).map(F60)
+    }
+
+    /// F90 original data elements.
+    pub fn original_data(&self) -> Option<Result<OriginalData, SubfieldError>> {
+        self.field(90).map(OriginalData::parse)
+    }
+
+    /// F48 usage `IP`: the installment request. `None` if F48 is absent.
+    pub fn installment_request(&self) -> Option<Result<InstallmentRequest, SubfieldError>> {
+        self.field(48).map(InstallmentRequest::parse)
+    }
+
+    /// F57 usage `IP`: the installment answer. `None` if F57 is absent.
+    pub fn installment_response(&self) -> Option<Result<InstallmentResponse, SubfieldError>> {
+        self.field(57).map(InstallmentResponse::parse)
+    }
+
+    /// F54 balance records.
+    pub fn balances(&self) -> Option<Result<Vec<Balance>, SubfieldError>> {
+        self.field(54).map(Balance::parse_all)
+    }
+
+    /// Start a rewrite of this message: same fields, new header (and MTI, and a few field
+    /// changes). Untouched fields are copied as encoded bytes.
+    #[must_use]
+    pub fn rewrite(&self) -> Rewrite<'_> {
+        Rewrite {
+            msg: self,
+            header: self.header,
+            mti: self.mti,
+            ops: [None; MAX_REWRITE_OPS],
+            overflow: false,
+        }
+    }
+}
+
+/// How many field changes one rewrite holds without allocating. Forwarding needs 3 to 5.
+pub const MAX_REWRITE_OPS: usize = 8;
+
+/// A pending rewrite; see [`Message::rewrite`].
+pub struct Rewrite<'a> {
+    msg: &'a Message,
+    header: Header,
+    mti: Mti,
+    /// `(field, Some(value))` sets, `(field, None)` removes.
+    ops: [Option<(u8, Option<&'a [u8]>)>; MAX_REWRITE_OPS],
+    /// More than MAX_REWRITE_OPS changes were asked for: `finish` reports it.
+    overflow: bool,
+}
+
+impl<'a> Rewrite<'a> {
+    #[must_use]
+    pub fn header(mut self, header: Header) -> Self {
+        self.header = header;
+        self
+    }
+
+    #[must_use]
+    pub fn mti(mut self, mti: Mti) -> Self {
+        self.mti = mti;
+        self
+    }
+
+    fn op(mut self, n: u8, value: Option<&'a [u8]>) -> Self {
+        if let Some(slot) = self.ops.iter_mut().find(|s| s.is_none_or(|(m, _)| m == n)) {
+            *slot = Some((n, value));
+        } else {
+            self.overflow = true;
+        }
+        self
+    }
+
+    /// Set (add or replace) field `n`.
+    #[must_use]
+    pub fn set(self, n: u8, value: &'a [u8]) -> Self {
+        self.op(n, Some(value))
+    }
+
+    /// Remove field `n` if present.
+    #[must_use]
+    pub fn remove(self, n: u8) -> Self {
+        self.op(n, None)
+    }
+
+    /// Encode the rewritten message (a frame payload). One allocation, sized exactly.
+    pub fn finish(self) -> Result<Bytes, EncodeError> {
+        if self.overflow {
+            return Err(EncodeError::Header("too many field changes in one rewrite"));
+        }
+        let dict = self.msg.dict;
+        let mut present = self.msg.bitmap & !bit(1);
+        for (n, value) in self.ops.iter().flatten() {
+            let spec = dict.spec(*n).filter(|_| (2..=128).contains(n) && *n != 65).ok_or(EncodeError::UndefinedField(*n))?;
+            match value {
+                Some(v) => {
+                    check_value(spec, v).map_err(|(kind, at)| encode_error(spec, v.len(), kind, at))?;
+                    present |= bit(*n);
+                }
+                None => present &= !bit(*n),
+            }
+        }
+        let source = |n: u8| -> FieldSource<'_> {
+            if let Some((_, value)) = self.ops.iter().flatten().find(|(m, _)| *m == n) {
+                return value.map_or(FieldSource::Absent, FieldSource::Value);
+            }
+            let Some(spec) = dict.spec(n) else { return FieldSource::Absent };
+            let span = self.msg.spans.get(usize::from(n)).copied().unwrap_or_default();
+            let start = usize::from(span.off).saturating_sub(spec.length.prefix_digits());
+            let end = usize::from(span.off) + usize::from(span.len);
+            self.msg.raw.get(start..end).map_or(FieldSource::Absent, FieldSource::Encoded)
+        };
+        encode(&self.header, self.mti, present, dict, source)
+    }
+}
+
+pub(crate) fn encode_error(spec: &FieldSpec, len: usize, kind: ErrorKind, at: usize) -> EncodeError {
+    match kind {
+        ErrorKind::BadLength | ErrorKind::TooLong => EncodeError::BadLength {
+            field: spec.number,
+            len,
+            expected: match spec.length {
+                LengthKind::Fixed(n) => format!("exactly {n}"),
+                other => format!("at most {}", other.max()),
+            },
+        },
+        _ => EncodeError::IllegalContent {
+            field: spec.number,
+            offset: at,
+        },
+    }
+}
+
+/// Where an encoder takes a field's bytes from.
+pub(crate) enum FieldSource<'a> {
+    Absent,
+    /// A bare value: the encoder writes the length prefix.
+    Value(&'a [u8]),
+    /// Already encoded bytes (prefix included), copied as is.
+    Encoded(&'a [u8]),
+}
+
+/// Write header + MTI + bitmap + fields. `present` must not have bit 1; values must already
+/// be validated.
+pub(crate) fn encode<'s>(
+    header: &Header,
+    mti: Mti,
+    present: Bitmap,
+    dict: &Dictionary,
+    source: impl Fn(u8) -> FieldSource<'s>,
+) -> Result<Bytes, EncodeError> {
+    let mut present = present & !bit(1);
+    let mut fields_len = 0;
+    let mut fields = present;
+    while fields != 0 {
+        let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
+        fields &= !bit(n);
+        fields_len += match source(n) {
+            FieldSource::Absent => {
+                present &= !bit(n);
+                0
+            }
+            FieldSource::Encoded(e) => e.len(),
+            FieldSource::Value(v) => v.len() + dict.spec(n).map_or(0, |s| s.length.prefix_digits()),
+        };
+    }
+    let secondary = present & Bitmap::from(u64::MAX) != 0;
+    let bitmap = if secondary { present | bit(1) } else { present };
+    let total = HEADER_LEN + 4 + if secondary { 16 } else { 8 } + fields_len;
+    if total > 9999 {
+        return Err(EncodeError::TooLarge(total));
+    }
+    let mut out = Vec::with_capacity(total);
+    header.write_to(total, &mut out);
+    out.extend_from_slice(&mti.0);
+    let bytes = bitmap.to_be_bytes();
+    out.extend_from_slice(if secondary { &bytes[..] } else { &bytes[..8] });
+    let mut fields = present;
+    while fields != 0 {
+        let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
+        fields &= !bit(n);
+        match source(n) {
+            FieldSource::Absent => {}
+            FieldSource::Encoded(e) => out.extend_from_slice(e),
+            FieldSource::Value(v) => {
+                let digits = dict.spec(n).map_or(0, |s| s.length.prefix_digits());
+                if digits > 0 {
+                    crate::header::push_digits(&mut out, v.len(), digits);
+                }
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    Ok(Bytes::from(out))
+}

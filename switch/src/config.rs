@@ -1,0 +1,1 @@
+//! Configuration loading (owned by the config helper).

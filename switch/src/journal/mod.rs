@@ -1,0 +1,207 @@
+//! The durable journal: the switch's storage engine for "durable before answered"
+//! (ARCHITECTURE.md principle 6).
+//!
+//! Every request and every outcome is appended here before the acquirer gets an answer; on
+//! restart the journal is read back to rebuild duplicate detection, matching state, counters and
+//! pending advices. This module owns only *storage*: records are `(kind, opaque bytes)`; the
+//! switch defines and serialises its own record types elsewhere.
+//!
+//! - [`Journal`] is the small interface the rest of the switch codes against, so a distributed
+//!   backend (a SQL store, a log service) can replace the embedded one later.
+//! - [`FileJournal`] is the embedded default: one writer thread fed by a bounded crossbeam
+//!   channel, group commit (one `write` and at most one `fsync` per batch), segment files with
+//!   per-record CRCs, and replay that ignores a torn last record but never misreads one.
+//! - [`MemoryJournal`] keeps records in memory for unit tests of other modules.
+//!
+//! The on-disk format is described in `format.rs`. Payloads hold card data, so nothing here
+//! ever logs, formats or debug-prints payload bytes (see [`Record`]'s `Debug`).
+
+mod file;
+mod format;
+mod memory;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use file::{read_all, read_with, FileJournal, JournalStats};
+pub use format::MAX_PAYLOAD_LEN;
+pub use memory::MemoryJournal;
+
+/// Called once per appended record, on the writer thread for [`FileJournal`], when the record is
+/// durable per the [`Durability`] mode, or with the error that prevented it. Keep it short (e.g.
+/// send an actor message): every completion of a batch runs before the next batch is written.
+pub type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>;
+
+/// The journal interface. The embedded [`FileJournal`] and a future distributed backend are two
+/// implementations of it.
+pub trait Journal: Send + Sync + 'static {
+    /// Queues a record without waiting for disk I/O. `on_durable` is called exactly once: with
+    /// `Ok` once the record is durable, or with the error (write failure, journal closed, queue
+    /// backlogged, payload too large). Records from one thread keep their order.
+    fn append(&self, kind: u8, payload: Bytes, on_durable: Option<Completion>);
+
+    /// Blocks until everything appended before the call is on disk (fsynced even in
+    /// [`Durability::Buffered`] mode). Returns an error if the journal is closed or a batch
+    /// failed while the flush was pending. Meant for shutdown and tests, not the hot path.
+    fn flush_blocking(&self) -> Result<(), JournalError>;
+}
+
+/// When a record counts as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `fsync` (`File::sync_data`) once per batch before completions run: survives power loss.
+    #[default]
+    Fsync,
+    /// Written to the OS page cache only: survives a process crash, not a power loss. Segments
+    /// are still fsynced when rolled and on flush/close.
+    Buffered,
+}
+
+/// Tuning for [`FileJournal`]. The defaults suit the switch; tests shrink `segment_size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalOptions {
+    pub durability: Durability,
+    /// A segment is closed and a new one started once it reaches this size. Rolling happens
+    /// between batches, so a segment may exceed it by up to one batch.
+    pub segment_size: u64,
+    /// Capacity of the append queue. When full, `append` waits up to `enqueue_timeout` for room
+    /// (the writer drains at disk speed, so this is normally microseconds), then fails the
+    /// record with [`JournalError::Backlogged`] rather than stall the caller indefinitely.
+    pub queue_capacity: usize,
+    pub enqueue_timeout: Duration,
+    /// Group-commit caps: a batch closes at this many records or bytes, whichever comes first.
+    pub max_batch_records: usize,
+    pub max_batch_bytes: usize,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Fsync,
+            segment_size: 256 << 20,
+            queue_capacity: 65_536,
+            enqueue_timeout: Duration::from_secs(1),
+            max_batch_records: 4096,
+            max_batch_bytes: 1 << 20,
+        }
+    }
+}
+
+/// One journal record as read back by replay.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Monotonic across segments and restarts, starting at 1, without gaps.
+    pub seq: u64,
+    pub kind: u8,
+    pub payload: Bytes,
+}
+
+/// Shows the payload length only: payloads contain card data.
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("seq", &self.seq)
+            .field("kind", &self.kind)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// What replay found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub segments: usize,
+    pub records: u64,
+    /// Bytes of valid segment data (headers and records).
+    pub bytes: u64,
+    /// 1 if the last segment ended in a torn (truncated or checksum-failing) record, else 0.
+    pub torn_records: u64,
+    /// Bytes from the torn record to the end of the last segment, ignored by replay (and cut
+    /// off by [`FileJournal::open`]).
+    pub torn_bytes: u64,
+    /// The sequence number the next appended record gets.
+    pub next_seq: u64,
+}
+
+/// All records of a journal, in sequence order, plus the summary.
+#[derive(Debug, Clone, Default)]
+pub struct Replay {
+    pub records: Vec<Record>,
+    pub summary: ReplaySummary,
+}
+
+/// Journal errors. `Clone` because one write failure is reported to every record of its batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Damage that is not a torn tail: replay refuses to guess past it.
+    #[error("journal corrupt: {} at byte {offset}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("journal record payload of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("journal queue stayed full for {0:?}; record not accepted")]
+    Backlogged(Duration),
+    #[error("journal is closed")]
+    Closed,
+    /// `flush_blocking`/`close` called from a completion, i.e. on the writer thread itself.
+    #[error("journal flush requested from the journal writer thread (would deadlock)")]
+    WouldDeadlock,
+}
+
+impl JournalError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// Registers descriptions for the journal's metrics with the installed recorder.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_histogram!(
+        "journal_batch_records",
+        Unit::Count,
+        "Records per group-commit batch"
+    );
+    describe_histogram!(
+        "journal_fsync_seconds",
+        Unit::Seconds,
+        "Time spent in one journal fsync"
+    );
+    describe_counter!(
+        "journal_bytes_written_total",
+        Unit::Bytes,
+        "Bytes written to journal segments"
+    );
+    describe_counter!("journal_records_total", "Records written to the journal");
+    describe_counter!(
+        "journal_write_errors_total",
+        "Journal batches that failed to write or fsync"
+    );
+    describe_counter!(
+        "journal_appends_rejected_total",
+        "Appends refused before queueing (closed, backlogged, too large)"
+    );
+}

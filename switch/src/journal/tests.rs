@@ -1,0 +1,488 @@
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::unbounded;
+use proptest::prelude::*;
+
+use super::format::{HEADER_LEN, RECORD_OVERHEAD};
+use super::*;
+
+fn opts() -> JournalOptions {
+    JournalOptions::default()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn payload(i: usize) -> Bytes {
+    Bytes::from(format!("record-{i}").repeat(1 + i % 5))
+}
+
+/// Appends `n` records with a completion each and waits for all of them via a channel.
+fn append_and_wait(j: &dyn Journal, n: usize, first: usize) {
+    let (tx, rx) = unbounded();
+    for i in first..first + n {
+        let tx = tx.clone();
+        j.append(
+            (i % 7) as u8,
+            payload(i),
+            Some(Box::new(move |r| tx.send(r).unwrap())),
+        );
+    }
+    for _ in 0..n {
+        rx.recv().unwrap().unwrap();
+    }
+}
+
+fn check_records(records: &[Record], first: usize) {
+    for (k, r) in records.iter().enumerate() {
+        let i = first + k;
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.kind, (i % 7) as u8);
+        assert_eq!(r.payload, payload(i));
+    }
+}
+
+#[test]
+fn concurrent_appends_round_trip() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let (j, replay) = FileJournal::open(dir.path(), opts()).unwrap();
+    assert!(replay.records.is_empty());
+    assert_eq!(replay.summary.next_seq, 1);
+    let j = Arc::new(j);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = unbounded();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (j, calls, tx) = (Arc::clone(&j), Arc::clone(&calls), tx.clone());
+            s.spawn(move || {
+                for i in 0..PER_THREAD {
+                    let (calls, tx) = (Arc::clone(&calls), tx.clone());
+                    let body = Bytes::from(format!("{t}:{i}"));
+                    j.append(
+                        t as u8,
+                        body,
+                        Some(Box::new(move |r| {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            tx.send(r).unwrap();
+                        })),
+                    );
+                }
+            });
+        }
+    });
+    drop(tx);
+    j.close().unwrap();
+    let results: Vec<_> = rx.iter().collect();
+    assert_eq!(results.len(), THREADS * PER_THREAD);
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(calls.load(Ordering::SeqCst), THREADS * PER_THREAD);
+    assert_eq!(j.stats().records, (THREADS * PER_THREAD) as u64);
+    drop(j);
+
+    let (j, replay) = FileJournal::open(dir.path(), opts()).unwrap();
+    assert_eq!(replay.summary.records, (THREADS * PER_THREAD) as u64);
+    assert_eq!(replay.summary.torn_records, 0);
+    assert_eq!(replay.summary.next_seq, (THREADS * PER_THREAD) as u64 + 1);
+    let mut next = [0usize; THREADS];
+    for (k, r) in replay.records.iter().enumerate() {
+        assert_eq!(r.seq, k as u64 + 1);
+        let t = r.kind as usize;
+        // Each thread's records keep the order it appended them in.
+        assert_eq!(r.payload, Bytes::from(format!("{t}:{}", next[t])));
+        next[t] += 1;
+    }
+    assert_eq!(next, [PER_THREAD; THREADS]);
+    drop(j);
+}
+
+#[test]
+fn torn_tail_truncated_is_ignored_and_repaired() {
+    torn_tail_case(|path| {
+        let len = fs::metadata(path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+    });
+}
+
+#[test]
+fn torn_tail_checksum_mismatch_is_ignored_and_repaired() {
+    torn_tail_case(|path| {
+        let mut data = fs::read(path).unwrap();
+        let last_payload_byte = data.len() - 4 - 1;
+        data[last_payload_byte] ^= 0x40;
+        fs::write(path, data).unwrap();
+    });
+}
+
+#[test]
+fn torn_tail_partial_header_is_ignored() {
+    // Only a few bytes of the last record's length field made it to disk.
+    torn_tail_case(|path| {
+        let mut data = fs::read(path).unwrap();
+        let last_len = RECORD_OVERHEAD + payload(9).len();
+        data.truncate(data.len() - last_len + 2);
+        fs::write(path, data).unwrap();
+    });
+}
+
+fn torn_tail_case(damage: impl Fn(&Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    append_and_wait(&j, 10, 0);
+    drop(j);
+    let segs = segments(dir.path());
+    damage(segs.last().unwrap());
+
+    // Read-only replay reports the tear but does not repair.
+    let ro = read_all(dir.path()).unwrap();
+    assert_eq!(ro.records.len(), 9);
+    assert_eq!(ro.summary.torn_records, 1);
+
+    let (j, replay) = FileJournal::open(dir.path(), opts()).unwrap();
+    assert_eq!(replay.records.len(), 9);
+    check_records(&replay.records, 0);
+    assert_eq!(replay.summary.torn_records, 1);
+    assert!(replay.summary.torn_bytes > 0);
+    assert_eq!(replay.summary.next_seq, 10);
+    // Record 9 (seq 10) was torn; appending it again gives it seq 10 again.
+    append_and_wait(&j, 2, 9);
+    drop(j);
+
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.summary.torn_records, 0);
+    assert_eq!(replay.records.len(), 11);
+    check_records(&replay.records, 0);
+}
+
+#[test]
+fn segments_roll_and_sequence_continues_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = JournalOptions {
+        segment_size: 1, // every batch after the first starts a new segment
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), small.clone()).unwrap();
+    for i in 0..5 {
+        append_and_wait(&j, 1, i);
+    }
+    drop(j);
+    assert_eq!(segments(dir.path()).len(), 5);
+
+    let (j, replay) = FileJournal::open(dir.path(), small.clone()).unwrap();
+    assert_eq!(replay.summary.segments, 5);
+    assert_eq!(replay.summary.next_seq, 6);
+    check_records(&replay.records, 0);
+    for i in 5..8 {
+        append_and_wait(&j, 1, i);
+    }
+    drop(j);
+    assert_eq!(segments(dir.path()).len(), 8);
+
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 8);
+    check_records(&replay.records, 0);
+
+    // A larger limit groups several records per segment.
+    let dir = tempfile::tempdir().unwrap();
+    let medium = JournalOptions {
+        segment_size: (HEADER_LEN + 3 * (RECORD_OVERHEAD + 40)) as u64,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), medium).unwrap();
+    for i in 0..20 {
+        append_and_wait(&j, 1, i);
+    }
+    drop(j);
+    let n = segments(dir.path()).len();
+    assert!(n > 2 && n < 20, "{n} segments");
+    check_records(&read_all(dir.path()).unwrap().records, 0);
+}
+
+#[test]
+fn corruption_in_a_non_last_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = JournalOptions {
+        segment_size: 1,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), small.clone()).unwrap();
+    for i in 0..3 {
+        append_and_wait(&j, 1, i);
+    }
+    drop(j);
+    let segs = segments(dir.path());
+    assert_eq!(segs.len(), 3);
+    let mut data = fs::read(&segs[1]).unwrap();
+    data[HEADER_LEN + RECORD_OVERHEAD - 4] ^= 1; // first payload byte
+    fs::write(&segs[1], &data).unwrap();
+
+    let err = FileJournal::open(dir.path(), small).err().unwrap();
+    assert!(
+        matches!(&err, JournalError::Corrupt { path, offset, .. }
+            if *path == segs[1] && *offset == HEADER_LEN as u64),
+        "{err}"
+    );
+    assert!(matches!(
+        read_all(dir.path()),
+        Err(JournalError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn missing_middle_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = JournalOptions {
+        segment_size: 1,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), small).unwrap();
+    for i in 0..3 {
+        append_and_wait(&j, 1, i);
+    }
+    drop(j);
+    fs::remove_file(&segments(dir.path())[1]).unwrap();
+    assert!(matches!(
+        read_all(dir.path()),
+        Err(JournalError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn group_commit_batches_concurrent_appends() {
+    const N: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    // Hold the writer inside the first record's completion until everything else is queued,
+    // which makes the batching deterministic without sleeping.
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let (done_tx, done_rx) = unbounded();
+    let first_done = done_tx.clone();
+    j.append(
+        0,
+        payload(0),
+        Some(Box::new(move |r| {
+            gate_rx.recv().unwrap();
+            first_done.send(r).unwrap();
+        })),
+    );
+    let j = Arc::new(j);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (j, done_tx) = (Arc::clone(&j), done_tx.clone());
+            s.spawn(move || {
+                for i in 0..N / 4 {
+                    let done_tx = done_tx.clone();
+                    j.append(
+                        1,
+                        Bytes::from(format!("{t}:{i}")),
+                        Some(Box::new(move |r| done_tx.send(r).unwrap())),
+                    );
+                }
+            });
+        }
+    });
+    gate_tx.send(()).unwrap();
+    for _ in 0..=N {
+        done_rx.recv().unwrap().unwrap();
+    }
+    let stats = j.stats();
+    assert_eq!(stats.records, N as u64 + 1);
+    // One batch for the first record, then at most ceil(2000 / 4096) for the rest.
+    assert!(stats.batches <= 2, "{stats:?}");
+    assert_eq!(stats.fsyncs, stats.batches);
+    assert_eq!(stats.write_errors, 0);
+}
+
+#[test]
+fn batches_respect_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped = JournalOptions {
+        max_batch_records: 10,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), capped).unwrap();
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    j.append(
+        0,
+        payload(0),
+        Some(Box::new(move |_| gate_rx.recv().unwrap())),
+    );
+    for i in 1..=100 {
+        j.append(1, payload(i), None);
+    }
+    gate_tx.send(()).unwrap();
+    j.flush_blocking().unwrap();
+    let stats = j.stats();
+    assert_eq!(stats.records, 101);
+    assert_eq!(stats.batches, 11);
+}
+
+#[test]
+fn buffered_mode_flush_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let buffered = JournalOptions {
+        durability: Durability::Buffered,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), buffered).unwrap();
+    for i in 0..50 {
+        j.append((i % 7) as u8, payload(i), None);
+    }
+    j.flush_blocking().unwrap();
+    assert_eq!(j.stats().records, 50);
+    let fsyncs = j.stats().fsyncs;
+    assert!(fsyncs >= 1 && fsyncs < j.stats().batches + 1);
+    for i in 50..60 {
+        j.append((i % 7) as u8, payload(i), None);
+    }
+    drop(j); // close writes and syncs what is still queued
+    check_records(&read_all(dir.path()).unwrap().records, 0);
+    assert_eq!(read_all(dir.path()).unwrap().records.len(), 60);
+}
+
+#[test]
+fn append_after_close_reports_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    j.close().unwrap();
+    j.close().unwrap();
+    let (tx, rx) = unbounded();
+    j.append(1, payload(1), Some(Box::new(move |r| tx.send(r).unwrap())));
+    assert!(matches!(rx.recv().unwrap(), Err(JournalError::Closed)));
+    assert!(matches!(j.flush_blocking(), Err(JournalError::Closed)));
+}
+
+#[test]
+fn oversized_payload_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    let (tx, rx) = unbounded();
+    let big = Bytes::from(vec![0u8; MAX_PAYLOAD_LEN + 1]);
+    j.append(1, big, Some(Box::new(move |r| tx.send(r).unwrap())));
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Err(JournalError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn flush_from_completion_does_not_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    let j = Arc::new(j);
+    let (tx, rx) = unbounded();
+    let inner = Arc::clone(&j);
+    j.append(
+        1,
+        payload(1),
+        Some(Box::new(move |_| tx.send(inner.flush_blocking()).unwrap())),
+    );
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Err(JournalError::WouldDeadlock)
+    ));
+}
+
+#[test]
+fn stale_tmp_segment_is_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    append_and_wait(&j, 3, 0);
+    drop(j);
+    let tmp = dir.path().join("journal-000002.log.tmp");
+    fs::write(&tmp, b"partial").unwrap();
+    let (j, replay) = FileJournal::open(dir.path(), opts()).unwrap();
+    assert_eq!(replay.records.len(), 3);
+    assert!(!tmp.exists());
+    drop(j);
+}
+
+#[test]
+fn record_debug_hides_payload() {
+    let r = Record {
+        seq: 1,
+        kind: 2,
+        payload: Bytes::from_static(b"4111111111111111"),
+    };
+    let shown = format!("{r:?}");
+    assert!(!shown.contains("4111"), "{shown}");
+}
+
+#[test]
+fn memory_journal_records_and_fails_on_demand() {
+    let j = MemoryJournal::new();
+    append_and_wait(&j, 5, 0);
+    check_records(&j.records(), 0);
+    j.set_failing(true);
+    let (tx, rx) = unbounded();
+    j.append(1, payload(9), Some(Box::new(move |r| tx.send(r).unwrap())));
+    assert!(rx.recv().unwrap().is_err());
+    assert_eq!(j.len(), 5);
+    j.flush_blocking().unwrap();
+}
+
+#[test]
+fn durability_serde_names() {
+    #[derive(serde::Deserialize)]
+    struct C {
+        d: Durability,
+    }
+    let c: C = toml::from_str("d = \"buffered\"").unwrap();
+    assert_eq!(c.d, Durability::Buffered);
+    let c: C = toml::from_str("d = \"fsync\"").unwrap();
+    assert_eq!(c.d, Durability::Fsync);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn arbitrary_payloads_round_trip(
+        records in proptest::collection::vec(
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300)),
+            0..60,
+        ),
+        segment_size in 1u64..4096,
+        flush_every in 1usize..20,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions {
+            durability: Durability::Buffered,
+            segment_size,
+            ..opts()
+        };
+        let (j, _) = FileJournal::open(dir.path(), options).unwrap();
+        for (i, (kind, body)) in records.iter().enumerate() {
+            j.append(*kind, Bytes::from(body.clone()), None);
+            if i % flush_every == 0 {
+                j.flush_blocking().unwrap();
+            }
+        }
+        drop(j);
+        let replay = read_all(dir.path()).unwrap();
+        prop_assert_eq!(replay.summary.torn_records, 0);
+        prop_assert_eq!(replay.records.len(), records.len());
+        for (i, (r, (kind, body))) in replay.records.iter().zip(&records).enumerate() {
+            prop_assert_eq!(r.seq, i as u64 + 1);
+            prop_assert_eq!(r.kind, *kind);
+            prop_assert_eq!(&r.payload[..], &body[..]);
+        }
+    }
+}
