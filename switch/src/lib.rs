@@ -1,6 +1,19 @@
 //! cardswitch: the switch daemon as a library, so integration tests and benches can start it
 //! in-process. The binary in `main.rs` only parses arguments and calls into here.
+//!
+//! Sans-I/O core: [`core`] (classification, keys, mandatory fields, switch answers),
+//! [`bins`] (routing), [`records`] (journal records), [`config`]. Connection layer (actix):
+//! [`actors`]. Process: [`server`] (start, replay, shutdown), [`admin`] (HTTP), [`journal`].
 
+pub mod actors;
+pub mod admin;
 pub mod bins;
+pub mod clock;
 pub mod config;
+pub mod core;
 pub mod journal;
+pub mod logging;
+pub mod records;
+pub mod server;
+pub mod state;
+pub mod tools;

@@ -93,9 +93,6 @@ struct Pending {
 
 /// A flush or close waiting for the batch it lands in.
 struct Waiter {
-    /// `write_errors` when the flush was requested: a failure after that means something the
-    /// flush covers may not be durable.
-    failed_before: u64,
     reply: Sender<Result<(), JournalError>>,
 }
 
@@ -116,6 +113,8 @@ pub struct FileJournal {
     stats: Arc<StatCells>,
     enqueue_timeout: Duration,
     dir: PathBuf,
+    #[cfg(test)]
+    faults: Arc<AtomicU64>,
 }
 
 impl FileJournal {
@@ -172,10 +171,16 @@ impl FileJournal {
                     records: last.records,
                 }
             }
-            None => create_segment(&dir, 1, summary.next_seq)?,
+            None => {
+                let segment = create_segment(&dir, 1, summary.next_seq)?;
+                sync_dir(&dir)?;
+                segment
+            }
         };
 
         let stats = Arc::new(StatCells::default());
+        #[cfg(test)]
+        let faults = Arc::new(AtomicU64::new(0));
         let (tx, rx) = bounded(options.queue_capacity.max(1));
         let writer = Writer {
             dir: dir.clone(),
@@ -186,10 +191,13 @@ impl FileJournal {
             seg: segment,
             next_seq: summary.next_seq,
             dirty: false,
+            dir_unsynced: false,
             unsynced: false,
             buf: Vec::new(),
             stats: Arc::clone(&stats),
-            last_error: None,
+            failed_since_flush: None,
+            #[cfg(test)]
+            faults: Arc::clone(&faults),
         };
         let handle = thread::Builder::new()
             .name("journal-writer".into())
@@ -202,8 +210,16 @@ impl FileJournal {
             stats,
             enqueue_timeout: options.enqueue_timeout,
             dir,
+            #[cfg(test)]
+            faults,
         };
         Ok((journal, summary))
+    }
+
+    /// Test hook: the next `n` batch writes write half their bytes and then fail.
+    #[cfg(test)]
+    pub(crate) fn inject_write_faults(&self, n: u64) {
+        self.faults.store(n, Ordering::SeqCst);
     }
 
     pub fn dir(&self) -> &Path {
@@ -217,7 +233,7 @@ impl FileJournal {
             batches: s.batches.load(Ordering::Relaxed),
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
-            write_errors: s.write_errors.load(Ordering::Acquire),
+            write_errors: s.write_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -246,12 +262,8 @@ impl FileJournal {
     /// Sends a flush-like request and waits for the writer's answer.
     fn request(&self, make: fn(Waiter) -> Msg) -> Result<(), JournalError> {
         let (reply, answer) = bounded(1);
-        let failed_before = self.stats.write_errors.load(Ordering::Acquire);
         self.tx
-            .send(make(Waiter {
-                failed_before,
-                reply,
-            }))
+            .send(make(Waiter { reply }))
             .map_err(|_| JournalError::Closed)?;
         answer.recv().unwrap_or(Err(JournalError::Closed))
     }
@@ -304,6 +316,11 @@ impl Journal for FileJournal {
 
 impl Drop for FileJournal {
     fn drop(&mut self) {
+        if thread::current().id() == self.writer_id {
+            // Last handle dropped inside a completion. Joining would deadlock; the writer
+            // still drains everything queued, syncs and exits once it sees the channel closed.
+            return;
+        }
         if let Err(e) = self.close() {
             tracing::error!(error = %e, "journal close on drop failed");
         }
@@ -320,7 +337,7 @@ struct Segment {
 }
 
 /// Creates segment `index` atomically: header written and synced under a temporary name, then
-/// renamed, then the directory synced so the new name itself is durable.
+/// renamed. The caller then syncs the directory so the new name itself is durable.
 fn create_segment(dir: &Path, index: u64, base_seq: u64) -> Result<Segment, JournalError> {
     let path = format::segment_path(dir, index);
     let tmp = format::tmp_path(dir, index);
@@ -342,7 +359,6 @@ fn create_segment(dir: &Path, index: u64, base_seq: u64) -> Result<Segment, Jour
         .and_then(|()| file.sync_data())
         .map_err(|e| JournalError::io("write header", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| JournalError::io("rename", &tmp, e))?;
-    sync_dir(dir)?;
     Ok(Segment {
         index,
         path,
@@ -374,12 +390,19 @@ struct Writer {
     next_seq: u64,
     /// A write or sync failed: the file may hold junk past `seg.len` until repaired.
     dirty: bool,
+    /// A segment was created but syncing the directory failed; retried before the next write
+    /// (records must not go into a file whose name might not survive a crash).
+    dir_unsynced: bool,
     /// Bytes written since the last sync (Buffered mode).
     unsynced: bool,
     /// Reused encode buffer: one allocation for the life of the writer.
     buf: Vec<u8>,
     stats: Arc<StatCells>,
-    last_error: Option<JournalError>,
+    /// The latest batch failure since a flush was last answered. A flush reports it: records
+    /// appended without a completion have no other way to learn they were lost.
+    failed_since_flush: Option<JournalError>,
+    #[cfg(test)]
+    faults: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -427,28 +450,32 @@ impl Writer {
         let records = appends.len();
         let result = self.write_batch(appends, !waiters.is_empty());
         if let Err(e) = &result {
-            self.stats.write_errors.fetch_add(1, Ordering::Release);
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("journal_write_errors_total").increment(1);
             tracing::error!(error = %e, records, "journal batch failed");
-            self.last_error = Some(e.clone());
+            self.failed_since_flush = Some(e.clone());
         }
         for p in appends.drain(..) {
             p.done.complete(result.clone());
         }
-        let failed_now = self.stats.write_errors.load(Ordering::Acquire);
-        for w in waiters.drain(..) {
-            let answer = if failed_now > w.failed_before {
-                Err(self.last_error.clone().unwrap_or(JournalError::Closed))
-            } else {
-                Ok(())
+        if !waiters.is_empty() {
+            let answer = match self.failed_since_flush.take() {
+                Some(e) => Err(e),
+                None => Ok(()),
             };
-            let _ = w.reply.send(answer);
+            for w in waiters.drain(..) {
+                let _ = w.reply.send(answer.clone());
+            }
         }
     }
 
     fn write_batch(&mut self, appends: &[Pending], force_sync: bool) -> Result<(), JournalError> {
         if self.dirty {
             self.repair()?;
+        }
+        if self.dir_unsynced {
+            sync_dir(&self.dir)?;
+            self.dir_unsynced = false;
         }
         if appends.is_empty() {
             return if force_sync && self.unsynced {
@@ -465,7 +492,7 @@ impl Writer {
         for (seq, p) in (self.next_seq..).zip(appends) {
             format::encode_record(&mut self.buf, p.kind, seq, &p.payload);
         }
-        if let Err(e) = self.seg.file.write_all(&self.buf) {
+        if let Err(e) = self.write_buf() {
             self.dirty = true;
             return Err(JournalError::io("write", &self.seg.path, e));
         }
@@ -491,6 +518,20 @@ impl Writer {
         metrics::counter!("journal_records_total").increment(n);
         metrics::counter!("journal_bytes_written_total").increment(bytes);
         Ok(())
+    }
+
+    fn write_buf(&mut self) -> std::io::Result<()> {
+        // Test hook: write half the batch, then fail, like a disk filling up mid-write.
+        #[cfg(test)]
+        if self
+            .faults
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            self.seg.file.write_all(&self.buf[..self.buf.len() / 2])?;
+            return Err(std::io::Error::other("injected write fault"));
+        }
+        self.seg.file.write_all(&self.buf)
     }
 
     fn sync(&mut self) -> Result<(), JournalError> {
@@ -526,6 +567,10 @@ impl Writer {
             self.sync()?;
         }
         self.seg = create_segment(&self.dir, self.seg.index + 1, self.next_seq)?;
+        if let Err(e) = sync_dir(&self.dir) {
+            self.dir_unsynced = true;
+            return Err(e);
+        }
         Ok(())
     }
 }

@@ -49,8 +49,9 @@ pub trait Journal: Send + Sync + 'static {
     fn append(&self, kind: u8, payload: Bytes, on_durable: Option<Completion>);
 
     /// Blocks until everything appended before the call is on disk (fsynced even in
-    /// [`Durability::Buffered`] mode). Returns an error if the journal is closed or a batch
-    /// failed while the flush was pending. Meant for shutdown and tests, not the hot path.
+    /// [`Durability::Buffered`] mode). Returns an error if the journal is closed, or if any
+    /// batch failed since the previous flush returned (so records appended without a
+    /// completion cannot be lost silently). Meant for shutdown and tests, not the hot path.
     fn flush_blocking(&self) -> Result<(), JournalError>;
 }
 

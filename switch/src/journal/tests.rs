@@ -311,6 +311,36 @@ fn group_commit_batches_concurrent_appends() {
 }
 
 #[test]
+fn failed_batch_is_reported_cut_off_and_writer_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    append_and_wait(&j, 3, 0);
+    j.inject_write_faults(1);
+    let (tx, rx) = unbounded();
+    j.append(
+        9,
+        Bytes::from_static(b"lost"),
+        Some(Box::new(move |r| tx.send(r).unwrap())),
+    );
+    match rx.recv().unwrap() {
+        Err(JournalError::Io { path, .. }) => assert_eq!(path, segments(dir.path())[0]),
+        other => panic!("{other:?}"),
+    }
+    // The next flush reports the failure once; later ones are clean again.
+    assert!(matches!(j.flush_blocking(), Err(JournalError::Io { .. })));
+    j.flush_blocking().unwrap();
+    // The half-written batch was cut off and its seq reused: no gap, no garbage.
+    append_and_wait(&j, 2, 3);
+    let stats = j.stats();
+    assert_eq!((stats.records, stats.write_errors), (5, 1));
+    drop(j);
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.summary.torn_records, 0);
+    assert_eq!(replay.records.len(), 5);
+    check_records(&replay.records, 0);
+}
+
+#[test]
 fn batches_respect_caps() {
     let dir = tempfile::tempdir().unwrap();
     let capped = JournalOptions {
@@ -398,6 +428,41 @@ fn flush_from_completion_does_not_deadlock() {
         rx.recv().unwrap(),
         Err(JournalError::WouldDeadlock)
     ));
+}
+
+#[test]
+fn last_handle_dropped_in_completion_still_writes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    let j = Arc::new(j);
+    let (tx, rx) = unbounded();
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let holder = Arc::clone(&j);
+    j.append(
+        0,
+        payload(0),
+        Some(Box::new(move |_| {
+            gate_rx.recv().unwrap();
+            drop(holder); // the last handle, dropped on the writer thread
+        })),
+    );
+    for i in 1..10 {
+        let tx = tx.clone();
+        j.append(
+            (i % 7) as u8,
+            payload(i),
+            Some(Box::new(move |r| tx.send(r).unwrap())),
+        );
+    }
+    drop(j);
+    gate_tx.send(()).unwrap();
+    for _ in 1..10 {
+        rx.recv().unwrap().unwrap();
+    }
+    // All completions ran, so all records are written; the writer syncs as it exits.
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 10);
+    check_records(&replay.records, 0);
 }
 
 #[test]

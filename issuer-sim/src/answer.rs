@@ -1,0 +1,223 @@
+//! The issuer's answer to one message, as a plain function (no I/O): rules, balance
+//! inquiry, installment fees, reversals and network management.
+
+use crate::fees::quote_request;
+use crate::rules::{Decision, Rules};
+use crate::Behaviour;
+use iso8583::subfields::Balance;
+use iso8583::{Message, MessageBuilder, Mti, ResponseCode};
+use std::time::Duration;
+
+/// Fields echoed from a financial/authorisation request or a reversal into its answer.
+pub const ECHO_FIELDS: &[u8] = &[2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100];
+
+/// Fields echoed from an `0820` into its `0830`.
+pub const NETWORK_ECHO_FIELDS: &[u8] = &[7, 11, 32, 33, 70, 100];
+
+/// How a message was handled (for statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A `0100`/`0200`/`0220` answered `00`.
+    Approved,
+    /// A `0100`/`0200`/`0220` answered with another code.
+    Declined(ResponseCode),
+    /// A reversal (`0400`/`0420`) answered.
+    Reversal,
+    /// An `0820` from the switch answered.
+    Network,
+    /// Not answered on purpose (rules or behaviour).
+    Unanswered,
+    /// Not a request (or an MTI the issuer does not handle): ignored.
+    Ignored,
+}
+
+/// The answer to one message.
+pub struct Answer {
+    pub outcome: Outcome,
+    /// The response to send, if any.
+    pub response: Option<MessageBuilder>,
+    /// Wait this long before sending it.
+    pub delay: Duration,
+}
+
+impl Answer {
+    fn none(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            response: None,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Answer `req` per `rules` and `behaviour`. `auth_code` is used as F38 when approving;
+/// `roll` is a uniform random number in `[0, 1)` for the drop rate.
+#[must_use]
+pub fn answer(req: &Message, rules: &Rules, behaviour: &Behaviour, auth_code: [u8; 6], roll: f64) -> Answer {
+    let mti = req.mti();
+    if !mti.is_request() {
+        return Answer::none(Outcome::Ignored);
+    }
+    match mti.class() {
+        1 | 2 => financial(req, rules, auth_code, roll),
+        4 => {
+            if !behaviour.answer_reversals {
+                return Answer::none(Outcome::Unanswered);
+            }
+            Answer {
+                outcome: Outcome::Reversal,
+                response: Some(MessageBuilder::response_to(req, ECHO_FIELDS, ResponseCode::APPROVED)),
+                delay: Duration::ZERO,
+            }
+        }
+        8 => {
+            if req.network_code() == Some(301) && !behaviour.answer_echoes {
+                return Answer::none(Outcome::Unanswered);
+            }
+            Answer {
+                outcome: Outcome::Network,
+                response: Some(MessageBuilder::response_to(req, NETWORK_ECHO_FIELDS, ResponseCode::APPROVED)),
+                delay: Duration::ZERO,
+            }
+        }
+        _ => Answer::none(Outcome::Ignored),
+    }
+}
+
+fn financial(req: &Message, rules: &Rules, auth_code: [u8; 6], roll: f64) -> Answer {
+    let code = match rules.decide(req.pan(), req.amount(), roll) {
+        Decision::Silent => return Answer::none(Outcome::Unanswered),
+        Decision::Answer(code) => code,
+    };
+    let mut code = code;
+    let mut extra: Option<(u8, Vec<u8>)> = None;
+    if code.is_approved() {
+        match approved_extras(req, rules) {
+            Ok(e) => extra = e,
+            Err(decline) => code = decline,
+        }
+    }
+    let mut b = MessageBuilder::response_to(req, ECHO_FIELDS, code);
+    if code.is_approved() {
+        b.set(38, auth_code);
+    }
+    if let Some((n, value)) = extra {
+        b.set(n, value);
+    }
+    Answer {
+        outcome: if code.is_approved() {
+            Outcome::Approved
+        } else {
+            Outcome::Declined(code)
+        },
+        response: Some(b),
+        delay: rules.delay,
+    }
+}
+
+fn currency(req: &Message) -> [u8; 3] {
+    req.field(49).and_then(|c| c.try_into().ok()).unwrap_or(*b"156")
+}
+
+/// The field an approval carries besides F38 (F54 for a balance inquiry, F57 for an
+/// installment), or the decline code when the installment cannot be granted.
+fn approved_extras(req: &Message, rules: &Rules) -> Result<Option<(u8, Vec<u8>)>, ResponseCode> {
+    let processing = req.processing_code().unwrap_or(*b"000000");
+    if req.mti().class() == 2 && processing.starts_with(b"30") {
+        let record = Balance {
+            account_type: *b"10",
+            amount_type: *b"02",
+            currency: currency(req),
+            amount: rules.balance,
+        };
+        return Ok(Some((54, Balance::encode_all(&[record]))));
+    }
+    let is_purchase = processing.starts_with(b"00");
+    if req.mti() == Mti::FINANCIAL_REQUEST && is_purchase && req.pos_condition() == Some(64) {
+        let Some(Ok(ip)) = req.installment_request() else {
+            return Err(ResponseCode::FORMAT_ERROR);
+        };
+        let amount = req.amount().ok_or(ResponseCode::INVALID_AMOUNT)?;
+        let quote = quote_request(amount, &ip, |p| rules.standard_rate(p))?;
+        let currency = std::str::from_utf8(&currency(req)).ok().and_then(|c| c.parse().ok()).unwrap_or(156);
+        return Ok(Some((57, quote.response(currency).encode())));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iso8583::subfields::{FeeMode, InstallmentRequest};
+    use iso8583::{Header, InstId};
+
+    fn request(mti: Mti, f3: &str, f25: &str, amount: Option<u64>) -> MessageBuilder {
+        let mut b = MessageBuilder::new(mti, Header::new(InstId::new("03010000").unwrap(), InstId::new("00010000").unwrap()));
+        b.set(2, "6222020000000123").set(3, f3).set(7, "1121093000").set(11, "000123");
+        if let Some(a) = amount {
+            b.set_numeric(4, a);
+        }
+        b.set(25, f25).set(32, "01030000").set(33, "01030000").set(49, "156");
+        b
+    }
+
+    fn run(b: &MessageBuilder, rules: &Rules) -> (Outcome, Option<Message>) {
+        let req = Message::decode(b.build().unwrap()).unwrap();
+        let a = answer(&req, rules, &Behaviour::default(), *b"A00001", 0.5);
+        (a.outcome, a.response.map(|r| Message::decode(r.build().unwrap()).unwrap()))
+    }
+
+    #[test]
+    fn balance_inquiry_carries_f54() {
+        let (outcome, resp) = run(&request(Mti::FINANCIAL_REQUEST, "301000", "00", None), &Rules::default().with_balance(12_345));
+        assert_eq!(outcome, Outcome::Approved);
+        let resp = resp.unwrap();
+        assert_eq!(resp.field(54), Some(&b"1002156C000000012345"[..]));
+        assert_eq!(resp.field(38), Some(&b"A00001"[..]));
+    }
+
+    #[test]
+    fn installment_without_ip_is_format_error() {
+        let (outcome, resp) = run(&request(Mti::FINANCIAL_REQUEST, "000000", "64", Some(600_000)), &Rules::default());
+        assert_eq!(outcome, Outcome::Declined(ResponseCode::FORMAT_ERROR));
+        assert!(resp.unwrap().field(38).is_none());
+    }
+
+    #[test]
+    fn installment_declines_and_approval() {
+        let ip = InstallmentRequest {
+            periods: 6,
+            project_code: [b' '; 30],
+            fee_mode: FeeMode::FirstPeriod,
+            fee_rate: 1_000,
+            subsidy_rate: 2_000,
+        };
+        let mut b = request(Mti::FINANCIAL_REQUEST, "000000", "64", Some(600_000));
+        b.set(48, ip.encode());
+        assert_eq!(run(&b, &Rules::default()).0, Outcome::Declined(ResponseCode::FEE_RATE_MISMATCH));
+        let ip = InstallmentRequest {
+            fee_rate: 0,
+            subsidy_rate: 0,
+            ..ip
+        };
+        b.set(48, ip.encode());
+        let (outcome, resp) = run(&b, &Rules::default());
+        assert_eq!(outcome, Outcome::Approved);
+        let f57 = resp.unwrap().installment_response().unwrap().unwrap();
+        // Standard 6-period rate 4.320 %: fee 25920, all in the first period.
+        assert_eq!((f57.cardholder_fee, f57.first_amount, f57.currency), (25_920, 125_920, 156));
+    }
+
+    #[test]
+    fn behaviour_switches() {
+        let quiet = Behaviour {
+            answer_reversals: false,
+            answer_echoes: false,
+            ..Behaviour::default()
+        };
+        let rev = Message::decode(request(Mti::REVERSAL_ADVICE, "000000", "00", Some(1)).build().unwrap()).unwrap();
+        assert_eq!(answer(&rev, &Rules::default(), &quiet, *b"000000", 0.0).outcome, Outcome::Unanswered);
+        let resp = Message::decode(request(Mti::FINANCIAL_RESPONSE, "000000", "00", Some(1)).build().unwrap()).unwrap();
+        assert_eq!(answer(&resp, &Rules::default(), &quiet, *b"000000", 0.0).outcome, Outcome::Ignored);
+    }
+}

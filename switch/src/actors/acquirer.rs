@@ -1,0 +1,323 @@
+//! `AcquirerLink`: one actor per acquirer TCP link. Reads frames, decodes, checks, routes by
+//! BIN and sends the request straight to an issuer link actor (one hop). Answers come back
+//! as [`Deliver`] messages and are written in arrival order.
+
+use super::issuer::Forward;
+use super::{journal_then, Deliver};
+use crate::core::{missing_mandatory, switch_response, TxnKey, TxnKind};
+use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
+use crate::state::Shared;
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use iso8583::{build_reject, Frame, FrameCodec, FramingError, InstId, Message, Packet, RejectCode, ResponseCode, HEADER_LEN};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+pub struct AcquirerLink {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Bound from the source ID of the first message (SPEC.md section 1).
+    institution: Option<InstId>,
+    /// Branch IDs of the bound institution also accepted as header source.
+    signed_on: bool,
+    writer: FramedWrite<Frame, OwnedWriteHalf, FrameCodec>,
+    last_recv: i64,
+    last_send: i64,
+}
+
+impl AcquirerLink {
+    pub fn start(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) -> Addr<Self> {
+        let max = shared.config.load().switch.max_frame_bytes;
+        let now = shared.clock.now_millis();
+        AcquirerLink::create(move |ctx| {
+            let (r, w) = stream.into_split();
+            ctx.add_stream(FramedRead::new(r, FrameCodec::new(max)));
+            metrics::gauge!("switch_acquirer_links").increment(1.0);
+            AcquirerLink {
+                shared,
+                peer,
+                institution: None,
+                signed_on: false,
+                writer: FramedWrite::new(w, FrameCodec::new(max), ctx),
+                last_recv: now,
+                last_send: now,
+            }
+        })
+    }
+
+    fn send(&mut self, payload: bytes::Bytes) {
+        self.last_send = self.shared.clock.now_millis();
+        self.writer.write(Frame::Message(payload));
+    }
+
+    /// Answer a request with a switch decision, journalled before it is sent.
+    fn decline(&mut self, msg: &Message, code: ResponseCode, reason: Option<&str>, ctx: &mut Context<Self>, record: Option<RequestRecord>) {
+        let (date, f15) = self.shared.settlement_now();
+        let response = switch_response(msg, self.shared.switch_id, code, &f15, reason).build();
+        metrics::counter!("switch_transactions_total", "mti" => msg.mti().to_string(), "code" => code.to_string(), "issuer" => "switch").increment(1);
+        let Ok(bytes) = response else {
+            tracing::error!(mti = %msg.mti(), "could not build a response to a request");
+            return;
+        };
+        let Some(record) = record else {
+            self.send(bytes);
+            return;
+        };
+        let outcome = OutcomeRecord {
+            key: record.key,
+            settlement_date: date,
+            code: code.0,
+            auth_code: None,
+            responder: Responder::Switch,
+            answered_ms: self.shared.clock.now_millis(),
+            reversal_reason: None,
+        };
+        let journal = &*self.shared.journal;
+        journal_then(journal, &SwitchRecord::Request(record), None);
+        let addr = ctx.address();
+        journal_then(journal, &SwitchRecord::Outcome(outcome), Some(Box::new(move || addr.do_send(Deliver(bytes)))));
+    }
+
+    fn reject(&mut self, raw: &[u8], code: RejectCode, why: &str) {
+        metrics::counter!("switch_rejects_total", "code" => code.to_string()).increment(1);
+        tracing::warn!(peer = %self.peer, reject = %code, why, "request rejected");
+        if let Some(r) = build_reject(raw, code, self.shared.switch_id) {
+            self.send(bytes::Bytes::from(r));
+        }
+    }
+
+    fn on_payload(&mut self, raw: bytes::Bytes, ctx: &mut Context<Self>) {
+        let msg = match Packet::decode(raw.clone()) {
+            Ok(Packet::Message(m)) => m,
+            Ok(Packet::Reject { header, .. }) => {
+                metrics::counter!("switch_bad_responses_total", "reason" => "reject_from_acquirer").increment(1);
+                tracing::warn!(peer = %self.peer, reject = %header.reject, "acquirer sent a reject; dropped");
+                return;
+            }
+            Err(e) => {
+                let is_response = raw.get(HEADER_LEN + 2).is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
+                if raw.len() >= HEADER_LEN && !is_response {
+                    self.reject(&raw, e.reject_code(), &e.to_string());
+                } else {
+                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable").increment(1);
+                    tracing::warn!(peer = %self.peer, error = %e, "undecodable message dropped");
+                }
+                return;
+            }
+        };
+        let cfg = self.shared.config.load();
+        // Bind the link to the institution of the first message's source ID.
+        let source = msg.header().source;
+        let Some(inst) = cfg.institution(source.as_str()).filter(|i| i.is_acquirer()) else {
+            metrics::counter!("switch_links_refused_total", "reason" => "unknown_source").increment(1);
+            tracing::warn!(peer = %self.peer, source = %source, "message from an institution not configured as acquirer; closing link");
+            ctx.stop();
+            return;
+        };
+        let inst_id = InstId::new(inst.id.as_str()).unwrap_or(source);
+        match self.institution {
+            None => {
+                if !inst.allows_addr(self.peer.ip()) {
+                    metrics::counter!("switch_links_refused_total", "reason" => "address").increment(1);
+                    tracing::warn!(peer = %self.peer, institution = %inst_id, "address not allowed for institution; closing link");
+                    ctx.stop();
+                    return;
+                }
+                tracing::info!(peer = %self.peer, institution = %inst_id, "acquirer link bound");
+                self.institution = Some(inst_id);
+            }
+            Some(bound) if bound != inst_id => {
+                self.reject(&raw, RejectCode::new(0, 5, 5), "source ID differs from the link's institution");
+                return;
+            }
+            Some(_) => {}
+        }
+        if msg.mti().is_response() {
+            // Answers to our echoes or unexpected responses: nothing to do.
+            return;
+        }
+        let require_sign_on = inst.acquirer.as_ref().is_some_and(|a| a.require_sign_on);
+        drop(cfg);
+        let kind = TxnKind::of(&msg);
+        if kind == TxnKind::Unknown {
+            self.reject(&raw, RejectCode::UNPARSEABLE, "unknown transaction type");
+            return;
+        }
+        if kind == TxnKind::NetworkManagement {
+            let code = match msg.network_code() {
+                Some(1) => {
+                    self.signed_on = true;
+                    ResponseCode::APPROVED
+                }
+                Some(2) => {
+                    self.signed_on = false;
+                    ResponseCode::APPROVED
+                }
+                Some(301 | 201 | 202) => ResponseCode::APPROVED,
+                _ => ResponseCode::FORMAT_ERROR,
+            };
+            self.decline(&msg, code, None, ctx, None);
+            return;
+        }
+        self.on_financial(msg, kind, inst_id, require_sign_on, ctx);
+    }
+
+    fn on_financial(&mut self, msg: Message, kind: TxnKind, link_inst: InstId, require_sign_on: bool, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now_millis();
+        if let Some(n) = missing_mandatory(&msg, kind) {
+            tracing::info!(mti = %msg.mti(), field = n, "mandatory field missing");
+            let reason = format!("F{n} MISSING");
+            self.decline(&msg, ResponseCode::FORMAT_ERROR, Some(&reason), ctx, None);
+            return;
+        }
+        // Mandatory check guarantees the key fields.
+        let Some(key) = TxnKey::of(&msg) else {
+            self.decline(&msg, ResponseCode::FORMAT_ERROR, None, ctx, None);
+            return;
+        };
+        let (date, _) = self.shared.settlement_now();
+        let mut record = request_record(&msg, key, kind, link_inst, date, now);
+        if require_sign_on && !self.signed_on {
+            self.decline(&msg, ResponseCode::NOT_SIGNED_ON, None, ctx, Some(record));
+            return;
+        }
+        if self.shared.seen.insert(key, date).is_some_and(|d| d == date) {
+            metrics::counter!("switch_duplicates_total").increment(1);
+            // The original's record stays authoritative: answer 94 without journalling a
+            // second request under the same key.
+            self.decline(&msg, ResponseCode::DUPLICATE, None, ctx, None);
+            return;
+        }
+        if self.shared.draining.load(Ordering::Relaxed) {
+            self.decline(&msg, ResponseCode::ISSUER_INOPERATIVE, None, ctx, Some(record));
+            return;
+        }
+        let cfg = self.shared.config.load();
+        let Some(bin) = msg.pan().and_then(|pan| cfg.bins.lookup(pan)).copied() else {
+            drop(cfg);
+            let code = if msg.pan().is_none() { ResponseCode::ORIGINAL_NOT_FOUND } else { ResponseCode::NO_SUCH_ISSUER };
+            self.decline(&msg, code, None, ctx, Some(record));
+            return;
+        };
+        drop(cfg);
+        let issuer = InstId::new(bin.issuer.as_str());
+        record.issuer = issuer.map(|i| i.to_string());
+        let Some(route) = issuer.and_then(|i| self.shared.route(&i)).cloned() else {
+            self.decline(&msg, ResponseCode::NO_SUCH_ISSUER, None, ctx, Some(record));
+            return;
+        };
+        let Some(link) = route.pick() else {
+            metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => "no_link").increment(1);
+            self.decline(&msg, ResponseCode::ISSUER_INOPERATIVE, Some("ISSUER NOT SIGNED ON"), ctx, Some(record));
+            return;
+        };
+        link.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        let forward = Forward {
+            request: msg,
+            reply_to: ctx.address(),
+            key,
+            kind,
+            record,
+            received_ms: now,
+        };
+        if let Err(e) = link.addr.try_send(forward) {
+            link.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => "mailbox_full").increment(1);
+            let forward = match e {
+                SendError::Full(f) | SendError::Closed(f) => f,
+            };
+            self.decline(&forward.request, ResponseCode::ISSUER_INOPERATIVE, Some("ISSUER BUSY"), ctx, Some(forward.record));
+        }
+    }
+}
+
+fn text(msg: &Message, n: u8) -> String {
+    msg.field(n).map(|v| String::from_utf8_lossy(v).trim_end().to_owned()).unwrap_or_default()
+}
+
+fn request_record(msg: &Message, key: TxnKey, kind: TxnKind, link_inst: InstId, date: u32, now: i64) -> RequestRecord {
+    RequestRecord {
+        key,
+        kind,
+        mti: msg.mti().0,
+        processing_code: msg.processing_code().unwrap_or(*b"000000"),
+        pos_condition: msg.pos_condition().unwrap_or(0),
+        amount: msg.amount().unwrap_or(0),
+        pan: text(msg, 2),
+        terminal: text(msg, 41),
+        merchant: text(msg, 42),
+        mcc: msg.numeric(18).and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+        rrn: text(msg, 37),
+        currency: text(msg, 49),
+        link_institution: link_inst.to_string(),
+        issuer: None,
+        issuer_stan: None,
+        settlement_date: date,
+        received_ms: now,
+        original: msg.original_data().and_then(Result::ok).map(|od| TxnKey::of_original(&od)),
+    }
+}
+
+impl Actor for AcquirerLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(65_536);
+        let tick = Duration::from_millis(self.shared.tick_ms.max(1));
+        ctx.run_interval(tick, |act, ctx| {
+            let now = act.shared.clock.now_millis();
+            let cfg = act.shared.config.load();
+            let idle = i64::try_from(cfg.switch.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+            let keepalive = i64::try_from(cfg.switch.keepalive_send.as_millis()).unwrap_or(i64::MAX);
+            if now - act.last_recv >= idle {
+                metrics::counter!("switch_links_closed_total", "reason" => "idle").increment(1);
+                tracing::info!(peer = %act.peer, "acquirer link idle too long; closing");
+                ctx.stop();
+            } else if now - act.last_send >= keepalive {
+                act.last_send = now;
+                act.writer.write(Frame::KeepAlive);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        metrics::gauge!("switch_acquirer_links").decrement(1.0);
+        tracing::info!(peer = %self.peer, institution = ?self.institution.map(|i| i.to_string()), "acquirer link closed");
+    }
+}
+
+impl WriteHandler<FramingError> for AcquirerLink {}
+
+impl StreamHandler<Result<Frame, FramingError>> for AcquirerLink {
+    fn handle(&mut self, item: Result<Frame, FramingError>, ctx: &mut Self::Context) {
+        self.last_recv = self.shared.clock.now_millis();
+        match item {
+            Ok(Frame::KeepAlive) => {}
+            Ok(Frame::Message(raw)) => self.on_payload(raw, ctx),
+            Err(e) => {
+                metrics::counter!("switch_framing_errors_total", "side" => "acquirer").increment(1);
+                tracing::warn!(peer = %self.peer, error = %e, "framing error; closing link");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for AcquirerLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+        self.send(msg.0);
+    }
+}

@@ -1,0 +1,528 @@
+//! `IssuerLink`: one actor per issuer TCP link. Owns the in-flight table of the requests it
+//! sent (no shared lock), matches responses by the rewritten F11, times requests out with
+//! the injected clock, and sends echoes and keep-alives on an idle link.
+
+use super::acquirer::AcquirerLink;
+use super::route::{IssuerRouteActor, QueueReversal};
+use super::{journal_then, Deliver};
+use crate::core::{switch_response, TxnKey, TxnKind};
+use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
+use crate::state::{IssuerRoute, LinkHandle, Shared, ROUTE_SLOT};
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use iso8583::subfields::reason;
+use iso8583::{build_reject, Frame, FrameCodec, FramingError, Header, InstId, Message, MessageBuilder, Mti, Packet, RejectCode, ResponseCode, HEADER_LEN};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+/// A request from an acquirer link to forward on this link.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward {
+    pub request: Message,
+    pub reply_to: Addr<AcquirerLink>,
+    pub key: TxnKey,
+    pub kind: TxnKind,
+    pub record: RequestRecord,
+    pub received_ms: i64,
+}
+
+/// An issuer response that arrived on a sibling link but belongs to this link's table.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SiblingResponse(pub Message);
+
+/// One request waiting for the issuer.
+struct Pending {
+    reply_to: Addr<AcquirerLink>,
+    /// The acquirer's header: fields 6-9 are echoed in the answer (SPEC.md section 3).
+    acq_header: Header,
+    acq_stan: [u8; 6],
+    key: TxnKey,
+    kind: TxnKind,
+    /// The request as sent to the issuer: template of a reversal.
+    forwarded: Message,
+    deadline: i64,
+    received_ms: i64,
+    settlement_date: u32,
+}
+
+pub struct IssuerLink {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Bound on the first message (connect-in) or known when dialled.
+    route: Option<Arc<IssuerRoute>>,
+    slot: Option<u8>,
+    signed_on: bool,
+    writer: FramedWrite<Frame, OwnedWriteHalf, FrameCodec>,
+    pending: HashMap<u32, Pending>,
+    /// Deadlines in send order (constant timeout per issuer keeps this sorted).
+    deadlines: VecDeque<(i64, u32)>,
+    counter: u32,
+    in_flight: Arc<AtomicUsize>,
+    echo_deadline: Option<(i64, u32)>,
+    /// Own address, published to the route on sign-on.
+    self_addr: Option<Addr<IssuerLink>>,
+    last_recv: i64,
+    last_send: i64,
+}
+
+impl IssuerLink {
+    /// Start an actor for a link the issuer opened to us.
+    pub fn start(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) -> Addr<Self> {
+        let max = shared.config.load().switch.max_frame_bytes;
+        let now = shared.clock.now_millis();
+        IssuerLink::create(move |ctx| {
+            let (r, w) = stream.into_split();
+            ctx.add_stream(FramedRead::new(r, FrameCodec::new(max)));
+            metrics::gauge!("switch_issuer_links").increment(1.0);
+            IssuerLink {
+                shared,
+                peer,
+                route: None,
+                slot: None,
+                signed_on: false,
+                writer: FramedWrite::new(w, FrameCodec::new(max), ctx),
+                pending: HashMap::with_capacity(1024),
+                deadlines: VecDeque::with_capacity(1024),
+                counter: 0,
+                in_flight: Arc::new(AtomicUsize::new(0)),
+                echo_deadline: None,
+                self_addr: None,
+                last_recv: now,
+                last_send: now,
+            }
+        })
+    }
+
+    fn send(&mut self, payload: bytes::Bytes) {
+        self.last_send = self.shared.clock.now_millis();
+        self.writer.write(Frame::Message(payload));
+    }
+
+    fn issuer_label(&self) -> String {
+        self.route.as_ref().map_or_else(|| "unbound".to_owned(), |r| r.id.to_string())
+    }
+
+    /// Next F11 for this link: `counter * 10 + slot`, skipping any still pending.
+    fn next_stan(&mut self) -> u32 {
+        let slot = u32::from(self.slot.unwrap_or(0));
+        loop {
+            self.counter = (self.counter + 1) % 100_000;
+            let stan = self.counter * 10 + slot;
+            if !self.pending.contains_key(&stan) {
+                return stan;
+            }
+        }
+    }
+
+    fn route_actor(&self) -> Option<Addr<IssuerRouteActor>> {
+        self.route.as_ref().and_then(|r| r.actor.get().cloned())
+    }
+
+    fn on_forward(&mut self, fwd: Forward, ctx: &mut Context<Self>) {
+        let Some(route) = self.route.clone() else { return };
+        let stan = self.next_stan();
+        let stan_digits = digits6(stan);
+        let (_, f15) = self.shared.settlement_now();
+        let mut header = Header::new(route.id, self.shared.switch_id);
+        header.flag = fwd.request.header().flag;
+        let forwarded = fwd.request.rewrite().header(header).set(11, &stan_digits).set(15, &f15).set(100, route.id.as_bytes()).finish();
+        let forwarded = match forwarded.map(Message::decode) {
+            Ok(Ok(m)) => m,
+            _ => {
+                tracing::error!(issuer = %route.id, "could not re-encode a request for the issuer");
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let resp = switch_response(&fwd.request, self.shared.switch_id, ResponseCode::SYSTEM_MALFUNCTION, &f15, None).build();
+                if let Ok(b) = resp {
+                    fwd.reply_to.do_send(Deliver(b));
+                }
+                return;
+            }
+        };
+        let mut record = fwd.record;
+        record.issuer_stan = Some(stan);
+        let settlement_date = record.settlement_date;
+        journal_then(&*self.shared.journal, &SwitchRecord::Request(record), None);
+        let now = self.shared.clock.now_millis();
+        let deadline = now + route.timeout_ms;
+        let acq_stan: [u8; 6] = fwd.request.field(11).and_then(|s| s.try_into().ok()).unwrap_or(*b"000000");
+        self.send(forwarded.raw().clone());
+        self.pending.insert(
+            stan,
+            Pending {
+                reply_to: fwd.reply_to,
+                acq_header: *fwd.request.header(),
+                acq_stan,
+                key: fwd.key,
+                kind: fwd.kind,
+                forwarded,
+                deadline,
+                received_ms: fwd.received_ms,
+                settlement_date,
+            },
+        );
+        self.deadlines.push_back((deadline, stan));
+        metrics::gauge!("switch_link_in_flight", "issuer" => route.id.to_string(), "slot" => self.slot.unwrap_or(0).to_string()).set(self.pending.len() as f64);
+        let _ = ctx;
+    }
+
+    fn on_payload(&mut self, raw: bytes::Bytes, ctx: &mut Context<Self>) {
+        let msg = match Packet::decode(raw.clone()) {
+            Ok(Packet::Message(m)) => m,
+            Ok(Packet::Reject { header, original }) => {
+                metrics::counter!("switch_issuer_rejects_total", "issuer" => self.issuer_label()).increment(1);
+                tracing::warn!(issuer = %self.issuer_label(), reject = %header.reject, "issuer rejected a message");
+                // The issuer did not process it: answer the acquirer 96, no reversal.
+                if let Ok(Packet::Message(orig)) = Packet::decode(original) {
+                    if let Some(p) = orig.stan().and_then(|s| self.pending.remove(&s)) {
+                        self.answer_from_switch(p, ResponseCode::SYSTEM_MALFUNCTION, None);
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                let is_response = raw.get(HEADER_LEN + 2).is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
+                if raw.len() >= HEADER_LEN && !is_response {
+                    metrics::counter!("switch_rejects_total", "code" => e.reject_code().to_string()).increment(1);
+                    tracing::warn!(issuer = %self.issuer_label(), error = %e, "issuer request rejected");
+                    if let Some(r) = build_reject(&raw, e.reject_code(), self.shared.switch_id) {
+                        self.send(bytes::Bytes::from(r));
+                    }
+                } else {
+                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable").increment(1);
+                    tracing::warn!(issuer = %self.issuer_label(), error = %e, "undecodable issuer response dropped");
+                }
+                return;
+            }
+        };
+        if self.route.is_none() && !self.bind(&msg, ctx) {
+            return;
+        }
+        let Some(route) = self.route.clone() else { return };
+        if msg.header().source != route.id {
+            if msg.mti().is_request() {
+                metrics::counter!("switch_rejects_total", "code" => "00055").increment(1);
+                if let Some(r) = build_reject(&raw, RejectCode::new(0, 5, 5), self.shared.switch_id) {
+                    self.send(bytes::Bytes::from(r));
+                }
+            }
+            return;
+        }
+        if msg.mti().is_request() {
+            self.on_issuer_request(&msg, &route);
+            return;
+        }
+        let Some(stan) = msg.stan() else {
+            metrics::counter!("switch_bad_responses_total", "reason" => "no_stan").increment(1);
+            return;
+        };
+        let slot = (stan % 10) as u8;
+        if msg.mti() == Mti::NETWORK_RESPONSE && self.echo_deadline.is_some_and(|(_, s)| s == stan) {
+            self.echo_deadline = None;
+            return;
+        }
+        if slot == ROUTE_SLOT {
+            if let Some(actor) = self.route_actor() {
+                actor.do_send(super::route::AdviceAnswered { stan });
+            }
+        } else if Some(slot) == self.slot {
+            self.on_response(msg);
+        } else if let Some(sibling) = route.link_in_slot(slot) {
+            sibling.addr.do_send(SiblingResponse(msg));
+        } else {
+            self.on_response(msg);
+        }
+    }
+
+    /// Bind a connect-in link to the issuer named by the first message's source ID.
+    fn bind(&mut self, msg: &Message, ctx: &mut Context<Self>) -> bool {
+        let source = msg.header().source;
+        let cfg = self.shared.config.load();
+        let inst = cfg.institution(source.as_str()).filter(|i| i.is_issuer() && i.allows_addr(self.peer.ip()));
+        let route = inst.and_then(|i| InstId::new(i.id.as_str())).and_then(|id| self.shared.route(&id)).cloned();
+        let Some(route) = route else {
+            metrics::counter!("switch_links_refused_total", "reason" => "unknown_source").increment(1);
+            tracing::warn!(peer = %self.peer, source = %source, "issuer link from an unconfigured institution or address; closing");
+            ctx.stop();
+            return false;
+        };
+        let Some(slot) = route.take_slot() else {
+            metrics::counter!("switch_links_refused_total", "reason" => "too_many_links").increment(1);
+            tracing::warn!(peer = %self.peer, issuer = %route.id, "issuer has too many links; closing");
+            ctx.stop();
+            return false;
+        };
+        tracing::info!(peer = %self.peer, issuer = %route.id, slot, "issuer link bound");
+        self.slot = Some(slot);
+        self.route = Some(route);
+        true
+    }
+
+    fn on_issuer_request(&mut self, msg: &Message, route: &Arc<IssuerRoute>) {
+        let (_, f15) = self.shared.settlement_now();
+        let code = if msg.mti().class() == 8 {
+            match msg.network_code() {
+                Some(1) => {
+                    if let (Some(slot), Some(addr)) = (self.slot, self.self_addr.clone()) {
+                        self.signed_on = true;
+                        route.sign_on(LinkHandle { slot, addr, in_flight: self.in_flight.clone() });
+                        tracing::info!(issuer = %route.id, slot, "issuer link signed on");
+                    }
+                    ResponseCode::APPROVED
+                }
+                Some(2) => {
+                    if let Some(slot) = self.slot {
+                        self.signed_on = false;
+                        route.sign_off(slot);
+                        tracing::info!(issuer = %route.id, slot, "issuer link signed off");
+                    }
+                    ResponseCode::APPROVED
+                }
+                Some(301 | 201 | 202) => ResponseCode::APPROVED,
+                _ => ResponseCode::FORMAT_ERROR,
+            }
+        } else {
+            // Issuers do not originate financial traffic through this interface.
+            ResponseCode::NOT_SUPPORTED
+        };
+        if let Ok(b) = switch_response(msg, self.shared.switch_id, code, &f15, None).build() {
+            self.send(b);
+        }
+    }
+
+    fn on_response(&mut self, msg: Message) {
+        let Some(stan) = msg.stan() else { return };
+        let code = msg.response_code();
+        let Some(p) = self.pending.remove(&stan) else {
+            // Late: the switch already answered 98. A late approval is reversed.
+            metrics::counter!("switch_late_responses_total", "issuer" => self.issuer_label()).increment(1);
+            let financial = matches!(msg.mti().request(), Mti::FINANCIAL_REQUEST | Mti::AUTH_REQUEST) && msg.processing_code().is_some_and(|p| &p[..2] != b"30");
+            if code.is_some_and(ResponseCode::is_approved) && financial {
+                tracing::info!(issuer = %self.issuer_label(), stan, "late approval; reversing (4360)");
+                if let Some(actor) = self.route_actor() {
+                    actor.do_send(QueueReversal { template: msg, reason: reason::SWITCH_LATE_APPROVAL, original: None });
+                }
+            }
+            return;
+        };
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let (_, f15) = self.shared.settlement_now();
+        let mut header = p.acq_header.response();
+        header.source = self.shared.switch_id;
+        let Ok(answer) = msg.rewrite().header(header).set(11, &p.acq_stan).set(15, &f15).finish() else {
+            metrics::counter!("switch_bad_responses_total", "reason" => "re_encode").increment(1);
+            self.answer_from_switch(p, ResponseCode::SYSTEM_MALFUNCTION, Some(reason::ISSUER_TIMEOUT));
+            return;
+        };
+        let code = code.unwrap_or(ResponseCode::SYSTEM_MALFUNCTION);
+        let now = self.shared.clock.now_millis();
+        let latency = (now - p.received_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!("switch_latency_seconds").record(latency);
+        metrics::counter!("switch_transactions_total", "mti" => p.forwarded.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
+        let outcome = OutcomeRecord {
+            key: p.key,
+            settlement_date: p.settlement_date,
+            code: code.0,
+            auth_code: msg.field_str(38).map(str::to_owned),
+            responder: Responder::Issuer,
+            answered_ms: now,
+            reversal_reason: None,
+        };
+        let reply_to = p.reply_to;
+        let reverse_if_lost = code.is_approved() && p.kind.is_reversible();
+        let route_actor = self.route_actor();
+        let template = p.forwarded;
+        journal_then(
+            &*self.shared.journal,
+            &SwitchRecord::Outcome(outcome),
+            Some(Box::new(move || {
+                if reply_to.try_send(Deliver(answer)).is_err() && reverse_if_lost {
+                    metrics::counter!("switch_undeliverable_total").increment(1);
+                    tracing::warn!("approval could not be delivered to the acquirer; reversing (4363)");
+                    if let Some(actor) = route_actor {
+                        actor.do_send(QueueReversal { template, reason: reason::UNDELIVERABLE, original: Some(p.key) });
+                    }
+                }
+            })),
+        );
+    }
+
+    /// The switch answers the acquirer itself (timeout, link loss); optionally reverses.
+    fn answer_from_switch(&mut self, p: Pending, code: ResponseCode, reversal: Option<[u8; 4]>) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let (_, f15) = self.shared.settlement_now();
+        let reversal = reversal.filter(|_| p.kind.is_reversible());
+        metrics::counter!("switch_transactions_total", "mti" => p.forwarded.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
+        // Answer from the forwarded copy with the acquirer's header and STAN restored.
+        let mut header = p.acq_header.response();
+        header.source = self.shared.switch_id;
+        let mut b = MessageBuilder::response_to(&p.forwarded, crate::core::RESPONSE_ECHO, code);
+        b.set_header(header).set(11, p.acq_stan).set(15, f15).remove(100);
+        let outcome = OutcomeRecord {
+            key: p.key,
+            settlement_date: p.settlement_date,
+            code: code.0,
+            auth_code: None,
+            responder: Responder::Switch,
+            answered_ms: self.shared.clock.now_millis(),
+            reversal_reason: reversal,
+        };
+        if let (Some(reason), Some(actor)) = (reversal, self.route_actor()) {
+            actor.do_send(QueueReversal { template: p.forwarded, reason, original: Some(p.key) });
+        }
+        let reply_to = p.reply_to;
+        match b.build() {
+            Ok(bytes) => journal_then(&*self.shared.journal, &SwitchRecord::Outcome(outcome), Some(Box::new(move || reply_to.do_send(Deliver(bytes))))),
+            Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
+        }
+    }
+
+    fn expire(&mut self, now: i64) {
+        while let Some(&(deadline, stan)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if self.pending.get(&stan).is_some_and(|p| p.deadline == deadline) {
+                if let Some(p) = self.pending.remove(&stan) {
+                    metrics::counter!("switch_timeouts_total", "issuer" => self.issuer_label()).increment(1);
+                    tracing::info!(issuer = %self.issuer_label(), stan, "issuer timeout; answering 98");
+                    self.answer_from_switch(p, ResponseCode::ISSUER_TIMEOUT, Some(reason::ISSUER_TIMEOUT));
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now_millis();
+        self.expire(now);
+        let cfg = self.shared.config.load();
+        let idle = i64::try_from(cfg.switch.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+        let keepalive = i64::try_from(cfg.switch.keepalive_send.as_millis()).unwrap_or(i64::MAX);
+        let echo = self.route.as_ref().and_then(|r| cfg.institution(r.id.as_str())).and_then(|i| i.issuer.as_ref()).map(|s| (s.echo_interval, s.echo_timeout));
+        drop(cfg);
+        if now - self.last_recv >= idle {
+            tracing::info!(peer = %self.peer, issuer = %self.issuer_label(), "issuer link idle too long; closing");
+            metrics::counter!("switch_links_closed_total", "reason" => "idle").increment(1);
+            ctx.stop();
+            return;
+        }
+        if let Some((deadline, _)) = self.echo_deadline {
+            if now >= deadline {
+                tracing::warn!(peer = %self.peer, issuer = %self.issuer_label(), "echo not answered; marking link down");
+                metrics::counter!("switch_links_closed_total", "reason" => "echo_timeout").increment(1);
+                ctx.stop();
+                return;
+            }
+        }
+        if let (true, Some((Some(interval), timeout))) = (self.signed_on, echo) {
+            let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+            if self.echo_deadline.is_none() && now - self.last_send >= interval {
+                self.send_echo(now + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+                return;
+            }
+        }
+        if now - self.last_send >= keepalive {
+            self.last_send = now;
+            self.writer.write(Frame::KeepAlive);
+        }
+    }
+
+    fn send_echo(&mut self, deadline: i64) {
+        let Some(route) = self.route.clone() else { return };
+        let stan = self.next_stan();
+        let mut b = MessageBuilder::new(Mti::NETWORK_REQUEST, Header::new(route.id, self.shared.switch_id));
+        b.set(7, self.shared.transmission_now()).set(11, digits6(stan)).set(33, self.shared.switch_id.as_bytes()).set(70, b"301");
+        if let Ok(bytes) = b.build() {
+            self.echo_deadline = Some((deadline, stan));
+            self.send(bytes);
+        }
+    }
+}
+
+fn digits6(n: u32) -> [u8; 6] {
+    let mut out = [b'0'; 6];
+    let mut v = n % 1_000_000;
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out
+}
+
+impl Actor for IssuerLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(65_536);
+        self.self_addr = Some(ctx.address());
+        ctx.run_interval(Duration::from_millis(self.shared.tick_ms.max(1)), |act, ctx| act.tick(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        metrics::gauge!("switch_issuer_links").decrement(1.0);
+        if let (Some(route), Some(slot)) = (self.route.clone(), self.slot) {
+            route.release_slot(slot);
+            tracing::info!(issuer = %route.id, slot, pending = self.pending.len(), "issuer link closed");
+        }
+        // Nothing is left unanswered: what this link was waiting for times out now.
+        let pending: Vec<u32> = self.pending.keys().copied().collect();
+        for stan in pending {
+            if let Some(p) = self.pending.remove(&stan) {
+                self.answer_from_switch(p, ResponseCode::ISSUER_TIMEOUT, Some(reason::ISSUER_TIMEOUT));
+            }
+        }
+    }
+}
+
+impl WriteHandler<FramingError> for IssuerLink {}
+
+impl StreamHandler<Result<Frame, FramingError>> for IssuerLink {
+    fn handle(&mut self, item: Result<Frame, FramingError>, ctx: &mut Self::Context) {
+        self.last_recv = self.shared.clock.now_millis();
+        match item {
+            Ok(Frame::KeepAlive) => {}
+            Ok(Frame::Message(raw)) => self.on_payload(raw, ctx),
+            Err(e) => {
+                metrics::counter!("switch_framing_errors_total", "side" => "issuer").increment(1);
+                tracing::warn!(peer = %self.peer, error = %e, "framing error on issuer link; closing");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Forward> for IssuerLink {
+    type Result = ();
+    fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
+        self.on_forward(msg, ctx);
+    }
+}
+
+impl Handler<SiblingResponse> for IssuerLink {
+    type Result = ();
+    fn handle(&mut self, msg: SiblingResponse, _ctx: &mut Self::Context) {
+        self.on_response(msg.0);
+    }
+}
+
+impl Handler<Deliver> for IssuerLink {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+        self.send(msg.0);
+    }
+}

@@ -1,0 +1,146 @@
+//! `IssuerRouteActor`: one per issuer institution. Holds the store-and-forward queue of
+//! 0420 advices the switch generates (SPEC.md section 8): journalled when queued, sent on
+//! a signed-on link, resent at an interval until the issuer's 0430 arrives, bounded.
+
+use super::{journal_then, Deliver};
+use crate::core::{build_reversal, TxnKey};
+use crate::records::{AdviceDoneRecord, AdviceRecord, SwitchRecord};
+use crate::state::{IssuerRoute, Shared};
+use actix::prelude::*;
+use iso8583::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Resend interval of an unanswered advice.
+pub const ADVICE_RETRY_MS: i64 = 30_000;
+/// Sends before an advice is reported for manual handling.
+pub const ADVICE_MAX_ATTEMPTS: u32 = 10;
+
+/// Queue a reversal of the transaction `template` describes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct QueueReversal {
+    pub template: Message,
+    pub reason: [u8; 4],
+    pub original: Option<TxnKey>,
+}
+
+/// The issuer answered the advice with this F11.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdviceAnswered {
+    pub stan: u32,
+}
+
+struct Advice {
+    payload: bytes::Bytes,
+    attempts: u32,
+    next_at: i64,
+}
+
+pub struct IssuerRouteActor {
+    shared: Arc<Shared>,
+    route: Arc<IssuerRoute>,
+    queue: BTreeMap<u32, Advice>,
+}
+
+impl IssuerRouteActor {
+    pub fn new(shared: Arc<Shared>, route: Arc<IssuerRoute>) -> Self {
+        Self { shared, route, queue: BTreeMap::new() }
+    }
+
+    fn pump(&mut self) {
+        let now = self.shared.clock.now_millis();
+        let mut given_up = Vec::new();
+        for (stan, advice) in &mut self.queue {
+            if advice.next_at > now {
+                continue;
+            }
+            if advice.attempts >= ADVICE_MAX_ATTEMPTS {
+                given_up.push(*stan);
+                continue;
+            }
+            let Some(link) = self.route.pick() else { break };
+            link.addr.do_send(Deliver(advice.payload.clone()));
+            advice.attempts += 1;
+            advice.next_at = now + ADVICE_RETRY_MS;
+            metrics::counter!("switch_advices_sent_total", "issuer" => self.route.id.to_string()).increment(1);
+        }
+        for stan in given_up {
+            self.queue.remove(&stan);
+            tracing::error!(issuer = %self.route.id, stan, "advice unanswered after retries; left for manual handling");
+            metrics::counter!("switch_advices_abandoned_total", "issuer" => self.route.id.to_string()).increment(1);
+            let rec = SwitchRecord::AdviceDone(AdviceDoneRecord { issuer: self.route.id.to_string(), advice_stan: stan, answered: false });
+            journal_then(&*self.shared.journal, &rec, None);
+        }
+        metrics::gauge!("switch_advices_pending", "issuer" => self.route.id.to_string()).set(self.queue.len() as f64);
+    }
+}
+
+impl Actor for IssuerRouteActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_millis(self.shared.tick_ms.max(1)), |act, _| act.pump());
+    }
+}
+
+impl Handler<QueueReversal> for IssuerRouteActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: QueueReversal, _ctx: &mut Self::Context) {
+        let stan = self.route.next_route_stan();
+        let (_, f15) = self.shared.settlement_now();
+        let f7 = self.shared.transmission_now();
+        let payload = match build_reversal(&msg.template, msg.reason, self.shared.switch_id, self.route.id, stan, &f7, &f15) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(issuer = %self.route.id, error = %e, "could not build a reversal advice");
+                return;
+            }
+        };
+        let rec = SwitchRecord::Advice(AdviceRecord {
+            issuer: self.route.id.to_string(),
+            advice_stan: stan,
+            reason: msg.reason,
+            original: msg.original,
+            payload: payload.to_vec(),
+            queued_ms: self.shared.clock.now_millis(),
+        });
+        journal_then(&*self.shared.journal, &rec, None);
+        metrics::counter!("switch_reversals_generated_total", "issuer" => self.route.id.to_string(), "reason" => String::from_utf8_lossy(&msg.reason).into_owned()).increment(1);
+        self.queue.insert(stan, Advice { payload, attempts: 0, next_at: 0 });
+        self.pump();
+    }
+}
+
+impl Handler<AdviceAnswered> for IssuerRouteActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdviceAnswered, _ctx: &mut Self::Context) {
+        if self.queue.remove(&msg.stan).is_some() {
+            let rec = SwitchRecord::AdviceDone(AdviceDoneRecord { issuer: self.route.id.to_string(), advice_stan: msg.stan, answered: true });
+            journal_then(&*self.shared.journal, &rec, None);
+        }
+    }
+}
+
+/// An advice replayed from the journal at start, still unanswered.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Requeue {
+    pub stan: u32,
+    pub payload: bytes::Bytes,
+}
+
+impl Handler<Requeue> for IssuerRouteActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Requeue, _ctx: &mut Self::Context) {
+        // Keep route-generated STANs clear of replayed ones.
+        let counter = msg.stan / 10 + 1;
+        self.route.advice_counter.fetch_max(counter, std::sync::atomic::Ordering::Relaxed);
+        self.queue.insert(msg.stan, Advice { payload: msg.payload, attempts: 0, next_at: 0 });
+    }
+}

@@ -1,0 +1,56 @@
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text), `GET /healthz`.
+
+use crate::state::Shared;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/metrics") => respond(StatusCode::OK, "text/plain; version=0.0.4", crate::server::render_metrics()),
+        ("GET", "/healthz") => {
+            let issuers: Vec<serde_json::Value> = shared
+                .routes
+                .values()
+                .map(|r| serde_json::json!({"issuer": r.id.as_str(), "signed_on_links": r.links.load().len()}))
+                .collect();
+            let body = serde_json::json!({
+                "status": if shared.draining.load(Ordering::Relaxed) { "draining" } else { "ok" },
+                "in_flight": shared.in_flight.load(Ordering::Relaxed),
+                "issuers": issuers,
+            });
+            respond(StatusCode::OK, "application/json", body.to_string())
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+/// Serve until the task is aborted.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        actix::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let resp = route(&req, &shared);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "admin connection ended");
+            }
+        });
+    }
+}

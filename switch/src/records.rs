@@ -1,0 +1,154 @@
+//! Journal record types of the switch (the storage engine in `journal/` treats them as
+//! opaque bytes). Encoded with postcard: compact and fast. Records carry what matching,
+//! duplicate detection, clearing and restart recovery need, and never PIN blocks or tracks.
+
+use crate::core::{TxnKey, TxnKind};
+use serde::{Deserialize, Serialize};
+
+pub const KIND_REQUEST: u8 = 1;
+pub const KIND_OUTCOME: u8 = 2;
+pub const KIND_ADVICE: u8 = 3;
+pub const KIND_ADVICE_DONE: u8 = 4;
+
+/// A request accepted from an acquirer (written before it is forwarded or declined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub key: TxnKey,
+    pub kind: TxnKind,
+    pub mti: [u8; 4],
+    pub processing_code: [u8; 6],
+    pub pos_condition: u8,
+    /// F4 in minor units (0 when absent).
+    pub amount: i64,
+    /// Full PAN: clearing files need it. Never logged.
+    pub pan: String,
+    pub terminal: String,
+    pub merchant: String,
+    pub mcc: u16,
+    pub rrn: String,
+    pub currency: String,
+    /// Institution the acquirer link is bound to.
+    pub link_institution: String,
+    /// Issuer the request was routed to, if any.
+    pub issuer: Option<String>,
+    /// F11 as sent to the issuer (the switch rewrites it per issuer link).
+    pub issuer_stan: Option<u32>,
+    /// Settlement date `YYYYMMDD`.
+    pub settlement_date: u32,
+    pub received_ms: i64,
+    /// F90 of a related transaction.
+    pub original: Option<TxnKey>,
+}
+
+/// Who decided the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Responder {
+    Issuer,
+    Switch,
+}
+
+/// The final answer given to the acquirer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub key: TxnKey,
+    pub settlement_date: u32,
+    pub code: [u8; 2],
+    pub auth_code: Option<String>,
+    pub responder: Responder,
+    pub answered_ms: i64,
+    /// A reversal the switch generated for this transaction (F60.1 reason).
+    pub reversal_reason: Option<[u8; 4]>,
+}
+
+/// A switch-generated or forwarded 0420 advice queued for store-and-forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdviceRecord {
+    pub issuer: String,
+    /// F11 of the advice as sent to the issuer (matches its 0430).
+    pub advice_stan: u32,
+    pub reason: [u8; 4],
+    /// Key of the original transaction (acquirer's).
+    pub original: Option<TxnKey>,
+    /// The advice frame payload as sent (PAN included, no PIN/track data).
+    pub payload: Vec<u8>,
+    pub queued_ms: i64,
+}
+
+/// An advice answered with 0430 (or given up after its retries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdviceDoneRecord {
+    pub issuer: String,
+    pub advice_stan: u32,
+    pub answered: bool,
+}
+
+/// Any record, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchRecord {
+    Request(RequestRecord),
+    Outcome(OutcomeRecord),
+    Advice(AdviceRecord),
+    AdviceDone(AdviceDoneRecord),
+}
+
+impl SwitchRecord {
+    #[must_use]
+    pub fn kind(&self) -> u8 {
+        match self {
+            SwitchRecord::Request(_) => KIND_REQUEST,
+            SwitchRecord::Outcome(_) => KIND_OUTCOME,
+            SwitchRecord::Advice(_) => KIND_ADVICE,
+            SwitchRecord::AdviceDone(_) => KIND_ADVICE_DONE,
+        }
+    }
+
+    /// Serialise the payload.
+    pub fn encode(&self) -> Result<bytes::Bytes, postcard::Error> {
+        let v = match self {
+            SwitchRecord::Request(r) => postcard::to_stdvec(r),
+            SwitchRecord::Outcome(r) => postcard::to_stdvec(r),
+            SwitchRecord::Advice(r) => postcard::to_stdvec(r),
+            SwitchRecord::AdviceDone(r) => postcard::to_stdvec(r),
+        }?;
+        Ok(bytes::Bytes::from(v))
+    }
+
+    /// Decode a journal record; `None` for an unknown kind (a newer version's record).
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<Option<SwitchRecord>, postcard::Error> {
+        Ok(Some(match kind {
+            KIND_REQUEST => SwitchRecord::Request(postcard::from_bytes(payload)?),
+            KIND_OUTCOME => SwitchRecord::Outcome(postcard::from_bytes(payload)?),
+            KIND_ADVICE => SwitchRecord::Advice(postcard::from_bytes(payload)?),
+            KIND_ADVICE_DONE => SwitchRecord::AdviceDone(postcard::from_bytes(payload)?),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let key = TxnKey { transmission: 1_121_093_000, stan: 1, acquirer: 1_030_000, forwarding: 1_030_000 };
+        let recs = [
+            SwitchRecord::Outcome(OutcomeRecord {
+                key,
+                settlement_date: 20261121,
+                code: *b"00",
+                auth_code: Some("123456".into()),
+                responder: Responder::Issuer,
+                answered_ms: 5,
+                reversal_reason: None,
+            }),
+            SwitchRecord::AdviceDone(AdviceDoneRecord { issuer: "03010000".into(), advice_stan: 19, answered: true }),
+        ];
+        for r in recs {
+            let bytes = r.encode().unwrap();
+            assert_eq!(SwitchRecord::decode(r.kind(), &bytes).unwrap(), Some(r));
+        }
+        assert_eq!(SwitchRecord::decode(99, b"").unwrap(), None);
+        assert!(SwitchRecord::decode(KIND_REQUEST, b"\xff").is_err());
+    }
+}

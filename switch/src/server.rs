@@ -1,0 +1,283 @@
+//! Starting and stopping the daemon: journal replay, listeners, the admin endpoint and
+//! graceful shutdown. `switch run` and the integration tests both go through [`start`].
+
+use crate::actors::acquirer::AcquirerLink;
+use crate::actors::issuer::IssuerLink;
+use crate::actors::route::{IssuerRouteActor, Requeue};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, Durability as ConfigDurability};
+use crate::journal::{Durability, FileJournal, JournalOptions};
+use crate::records::SwitchRecord;
+use crate::state::{IssuerRoute, Shared};
+use actix::Actor;
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use iso8583::InstId;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How the daemon is started beyond its configuration (tests inject a clock).
+pub struct StartOptions {
+    pub clock: SharedClock,
+    /// Real-time period of the link timers (timeouts, echoes, keep-alives).
+    pub tick_ms: u64,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self { clock: Arc::new(SystemClock), tick_ms: 50 }
+    }
+}
+
+/// A running switch.
+pub struct SwitchHandle {
+    pub acquirer_addr: SocketAddr,
+    pub issuer_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl SwitchHandle {
+    /// Graceful shutdown: stop accepting, answer or time out everything in flight, flush the
+    /// journal, stop the actors. Blocks until done.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join()
+    }
+
+    /// Wait until the switch stops by itself (signal).
+    pub fn join(mut self) -> anyhow::Result<()> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => anyhow::bail!("switch thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        let buckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
+        let builder = PrometheusBuilder::new();
+        let builder = builder.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets).unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (several switches in one test process):
+        // then this handle renders nothing, which is acceptable there.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Replay the journal: today's keys for duplicate detection, advices still unanswered.
+fn replay(shared_seen: &DashMap<crate::core::TxnKey, u32>, records: Vec<crate::journal::Record>, today: u32) -> BTreeMap<(String, u32), bytes::Bytes> {
+    let mut advices = BTreeMap::new();
+    let mut undecodable = 0u64;
+    for r in records {
+        match SwitchRecord::decode(r.kind, &r.payload) {
+            Ok(Some(SwitchRecord::Request(req))) if req.settlement_date == today => {
+                shared_seen.insert(req.key, req.settlement_date);
+            }
+            Ok(Some(SwitchRecord::Advice(a))) => {
+                advices.insert((a.issuer, a.advice_stan), bytes::Bytes::from(a.payload));
+            }
+            Ok(Some(SwitchRecord::AdviceDone(d))) => {
+                advices.remove(&(d.issuer, d.advice_stan));
+            }
+            Ok(_) => {}
+            Err(_) => undecodable += 1,
+        }
+    }
+    if undecodable > 0 {
+        tracing::error!(undecodable, "journal records that could not be decoded were skipped");
+    }
+    advices
+}
+
+/// Start the switch on its own threads. Returns once every listener is bound.
+pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHandle> {
+    let _ = prometheus();
+    let durability = match config.journal.durability {
+        ConfigDurability::Fsync => Durability::Fsync,
+        ConfigDurability::Buffered => Durability::Buffered,
+    };
+    let (journal, replayed) = FileJournal::open(&config.journal.dir, JournalOptions { durability, ..JournalOptions::default() })
+        .with_context(|| format!("opening journal {}", config.journal.dir.display()))?;
+    if replayed.summary.torn_records > 0 {
+        tracing::warn!(torn = replayed.summary.torn_records, "journal had a torn last record; ignored");
+    }
+    tracing::info!(records = replayed.summary.records, segments = replayed.summary.segments, "journal replayed");
+    let switch_id = InstId::new(config.switch.id.as_str()).context("switch.id is not a valid institution ID")?;
+    let mut routes = HashMap::new();
+    for inst in config.issuers() {
+        let (Some(id), Some(settings)) = (InstId::new(inst.id.as_str()), inst.issuer.as_ref()) else { continue };
+        let timeout = i64::try_from(settings.timeout.as_millis()).unwrap_or(i64::MAX);
+        routes.insert(id, Arc::new(IssuerRoute::new(id, timeout, settings.max_in_flight)));
+    }
+    let listeners = config.listeners.clone();
+    let arbiters = config.switch.arbiter_count();
+    let shared = Arc::new(Shared {
+        config: ArcSwap::from_pointee(config),
+        switch_id,
+        clock: options.clock,
+        journal: Arc::new(journal),
+        routes,
+        seen: DashMap::new(),
+        in_flight: AtomicUsize::new(0),
+        draining: AtomicBool::new(false),
+        tick_ms: options.tick_ms,
+    });
+    let (today, _) = shared.settlement_now();
+    let advices = replay(&shared.seen, replayed.records, today);
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread_shared = shared.clone();
+    let thread = std::thread::Builder::new().name("switch-system".into()).spawn(move || -> anyhow::Result<()> {
+        let system = actix::System::new();
+        system.block_on(async move {
+            let shared = thread_shared;
+            let bound = async {
+                let acq = TcpListener::bind(listeners.acquirer).await.with_context(|| format!("binding acquirer listener {}", listeners.acquirer))?;
+                let iss = TcpListener::bind(listeners.issuer).await.with_context(|| format!("binding issuer listener {}", listeners.issuer))?;
+                let admin = TcpListener::bind(listeners.admin).await.with_context(|| format!("binding admin listener {}", listeners.admin))?;
+                anyhow::Ok((acq, iss, admin))
+            }
+            .await;
+            let (acq, iss, admin) = match bound {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let addrs = (acq.local_addr()?, iss.local_addr()?, admin.local_addr()?);
+            for route in shared.routes.values() {
+                let addr = IssuerRouteActor::new(shared.clone(), route.clone()).start();
+                let _ = route.actor.set(addr.clone());
+                for ((issuer, stan), payload) in &advices {
+                    if issuer == &route.id.to_string() {
+                        addr.do_send(Requeue { stan: *stan, payload: payload.clone() });
+                    }
+                }
+            }
+            let workers: Vec<actix::ArbiterHandle> = (0..arbiters.max(1)).map(|_| actix::Arbiter::new().handle()).collect();
+            let max_conn = listeners.max_connections;
+            let acq_task = actix::spawn(accept_loop(acq, shared.clone(), workers.clone(), max_conn, Side::Acquirer));
+            let iss_task = actix::spawn(accept_loop(iss, shared.clone(), workers.clone(), max_conn, Side::Issuer));
+            let admin_task = actix::spawn(crate::admin::serve(admin, shared.clone()));
+            let _ = ready_tx.send(Ok(addrs));
+            tracing::info!(acquirer = %addrs.0, issuer = %addrs.1, admin = %addrs.2, "switch running");
+
+            let signal = async {
+                #[cfg(unix)]
+                {
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        () = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {},
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            tokio::select! {
+                _ = stop_rx => {},
+                () = signal => tracing::info!("signal received"),
+            }
+            tracing::info!(in_flight = shared.in_flight.load(Ordering::Relaxed), "shutting down: no new links, draining in-flight transactions");
+            shared.draining.store(true, Ordering::SeqCst);
+            acq_task.abort();
+            iss_task.abort();
+            // Everything in flight is answered by its issuer or times out (injected clock).
+            while shared.in_flight.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(shared.tick_ms.max(1))).await;
+            }
+            let journal = shared.journal.clone();
+            let flushed = tokio::task::spawn_blocking(move || journal.flush_blocking()).await;
+            admin_task.abort();
+            for w in &workers {
+                w.stop();
+            }
+            actix::System::current().stop();
+            match flushed {
+                Ok(Ok(())) => {
+                    tracing::info!("journal flushed; stopped");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(anyhow::anyhow!("journal flush failed: {e}")),
+                Err(e) => Err(anyhow::anyhow!("journal flush task failed: {e}")),
+            }
+        })
+    })?;
+    let (acquirer_addr, issuer_addr, admin_addr) = ready_rx.recv().context("switch thread ended before binding")??;
+    Ok(SwitchHandle { acquirer_addr, issuer_addr, admin_addr, shared, stop: Some(stop_tx), thread: Some(thread) })
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Acquirer,
+    Issuer,
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, workers: Vec<actix::ArbiterHandle>, max_conn: usize, side: Side) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= max_conn {
+            metrics::counter!("switch_links_refused_total", "reason" => "max_connections").increment(1);
+            tracing::warn!(%peer, "connection limit reached; refusing");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let Ok(std_stream) = stream.into_std() else { continue };
+        let shared = shared.clone();
+        let open = open.clone();
+        open.fetch_add(1, Ordering::Relaxed);
+        let Some(worker) = workers.get(next % workers.len().max(1)) else { continue };
+        next = next.wrapping_add(1);
+        // Each link lives on one worker arbiter (one per core); the stream is re-registered
+        // with that arbiter's reactor.
+        worker.spawn(async move {
+            match tokio::net::TcpStream::from_std(std_stream) {
+                Ok(stream) => {
+                    match side {
+                        Side::Acquirer => {
+                            AcquirerLink::start(shared, stream, peer);
+                        }
+                        Side::Issuer => {
+                            IssuerLink::start(shared, stream, peer);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not register connection"),
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// The Prometheus text of all metrics of this process.
+#[must_use]
+pub fn render_metrics() -> String {
+    prometheus().render()
+}

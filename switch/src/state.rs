@@ -1,0 +1,184 @@
+//! State shared by the connection actors: configuration snapshot, clock, journal, the
+//! per-issuer link sets and the day's transaction keys. Reads on the hot path are lock-free
+//! (arc-swap snapshots, dashmap shards, atomics).
+
+use crate::actors::issuer::IssuerLink;
+use crate::actors::route::IssuerRouteActor;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::core::TxnKey;
+use crate::journal::Journal;
+use actix::Addr;
+use arc_swap::ArcSwap;
+use chrono::{Datelike, NaiveDate, TimeZone};
+use dashmap::DashMap;
+use iso8583::InstId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Link slots per issuer. The switch rewrites F11 towards an issuer as
+/// `counter * 10 + slot`, so a response arriving on any link of the institution names the
+/// link that holds its pending entry (SPEC.md section 7 [choice]). Slot 9 is the issuer
+/// route's own (switch-generated advices and echoes of the route).
+pub const LINK_SLOTS: u8 = 9;
+pub const ROUTE_SLOT: u8 = 9;
+
+/// One signed-on issuer link as seen by acquirer links choosing where to forward.
+#[derive(Clone)]
+pub struct LinkHandle {
+    pub slot: u8,
+    pub addr: Addr<IssuerLink>,
+    /// Requests sent on this link and not yet answered or timed out.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Shared, lock-free view of one issuer institution.
+pub struct IssuerRoute {
+    pub id: InstId,
+    pub timeout_ms: i64,
+    pub max_in_flight: usize,
+    /// Signed-on links; replaced as a whole on sign-on/off (rare).
+    pub links: ArcSwap<Vec<LinkHandle>>,
+    /// Round-robin cursor.
+    rr: AtomicUsize,
+    /// Slots taken by bound links (bit per slot). Only touched on connect/disconnect.
+    slots: Mutex<u16>,
+    /// The route actor (store-and-forward of advices).
+    pub actor: std::sync::OnceLock<Addr<IssuerRouteActor>>,
+    /// STAN counter for route-generated messages.
+    pub advice_counter: AtomicU32,
+}
+
+impl IssuerRoute {
+    #[must_use]
+    pub fn new(id: InstId, timeout_ms: i64, max_in_flight: usize) -> Self {
+        Self {
+            id,
+            timeout_ms,
+            max_in_flight,
+            links: ArcSwap::from_pointee(Vec::new()),
+            rr: AtomicUsize::new(0),
+            slots: Mutex::new(0),
+            actor: std::sync::OnceLock::new(),
+            advice_counter: AtomicU32::new(0),
+        }
+    }
+
+    /// Pick a signed-on link with room, round-robin. `None`: no link or all at their cap.
+    #[must_use]
+    pub fn pick(&self) -> Option<LinkHandle> {
+        let links = self.links.load();
+        let n = links.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| (start + i) % n).filter_map(|i| links.get(i)).find(|l| l.in_flight.load(Ordering::Relaxed) < self.max_in_flight).cloned()
+    }
+
+    /// The signed-on link in `slot`.
+    #[must_use]
+    pub fn link_in_slot(&self, slot: u8) -> Option<LinkHandle> {
+        self.links.load().iter().find(|l| l.slot == slot).cloned()
+    }
+
+    #[must_use]
+    pub fn is_signed_on(&self) -> bool {
+        !self.links.load().is_empty()
+    }
+
+    pub fn take_slot(&self) -> Option<u8> {
+        let mut slots = self.slots.lock().ok()?;
+        let slot = (0..LINK_SLOTS).find(|s| *slots & (1 << s) == 0)?;
+        *slots |= 1 << slot;
+        Some(slot)
+    }
+
+    pub fn release_slot(&self, slot: u8) {
+        if let Ok(mut slots) = self.slots.lock() {
+            *slots &= !(1 << slot);
+        }
+        self.sign_off(slot);
+    }
+
+    pub fn sign_on(&self, handle: LinkHandle) {
+        self.links.rcu(|links| {
+            let mut v: Vec<LinkHandle> = links.iter().filter(|l| l.slot != handle.slot).cloned().collect();
+            v.push(handle.clone());
+            v
+        });
+        metrics::gauge!("switch_issuer_links_signed_on", "issuer" => self.id.to_string()).set(self.links.load().len() as f64);
+    }
+
+    pub fn sign_off(&self, slot: u8) {
+        self.links.rcu(|links| links.iter().filter(|l| l.slot != slot).cloned().collect::<Vec<_>>());
+        metrics::gauge!("switch_issuer_links_signed_on", "issuer" => self.id.to_string()).set(self.links.load().len() as f64);
+    }
+
+    /// Next STAN for a route-generated message (slot 9).
+    pub fn next_route_stan(&self) -> u32 {
+        let c = self.advice_counter.fetch_add(1, Ordering::Relaxed) % 100_000;
+        c * 10 + u32::from(ROUTE_SLOT)
+    }
+}
+
+/// Everything the actors share.
+pub struct Shared {
+    pub config: ArcSwap<Config>,
+    pub switch_id: InstId,
+    pub clock: SharedClock,
+    pub journal: Arc<dyn Journal>,
+    pub routes: HashMap<InstId, Arc<IssuerRoute>>,
+    /// Keys seen per settlement date (duplicate detection, SPEC.md section 7).
+    pub seen: DashMap<TxnKey, u32>,
+    /// Transactions forwarded and not yet answered, over all links (graceful shutdown).
+    pub in_flight: AtomicUsize,
+    /// Set when shutdown begins: acquirer requests are then declined `91`.
+    pub draining: AtomicBool,
+    /// How often links check their timers (ms of real time).
+    pub tick_ms: u64,
+}
+
+impl Shared {
+    /// The settlement date for a moment: the local date, or the next day from the
+    /// configured cut-over time on (SPEC.md section 12).
+    #[must_use]
+    pub fn settlement_date(&self, now_ms: i64) -> NaiveDate {
+        let cutover = self.config.load().switch.settlement_cutover;
+        let local = chrono::Local.timestamp_millis_opt(now_ms).single().map(|t| t.naive_local()).unwrap_or_default();
+        if local.time() >= cutover {
+            local.date().succ_opt().unwrap_or(local.date())
+        } else {
+            local.date()
+        }
+    }
+
+    /// `YYYYMMDD` and F15 `MMDD` of the current settlement date.
+    #[must_use]
+    pub fn settlement_now(&self) -> (u32, [u8; 4]) {
+        let d = self.settlement_date(self.clock.now_millis());
+        let yyyymmdd = u32::try_from(d.year()).unwrap_or(0) * 10_000 + d.month() * 100 + d.day();
+        let mmdd = d.month() * 100 + d.day();
+        let f15 = [
+            b'0' + (mmdd / 1000) as u8,
+            b'0' + (mmdd / 100 % 10) as u8,
+            b'0' + (mmdd / 10 % 10) as u8,
+            b'0' + (mmdd % 10) as u8,
+        ];
+        (yyyymmdd, f15)
+    }
+
+    /// F7 `MMDDhhmmss` (UTC per ISO 8583 convention) for a switch-generated message.
+    #[must_use]
+    pub fn transmission_now(&self) -> [u8; 10] {
+        let t = chrono::Utc.timestamp_millis_opt(self.clock.now_millis()).single().unwrap_or_default();
+        let s = t.format("%m%d%H%M%S").to_string();
+        s.as_bytes().try_into().unwrap_or(*b"0101000000")
+    }
+
+    #[must_use]
+    pub fn route(&self, issuer: &InstId) -> Option<&Arc<IssuerRoute>> {
+        self.routes.get(issuer)
+    }
+}
