@@ -33,8 +33,8 @@ use iso8583::{
 /// 0200 purchase (F3 000000, F25 00) from acquirer 01030000 to the switch 00010000, with track 2
 /// (F35) and a PIN block (F52). 289 bytes of payload: 46 header + 4 MTI + 8 bitmap + 231 fields.
 const PURCHASE_0200: &str = concat!(
-    "2E",                                   // H1 header length 46 "."
-    "02",                                   // H2 flag 02 production
+    "2E",                                   // H1 header length 46 (binary 0x2E)
+    "02",                                   // H2 flag 0x02 production
     "30323839",                             // H3 total length "0289"
     "3030303130303030202020",               // H4 dest "00010000   "
     "3031303330303030202020",               // H5 source "01030000   "
@@ -45,7 +45,7 @@ const PURCHASE_0200: &str = concat!(
     "3030303030",                           // H10 reject code "00000"
     "30323030",                             // MTI "0200"
     "72384481A8E09010",                     // bitmap, primary
-    "313636323232303230303030303030313233", // F2 LLVAR "166222020000000123"
+    "313636323232303230303030303030313233", // F2 LLVAR "16" + "6222020000000123"
     "303030303030",                         // F3 fixed 6 "000000"
     "303030303030303132333435",             // F4 fixed 12 "000000012345"
     "31313231303933303030",                 // F7 fixed 10 "1121093000"
@@ -55,23 +55,25 @@ const PURCHASE_0200: &str = concat!(
     "35343131",                             // F18 fixed 4 "5411"
     "303531",                               // F22 fixed 3 "051"
     "3030",                                 // F25 fixed 2 "00"
-    "30383031303330303030",                 // F32 LLVAR "0801030000"
-    "30383031303330303030",                 // F33 LLVAR "0801030000"
-    "3334363232323032303030303030303132333D3235313232303131323334353637383930", // F35 LLVAR "346222020000000123=25122011234567890"
+    "30383031303330303030",                 // F32 LLVAR "08" + "01030000"
+    "30383031303330303030",                 // F33 LLVAR "08" + "01030000"
+    // F35 LLVAR "34" + "6222020000000123=25122011234567890"
+    "3334363232323032303030303030303132333D3235313232303131323334353637383930",
     "313132313039333030303031",       // F37 fixed 12 "112109300001"
     "5445524D30303031",               // F41 fixed 8 "TERM0001"
     "313233343536373839303132333435", // F42 fixed 15 "123456789012345"
-    "4341524453574954434820544553542053484F502020202020202020202020205348414E47484149", // F43 fixed 40 "CARDSWITCH TEST SHOP            SHANGHAI"
+    // F43 fixed 40 "CARDSWITCH TEST SHOP            SHANGHAI"
+    "4341524453574954434820544553542053484F502020202020202020202020205348414E47484149",
     "313536",                               // F49 fixed 3 "156"
     "1122334455667788",                     // F52 fixed 8
-    "303135303030303035303030333030303030", // F60 LLLVAR "015000005000300000"
+    "303135303030303035303030333030303030", // F60 LLLVAR "015" + "000005000300000"
 );
 
 /// 0200 installment purchase: F25 64 and F48 usage `IP` (6 periods, project PHONE2026, fee
 /// spread, rate 4.320 %, merchant subsidy 1.000 %), no track or PIN. 312 bytes.
 const INSTALLMENT_0200: &str = concat!(
-    "2E", // H1 header length 46 "."
-    "02", // H2 flag 02 production
+    "2E", // H1 header length 46 (binary 0x2E)
+    "02", // H2 flag 0x02 production
     "30333132", // H3 total length "0312"
     "3030303130303030202020", // H4 dest "00010000   "
     "3031303330303030202020", // H5 source "01030000   "
@@ -82,7 +84,7 @@ const INSTALLMENT_0200: &str = concat!(
     "3030303030", // H10 reject code "00000"
     "30323030", // MTI "0200"
     "7238448188E18010", // bitmap, primary
-    "313636323232303230303030303030313233", // F2 LLVAR "166222020000000123"
+    "313636323232303230303030303030313233", // F2 LLVAR "16" + "6222020000000123"
     "303030303030", // F3 fixed 6 "000000"
     "303030303030363030303030", // F4 fixed 12 "000000600000"
     "31313231303933303030", // F7 fixed 10 "1121093000"
@@ -92,23 +94,25 @@ const INSTALLMENT_0200: &str = concat!(
     "35343131", // F18 fixed 4 "5411"
     "303531", // F22 fixed 3 "051"
     "3634", // F25 fixed 2 "64"
-    "30383031303330303030", // F32 LLVAR "0801030000"
-    "30383031303330303030", // F33 LLVAR "0801030000"
+    "30383031303330303030", // F32 LLVAR "08" + "01030000"
+    "30383031303330303030", // F33 LLVAR "08" + "01030000"
     "313132313039333030303032", // F37 fixed 12 "112109300002"
     "5445524D30303031", // F41 fixed 8 "TERM0001"
     "313233343536373839303132333435", // F42 fixed 15 "123456789012345"
-    "4341524453574954434820544553542053484F502020202020202020202020205348414E47484149", // F43 fixed 40 "CARDSWITCH TEST SHOP            SHANGHAI"
-    "3036344950303650484F4E4532303236202020202020202020202020202020202020202020203030303433323030303130303020202020202020202020202020202020", // F48 LLLVAR "064IP06PHONE2026                      0004320001000                "
+    // F43 fixed 40 "CARDSWITCH TEST SHOP            SHANGHAI"
+    "4341524453574954434820544553542053484F502020202020202020202020205348414E47484149",
+    // F48 LLLVAR "064" + "IP06PHONE2026                      0004320001000                "
+    "3036344950303650484F4E4532303236202020202020202020202020202020202020202020203030303433323030303130303020202020202020202020202020202020",
     "313536", // F49 fixed 3 "156"
-    "303135303030303035303030333030303030", // F60 LLLVAR "015000005000300000"
+    "303135303030303035303030333030303030", // F60 LLLVAR "015" + "000005000300000"
 );
 
 /// 0210 approval of the installment purchase, switch to acquirer: F15 settlement date, F38,
 /// F39 00, F54 one balance record (10 02 156 C 12345.67), F57 usage `IP` (first installment
 /// 1000.72, currency 156, fee 25.92, subsidy rate 1.00 %). 321 bytes.
 const RESPONSE_0210: &str = concat!(
-    "2E", // H1 header length 46 "."
-    "02", // H2 flag 02 production
+    "2E", // H1 header length 46 (binary 0x2E)
+    "02", // H2 flag 0x02 production
     "30333231", // H3 total length "0321"
     "3031303330303030202020", // H4 dest "01030000   "
     "3030303130303030202020", // H5 source "00010000   "
@@ -119,7 +123,7 @@ const RESPONSE_0210: &str = concat!(
     "3030303030", // H10 reject code "00000"
     "30323130", // MTI "0210"
     "723A00818EC08490", // bitmap, primary
-    "313636323232303230303030303030313233", // F2 LLVAR "166222020000000123"
+    "313636323232303230303030303030313233", // F2 LLVAR "16" + "6222020000000123"
     "303030303030", // F3 fixed 6 "000000"
     "303030303030363030303030", // F4 fixed 12 "000000600000"
     "31313231303933303030", // F7 fixed 10 "1121093000"
@@ -128,25 +132,27 @@ const RESPONSE_0210: &str = concat!(
     "31313231", // F13 fixed 4 "1121"
     "31313231", // F15 fixed 4 "1121"
     "3634", // F25 fixed 2 "64"
-    "30383031303330303030", // F32 LLVAR "0801030000"
-    "30383031303330303030", // F33 LLVAR "0801030000"
+    "30383031303330303030", // F32 LLVAR "08" + "01030000"
+    "30383031303330303030", // F33 LLVAR "08" + "01030000"
     "313132313039333030303032", // F37 fixed 12 "112109300002"
     "413132333435", // F38 fixed 6 "A12345"
     "3030", // F39 fixed 2 "00"
     "5445524D30303031", // F41 fixed 8 "TERM0001"
     "313233343536373839303132333435", // F42 fixed 15 "123456789012345"
     "313536", // F49 fixed 3 "156"
-    "3032303130303231353643303030303031323334353637", // F54 LLLVAR "0201002156C000001234567"
-    "30383549503030303030303130303037323135363030303030303030323539323030303130302020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020", // F57 LLLVAR "085IP000000100072156000000002592000100                                                  "
-    "303135303030303035303030333030303030", // F60 LLLVAR "015000005000300000"
+    // F54 LLLVAR "020" + "1002156C000001234567"
+    "3032303130303231353643303030303031323334353637",
+    // F57 LLLVAR "085" + "IP000000100072156000000002592000100                                                  "
+    "30383549503030303030303130303037323135363030303030303030323539323030303130302020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020",
+    "303135303030303035303030333030303030", // F60 LLLVAR "015" + "000005000300000"
 );
 
 /// 0420 reversal advice, switch to issuer 01020000, for the purchase above (F90 = 0200, STAN
 /// 000123, F7 1121093000, F32/F33 01030000 right-aligned to 11), F60.1 reason 4361 (issuer
 /// timeout at the switch), F100 receiving institution. Secondary bitmap for F90 and F100. 259 bytes.
 const REVERSAL_0420: &str = concat!(
-    "2E",                                   // H1 header length 46 "."
-    "02",                                   // H2 flag 02 production
+    "2E",                                   // H1 header length 46 (binary 0x2E)
+    "02",                                   // H2 flag 0x02 production
     "30323539",                             // H3 total length "0259"
     "3031303230303030202020",               // H4 dest "01020000   "
     "3030303130303030202020",               // H5 source "00010000   "
@@ -157,7 +163,7 @@ const REVERSAL_0420: &str = concat!(
     "3030303030",                           // H10 reject code "00000"
     "30343230",                             // MTI "0420"
     "F222448188C080100000004010000000",     // bitmap, primary + secondary
-    "313636323232303230303030303030313233", // F2 LLVAR "166222020000000123"
+    "313636323232303230303030303030313233", // F2 LLVAR "16" + "6222020000000123"
     "303030303030",                         // F3 fixed 6 "000000"
     "303030303030303132333435",             // F4 fixed 12 "000000012345"
     "31313231303933303235",                 // F7 fixed 10 "1121093025"
@@ -166,21 +172,22 @@ const REVERSAL_0420: &str = concat!(
     "35343131",                             // F18 fixed 4 "5411"
     "303531",                               // F22 fixed 3 "051"
     "3030",                                 // F25 fixed 2 "00"
-    "30383031303330303030",                 // F32 LLVAR "0801030000"
-    "30383030303130303030",                 // F33 LLVAR "0800010000"
+    "30383031303330303030",                 // F32 LLVAR "08" + "01030000"
+    "30383030303130303030",                 // F33 LLVAR "08" + "00010000"
     "313132313039333030303031",             // F37 fixed 12 "112109300001"
     "5445524D30303031",                     // F41 fixed 8 "TERM0001"
     "313233343536373839303132333435",       // F42 fixed 15 "123456789012345"
     "313536",                               // F49 fixed 3 "156"
-    "303135343336313035303030333030303030", // F60 LLLVAR "015436105000300000"
-    "303230303030303132333131323130393330303030303030313033303030303030303031303330303030", // F90 fixed 42 "020000012311210930000000103000000001030000"
-    "30383031303230303030", // F100 LLVAR "0801020000"
+    "303135343336313035303030333030303030", // F60 LLLVAR "015" + "436105000300000"
+    // F90 fixed 42 "020000012311210930000000103000000001030000"
+    "303230303030303132333131323130393330303030303030313033303030303030303031303330303030",
+    "30383031303230303030", // F100 LLVAR "08" + "01020000"
 );
 
 /// 0820 sign-on (F70 001) from issuer 01020000. F70 needs the secondary bitmap. 95 bytes.
 const SIGN_ON_0820: &str = concat!(
-    "2E",                               // H1 header length 46 "."
-    "02",                               // H2 flag 02 production
+    "2E",                               // H1 header length 46 (binary 0x2E)
+    "02",                               // H2 flag 0x02 production
     "30303935",                         // H3 total length "0095"
     "3030303130303030202020",           // H4 dest "00010000   "
     "3031303230303030202020",           // H5 source "01020000   "
@@ -193,14 +200,14 @@ const SIGN_ON_0820: &str = concat!(
     "82200000800000000400000000000000", // bitmap, primary + secondary
     "31313231303830303030",             // F7 fixed 10 "1121080000"
     "303030303031",                     // F11 fixed 6 "000001"
-    "30383031303230303030",             // F33 LLVAR "0801020000"
+    "30383031303230303030",             // F33 LLVAR "08" + "01020000"
     "303031",                           // F70 fixed 3 "001"
 );
 
 /// 0830 answer to the sign-on: header swapped, F7/F11/F33/F70 echoed, F39 00. 97 bytes.
 const SIGN_ON_0830: &str = concat!(
-    "2E",                               // H1 header length 46 "."
-    "02",                               // H2 flag 02 production
+    "2E",                               // H1 header length 46 (binary 0x2E)
+    "02",                               // H2 flag 0x02 production
     "30303937",                         // H3 total length "0097"
     "3031303230303030202020",           // H4 dest "01020000   "
     "3030303130303030202020",           // H5 source "00010000   "
@@ -213,7 +220,7 @@ const SIGN_ON_0830: &str = concat!(
     "82200000820000000400000000000000", // bitmap, primary + secondary
     "31313231303830303030",             // F7 fixed 10 "1121080000"
     "303030303031",                     // F11 fixed 6 "000001"
-    "30383031303230303030",             // F33 LLVAR "0801020000"
+    "30383031303230303030",             // F33 LLVAR "08" + "01020000"
     "3030",                             // F39 fixed 2 "00"
     "303031",                           // F70 fixed 3 "001"
 );
@@ -223,8 +230,8 @@ const SIGN_ON_0830: &str = concat!(
 /// illegal content), swapped IDs and echoed fields 6 to 9, followed by the original header and
 /// body unchanged. 46 + 289 = 335 bytes.
 const REJECT_10045: &str = concat!(
-    "2E",                     // H1 header length 46 "."
-    "02",                     // H2 flag 02 production
+    "2E",                     // H1 header length 46 (binary 0x2E)
+    "02",                     // H2 flag 0x02 production
     "30333335",               // H3 total length "0335"
     "3031303330303030202020", // H4 dest "01030000   "
     "3030303130303030202020", // H5 source "00010000   "
@@ -234,8 +241,8 @@ const REJECT_10045: &str = concat!(
     "00",                     // H9 user info
     "3130303435",             // H10 reject code "10045"
     // ---- the original frame payload, unchanged:
-    "2E",                                   // H1 header length 46 "."
-    "02",                                   // H2 flag 02 production
+    "2E",                                   // H1 header length 46 (binary 0x2E)
+    "02",                                   // H2 flag 0x02 production
     "30323839",                             // H3 total length "0289"
     "3030303130303030202020",               // H4 dest "00010000   "
     "3031303330303030202020",               // H5 source "01030000   "
@@ -246,7 +253,7 @@ const REJECT_10045: &str = concat!(
     "3030303030",                           // H10 reject code "00000"
     "30323030",                             // MTI "0200"
     "72384481A8E09010",                     // bitmap, primary
-    "313636323232303230303030303030313233", // F2 LLVAR "166222020000000123"
+    "313636323232303230303030303030313233", // F2 LLVAR "16" + "6222020000000123"
     "303030303030",                         // F3 fixed 6 "000000"
     "303030303058303132333435",             // F4 fixed 12 "00000X012345"
     "31313231303933303030",                 // F7 fixed 10 "1121093000"
@@ -256,16 +263,18 @@ const REJECT_10045: &str = concat!(
     "35343131",                             // F18 fixed 4 "5411"
     "303531",                               // F22 fixed 3 "051"
     "3030",                                 // F25 fixed 2 "00"
-    "30383031303330303030",                 // F32 LLVAR "0801030000"
-    "30383031303330303030",                 // F33 LLVAR "0801030000"
-    "3334363232323032303030303030303132333D3235313232303131323334353637383930", // F35 LLVAR "346222020000000123=25122011234567890"
+    "30383031303330303030",                 // F32 LLVAR "08" + "01030000"
+    "30383031303330303030",                 // F33 LLVAR "08" + "01030000"
+    // F35 LLVAR "34" + "6222020000000123=25122011234567890"
+    "3334363232323032303030303030303132333D3235313232303131323334353637383930",
     "313132313039333030303031",       // F37 fixed 12 "112109300001"
     "5445524D30303031",               // F41 fixed 8 "TERM0001"
     "313233343536373839303132333435", // F42 fixed 15 "123456789012345"
-    "4341524453574954434820544553542053484F502020202020202020202020205348414E47484149", // F43 fixed 40 "CARDSWITCH TEST SHOP            SHANGHAI"
+    // F43 fixed 40 "CARDSWITCH TEST SHOP            SHANGHAI"
+    "4341524453574954434820544553542053484F502020202020202020202020205348414E47484149",
     "313536",                               // F49 fixed 3 "156"
     "1122334455667788",                     // F52 fixed 8
-    "303135303030303035303030333030303030", // F60 LLLVAR "015000005000300000"
+    "303135303030303035303030333030303030", // F60 LLLVAR "015" + "000005000300000"
 );
 
 // ---------------------------------------------------------------------------------------
@@ -672,427 +681,57 @@ fn decode_error_table() {
     use ErrorKind::*;
     use Location::{Bitmap, Field, Header as H, Mti as M};
     let p = PURCHASE_0200;
+    #[rustfmt::skip]
     let cases: Vec<Case> = vec![
         // Wrong character class.
-        Case {
-            what: "letter in n12 F4",
-            base: p,
-            mutate: |v| v[87] = b'X',
-            fix: false,
-            kind: IllegalContent,
-            location: Field(4),
-            offset: 87,
-            code: "10045",
-        },
-        Case {
-            what: "space in n6 F3",
-            base: p,
-            mutate: |v| v[76] = b' ',
-            fix: false,
-            kind: IllegalContent,
-            location: Field(3),
-            offset: 76,
-            code: "10035",
-        },
-        Case {
-            what: "letter in the PAN",
-            base: p,
-            mutate: |v| v[63] = b'A',
-            fix: false,
-            kind: IllegalContent,
-            location: Field(2),
-            offset: 63,
-            code: "10025",
-        },
-        Case {
-            what: "letter in z F35",
-            base: p,
-            mutate: |v| v[160] = b'A',
-            fix: false,
-            kind: IllegalContent,
-            location: Field(35),
-            offset: 160,
-            code: "10355",
-        },
-        Case {
-            what: "dash in an F37",
-            base: p,
-            mutate: |v| v[190] = b'-',
-            fix: false,
-            kind: IllegalContent,
-            location: Field(37),
-            offset: 190,
-            code: "10375",
-        },
-        Case {
-            what: "control byte in ans F43",
-            base: p,
-            mutate: |v| v[225] = 0x07,
-            fix: false,
-            kind: IllegalContent,
-            location: Field(43),
-            offset: 225,
-            code: "10435",
-        },
-        Case {
-            what: "letter in n42 F90",
-            base: REVERSAL_0420,
-            mutate: |v| v[230] = b'Z',
-            fix: false,
-            kind: IllegalContent,
-            location: Field(90),
-            offset: 230,
-            code: "10905",
-        },
+        Case { what: "letter in n12 F4", base: p, mutate: |v| v[87] = b'X', fix: false, kind: IllegalContent, location: Field(4), offset: 87, code: "10045" },
+        Case { what: "space in n6 F3", base: p, mutate: |v| v[76] = b' ', fix: false, kind: IllegalContent, location: Field(3), offset: 76, code: "10035" },
+        Case { what: "letter in the PAN", base: p, mutate: |v| v[63] = b'A', fix: false, kind: IllegalContent, location: Field(2), offset: 63, code: "10025" },
+        Case { what: "letter in z F35", base: p, mutate: |v| v[160] = b'A', fix: false, kind: IllegalContent, location: Field(35), offset: 160, code: "10355" },
+        Case { what: "dash in an F37", base: p, mutate: |v| v[190] = b'-', fix: false, kind: IllegalContent, location: Field(37), offset: 190, code: "10375" },
+        Case { what: "control byte in ans F43", base: p, mutate: |v| v[225] = 0x07, fix: false, kind: IllegalContent, location: Field(43), offset: 225, code: "10435" },
+        Case { what: "letter in n42 F90", base: REVERSAL_0420, mutate: |v| v[230] = b'Z', fix: false, kind: IllegalContent, location: Field(90), offset: 230, code: "10905" },
         // Length prefix that is not digits.
-        Case {
-            what: "LLVAR prefix of F2 not digits",
-            base: p,
-            mutate: |v| v[58] = b'A',
-            fix: false,
-            kind: BadLengthPrefix,
-            location: Field(2),
-            offset: 58,
-            code: "10023",
-        },
-        Case {
-            what: "LLVAR prefix with a space",
-            base: p,
-            mutate: |v| v[129] = b' ',
-            fix: false,
-            kind: BadLengthPrefix,
-            location: Field(32),
-            offset: 129,
-            code: "10323",
-        },
-        Case {
-            what: "LLLVAR prefix of F60 signed",
-            base: p,
-            mutate: |v| v[271] = b'+',
-            fix: false,
-            kind: BadLengthPrefix,
-            location: Field(60),
-            offset: 271,
-            code: "10603",
-        },
+        Case { what: "LLVAR prefix of F2 not digits", base: p, mutate: |v| v[58] = b'A', fix: false, kind: BadLengthPrefix, location: Field(2), offset: 58, code: "10023" },
+        Case { what: "LLVAR prefix with a space", base: p, mutate: |v| v[129] = b' ', fix: false, kind: BadLengthPrefix, location: Field(32), offset: 129, code: "10323" },
+        Case { what: "LLLVAR prefix of F60 signed", base: p, mutate: |v| v[271] = b'+', fix: false, kind: BadLengthPrefix, location: Field(60), offset: 271, code: "10603" },
         // Variable field over its maximum.
-        Case {
-            what: "PAN of 20 digits",
-            base: p,
-            mutate: |v| put(v, 58, b"20"),
-            fix: false,
-            kind: TooLong,
-            location: Field(2),
-            offset: 58,
-            code: "10024",
-        },
-        Case {
-            what: "F32 of 12 digits",
-            base: p,
-            mutate: |v| put(v, 129, b"12"),
-            fix: false,
-            kind: TooLong,
-            location: Field(32),
-            offset: 129,
-            code: "10324",
-        },
-        Case {
-            what: "F60 of 101 bytes",
-            base: p,
-            mutate: |v| put(v, 271, b"101"),
-            fix: false,
-            kind: TooLong,
-            location: Field(60),
-            offset: 271,
-            code: "10604",
-        },
+        Case { what: "PAN of 20 digits", base: p, mutate: |v| put(v, 58, b"20"), fix: false, kind: TooLong, location: Field(2), offset: 58, code: "10024" },
+        Case { what: "F32 of 12 digits", base: p, mutate: |v| put(v, 129, b"12"), fix: false, kind: TooLong, location: Field(32), offset: 129, code: "10324" },
+        Case { what: "F60 of 101 bytes", base: p, mutate: |v| put(v, 271, b"101"), fix: false, kind: TooLong, location: Field(60), offset: 271, code: "10604" },
         // Truncated data (header length fixed so the body check is reached).
-        Case {
-            what: "cut inside F60",
-            base: p,
-            mutate: |v| v.truncate(280),
-            fix: true,
-            kind: BadLength,
-            location: Field(60),
-            offset: 271,
-            code: "10601",
-        },
-        Case {
-            what: "cut inside the F2 prefix",
-            base: p,
-            mutate: |v| v.truncate(59),
-            fix: true,
-            kind: BadLength,
-            location: Field(2),
-            offset: 58,
-            code: "10021",
-        },
-        Case {
-            what: "cut inside fixed F4",
-            base: p,
-            mutate: |v| v.truncate(90),
-            fix: true,
-            kind: BadLength,
-            location: Field(4),
-            offset: 82,
-            code: "10041",
-        },
-        Case {
-            what: "F60 prefix claims one byte more",
-            base: p,
-            mutate: |v| put(v, 271, b"016"),
-            fix: false,
-            kind: BadLength,
-            location: Field(60),
-            offset: 271,
-            code: "10601",
-        },
-        Case {
-            what: "cut inside the bitmap",
-            base: p,
-            mutate: |v| v.truncate(54),
-            fix: true,
-            kind: Unparseable,
-            location: Bitmap,
-            offset: 50,
-            code: "09990",
-        },
-        Case {
-            what: "cut inside the secondary bitmap",
-            base: SIGN_ON_0820,
-            mutate: |v| v.truncate(60),
-            fix: true,
-            kind: Unparseable,
-            location: Bitmap,
-            offset: 58,
-            code: "09990",
-        },
+        Case { what: "cut inside F60", base: p, mutate: |v| v.truncate(280), fix: true, kind: BadLength, location: Field(60), offset: 271, code: "10601" },
+        Case { what: "cut inside the F2 prefix", base: p, mutate: |v| v.truncate(59), fix: true, kind: BadLength, location: Field(2), offset: 58, code: "10021" },
+        Case { what: "cut inside fixed F4", base: p, mutate: |v| v.truncate(90), fix: true, kind: BadLength, location: Field(4), offset: 82, code: "10041" },
+        Case { what: "F60 prefix claims one byte more", base: p, mutate: |v| put(v, 271, b"016"), fix: false, kind: BadLength, location: Field(60), offset: 271, code: "10601" },
+        Case { what: "cut inside the bitmap", base: p, mutate: |v| v.truncate(54), fix: true, kind: Unparseable, location: Bitmap, offset: 50, code: "09990" },
+        Case { what: "cut inside the secondary bitmap", base: SIGN_ON_0820, mutate: |v| v.truncate(60), fix: true, kind: Unparseable, location: Bitmap, offset: 58, code: "09990" },
         // Trailing bytes after the last field.
-        Case {
-            what: "two bytes after F60",
-            base: p,
-            mutate: |v| v.extend_from_slice(b"00"),
-            fix: true,
-            kind: BadLength,
-            location: Field(60),
-            offset: 289,
-            code: "10601",
-        },
-        Case {
-            what: "bytes after an empty bitmap",
-            base: p,
-            mutate: |v| {
-                put(v, 50, &[0; 8]);
-            },
-            fix: false,
-            kind: BadLength,
-            location: Bitmap,
-            offset: 58,
-            code: "09990",
-        },
+        Case { what: "two bytes after F60", base: p, mutate: |v| v.extend_from_slice(b"00"), fix: true, kind: BadLength, location: Field(60), offset: 289, code: "10601" },
+        Case { what: "bytes after an empty bitmap", base: p, mutate: |v| { put(v, 50, &[0; 8]); }, fix: false, kind: BadLength, location: Bitmap, offset: 58, code: "09990" },
         // Bits for fields the dictionary does not define.
-        Case {
-            what: "bit 8 (undefined) set",
-            base: p,
-            mutate: |v| v[50] |= 0x01,
-            fix: false,
-            kind: FieldNotAllowed,
-            location: Field(8),
-            offset: 104,
-            code: "10082",
-        },
-        Case {
-            what: "bit 64 (undefined) set",
-            base: p,
-            mutate: |v| v[57] |= 0x01,
-            fix: false,
-            kind: FieldNotAllowed,
-            location: Field(64),
-            offset: 289,
-            code: "10642",
-        },
-        Case {
-            what: "bit 65 set",
-            base: SIGN_ON_0820,
-            mutate: |v| v[58] |= 0x80,
-            fix: false,
-            kind: FieldNotAllowed,
-            location: Field(65),
-            offset: 92,
-            code: "10652",
-        },
-        Case {
-            what: "bit 127 (undefined) set",
-            base: REVERSAL_0420,
-            mutate: |v| v[65] |= 0x02,
-            fix: false,
-            kind: FieldNotAllowed,
-            location: Field(127),
-            offset: 259,
-            code: "11272",
-        },
+        Case { what: "bit 8 (undefined) set", base: p, mutate: |v| v[50] |= 0x01, fix: false, kind: FieldNotAllowed, location: Field(8), offset: 104, code: "10082" },
+        Case { what: "bit 64 (undefined) set", base: p, mutate: |v| v[57] |= 0x01, fix: false, kind: FieldNotAllowed, location: Field(64), offset: 289, code: "10642" },
+        Case { what: "bit 65 set", base: SIGN_ON_0820, mutate: |v| v[58] |= 0x80, fix: false, kind: FieldNotAllowed, location: Field(65), offset: 92, code: "10652" },
+        Case { what: "bit 127 (undefined) set", base: REVERSAL_0420, mutate: |v| v[65] |= 0x02, fix: false, kind: FieldNotAllowed, location: Field(127), offset: 259, code: "11272" },
         // Unknown or unparseable MTI.
-        Case {
-            what: "MTI 0500",
-            base: p,
-            mutate: |v| put(v, 46, b"0500"),
-            fix: false,
-            kind: Unparseable,
-            location: M,
-            offset: 46,
-            code: "09990",
-        },
-        Case {
-            what: "MTI 0201",
-            base: p,
-            mutate: |v| put(v, 46, b"0201"),
-            fix: false,
-            kind: Unparseable,
-            location: M,
-            offset: 46,
-            code: "09990",
-        },
-        Case {
-            what: "MTI not digits",
-            base: p,
-            mutate: |v| put(v, 46, b"02A0"),
-            fix: false,
-            kind: Unparseable,
-            location: M,
-            offset: 46,
-            code: "09990",
-        },
-        Case {
-            what: "body ends before the MTI",
-            base: p,
-            mutate: |v| v.truncate(48),
-            fix: true,
-            kind: Unparseable,
-            location: M,
-            offset: 46,
-            code: "09990",
-        },
+        Case { what: "MTI 0500", base: p, mutate: |v| put(v, 46, b"0500"), fix: false, kind: Unparseable, location: M, offset: 46, code: "09990" },
+        Case { what: "MTI 0201", base: p, mutate: |v| put(v, 46, b"0201"), fix: false, kind: Unparseable, location: M, offset: 46, code: "09990" },
+        Case { what: "MTI not digits", base: p, mutate: |v| put(v, 46, b"02A0"), fix: false, kind: Unparseable, location: M, offset: 46, code: "09990" },
+        Case { what: "body ends before the MTI", base: p, mutate: |v| v.truncate(48), fix: true, kind: Unparseable, location: M, offset: 46, code: "09990" },
         // Header errors (SPEC.md 3: D = 0, FFF = header field number).
-        Case {
-            what: "header length byte 45",
-            base: p,
-            mutate: |v| v[0] = 45,
-            fix: false,
-            kind: IllegalContent,
-            location: H(1),
-            offset: 0,
-            code: "00015",
-        },
-        Case {
-            what: "flag 0x05",
-            base: p,
-            mutate: |v| v[1] = 0x05,
-            fix: false,
-            kind: IllegalContent,
-            location: H(2),
-            offset: 1,
-            code: "00025",
-        },
-        Case {
-            what: "total length not digits",
-            base: p,
-            mutate: |v| v[3] = b'x',
-            fix: false,
-            kind: IllegalContent,
-            location: H(3),
-            offset: 2,
-            code: "00035",
-        },
-        Case {
-            what: "total length too small",
-            base: p,
-            mutate: |v| put(v, 2, b"0288"),
-            fix: false,
-            kind: BadLength,
-            location: H(3),
-            offset: 2,
-            code: "00031",
-        },
-        Case {
-            what: "total length too large",
-            base: p,
-            mutate: |v| put(v, 2, b"0290"),
-            fix: false,
-            kind: BadLength,
-            location: H(3),
-            offset: 2,
-            code: "00031",
-        },
-        Case {
-            what: "letter in the destination ID",
-            base: p,
-            mutate: |v| v[8] = b'A',
-            fix: false,
-            kind: IllegalContent,
-            location: H(4),
-            offset: 6,
-            code: "00045",
-        },
-        Case {
-            what: "digit after the destination padding",
-            base: p,
-            mutate: |v| v[16] = b'1',
-            fix: false,
-            kind: IllegalContent,
-            location: H(4),
-            offset: 6,
-            code: "00045",
-        },
-        Case {
-            what: "blank source ID",
-            base: p,
-            mutate: |v| put(v, 17, b"           "),
-            fix: false,
-            kind: IllegalContent,
-            location: H(5),
-            offset: 17,
-            code: "00055",
-        },
-        Case {
-            what: "reject code not digits",
-            base: p,
-            mutate: |v| v[43] = b'a',
-            fix: false,
-            kind: IllegalContent,
-            location: H(10),
-            offset: 41,
-            code: "00105",
-        },
-        Case {
-            what: "reject code set on a message",
-            base: p,
-            mutate: |v| put(v, 41, b"10045"),
-            fix: false,
-            kind: IllegalContent,
-            location: H(10),
-            offset: 41,
-            code: "00105",
-        },
-        Case {
-            what: "shorter than a header",
-            base: p,
-            mutate: |v| v.truncate(20),
-            fix: false,
-            kind: BadLength,
-            location: H(1),
-            offset: 20,
-            code: "00011",
-        },
-        Case {
-            what: "empty payload",
-            base: p,
-            mutate: Vec::clear,
-            fix: false,
-            kind: BadLength,
-            location: H(1),
-            offset: 0,
-            code: "00011",
-        },
+        Case { what: "header length byte 45", base: p, mutate: |v| v[0] = 45, fix: false, kind: IllegalContent, location: H(1), offset: 0, code: "00015" },
+        Case { what: "flag 0x05", base: p, mutate: |v| v[1] = 0x05, fix: false, kind: IllegalContent, location: H(2), offset: 1, code: "00025" },
+        Case { what: "total length not digits", base: p, mutate: |v| v[3] = b'x', fix: false, kind: IllegalContent, location: H(3), offset: 2, code: "00035" },
+        Case { what: "total length too small", base: p, mutate: |v| put(v, 2, b"0288"), fix: false, kind: BadLength, location: H(3), offset: 2, code: "00031" },
+        Case { what: "total length too large", base: p, mutate: |v| put(v, 2, b"0290"), fix: false, kind: BadLength, location: H(3), offset: 2, code: "00031" },
+        Case { what: "letter in the destination ID", base: p, mutate: |v| v[8] = b'A', fix: false, kind: IllegalContent, location: H(4), offset: 6, code: "00045" },
+        Case { what: "digit after the destination padding", base: p, mutate: |v| v[16] = b'1', fix: false, kind: IllegalContent, location: H(4), offset: 6, code: "00045" },
+        Case { what: "blank source ID", base: p, mutate: |v| put(v, 17, b"           "), fix: false, kind: IllegalContent, location: H(5), offset: 17, code: "00055" },
+        Case { what: "reject code not digits", base: p, mutate: |v| v[43] = b'a', fix: false, kind: IllegalContent, location: H(10), offset: 41, code: "00105" },
+        Case { what: "reject code set on a message", base: p, mutate: |v| put(v, 41, b"10045"), fix: false, kind: IllegalContent, location: H(10), offset: 41, code: "00105" },
+        Case { what: "shorter than a header", base: p, mutate: |v| v.truncate(20), fix: false, kind: BadLength, location: H(1), offset: 20, code: "00011" },
+        Case { what: "empty payload", base: p, mutate: Vec::clear, fix: false, kind: BadLength, location: H(1), offset: 0, code: "00011" },
     ];
     for c in &cases {
         let mut v = hex::decode(c.base).unwrap();

@@ -111,32 +111,29 @@ impl AcquirerLink {
             }
         };
         let cfg = self.shared.config.load();
-        // Bind the link to the institution of the first message's source ID.
+        // Bind the link to the institution of the first message's source ID; afterwards
+        // every source ID must belong to that institution (primary or branch ID).
         let source = msg.header().source;
-        let Some(inst) = cfg.institution(source.as_str()).filter(|i| i.is_acquirer()) else {
-            metrics::counter!("switch_links_refused_total", "reason" => "unknown_source").increment(1);
-            tracing::warn!(peer = %self.peer, source = %source, "message from an institution not configured as acquirer; closing link");
-            ctx.stop();
-            return;
-        };
-        let inst_id = InstId::new(inst.id.as_str()).unwrap_or(source);
-        match self.institution {
-            None => {
-                if !inst.allows_addr(self.peer.ip()) {
-                    metrics::counter!("switch_links_refused_total", "reason" => "address").increment(1);
-                    tracing::warn!(peer = %self.peer, institution = %inst_id, "address not allowed for institution; closing link");
-                    ctx.stop();
-                    return;
-                }
-                tracing::info!(peer = %self.peer, institution = %inst_id, "acquirer link bound");
-                self.institution = Some(inst_id);
-            }
-            Some(bound) if bound != inst_id => {
+        let inst = cfg.institution(source.as_str()).filter(|i| i.is_acquirer());
+        let inst_id = inst.and_then(|i| InstId::new(i.id.as_str()));
+        let (inst, inst_id) = match (self.institution, inst, inst_id) {
+            (Some(bound), Some(inst), Some(id)) if bound == id => (inst, id),
+            (Some(_), _, _) => {
                 self.reject(&raw, RejectCode::new(0, 5, 5), "source ID differs from the link's institution");
                 return;
             }
-            Some(_) => {}
-        }
+            (None, Some(inst), Some(id)) if inst.allows_addr(self.peer.ip()) => {
+                tracing::info!(peer = %self.peer, institution = %id, "acquirer link bound");
+                self.institution = Some(id);
+                (inst, id)
+            }
+            (None, _, _) => {
+                metrics::counter!("switch_links_refused_total", "reason" => "unknown_source").increment(1);
+                tracing::warn!(peer = %self.peer, source = %source, "first message not from an acquirer configured for this address; closing link");
+                ctx.stop();
+                return;
+            }
+        };
         if msg.mti().is_response() {
             // Answers to our echoes or unexpected responses: nothing to do.
             return;

@@ -1,0 +1,228 @@
+//! Test harness: a real switch on 127.0.0.1:0 with a manual clock, and raw-socket peers
+//! that speak the wire format through the codec (full control over timing and content).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use iso8583::{Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, Packet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switch::clock::ManualClock;
+use switch::config::Config;
+use switch::server::{start, StartOptions, SwitchHandle};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+pub const SWITCH: &str = "00010000";
+pub const ACQ: &str = "01030000";
+pub const ISS: &str = "03010000";
+/// A PAN routed to ISS.
+pub const PAN: &str = "6222021234567890123";
+/// A guard against hanging forever when a test fails; never used to wait for work.
+pub const GUARD: Duration = Duration::from_secs(10);
+
+pub fn write_config(dir: &Path, extra_acquirer: &str) -> Config {
+    std::fs::write(dir.join("bins.csv"), "prefix,issuer,card_type,installment\n622202,03010000,debit,Y\n625800,03020000,credit,N\n").unwrap();
+    let toml = format!(
+        r#"
+[switch]
+id = "00010000"
+keepalive_send_secs = 120
+idle_timeout_secs = 180
+[listeners]
+acquirer = "127.0.0.1:0"
+issuer = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+[journal]
+dir = "journal"
+durability = "buffered"
+[routing]
+bin_table = "bins.csv"
+[[institution]]
+id = "01030000"
+name = "Test Acquirer"
+roles = ["acquirer"]
+{extra_acquirer}
+[[institution]]
+id = "03010000"
+name = "Test Issuer"
+roles = ["issuer"]
+timeout_ms = 20000
+echo_interval_secs = 60
+echo_timeout_secs = 10
+[[institution]]
+id = "03020000"
+name = "Issuer Never Connected"
+roles = ["issuer"]
+"#
+    );
+    let path = dir.join("switch.toml");
+    std::fs::write(&path, &toml).unwrap();
+    Config::load(&path).unwrap()
+}
+
+pub struct TestSwitch {
+    pub handle: Option<SwitchHandle>,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestSwitch {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    pub fn start_with(extra_acquirer: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), extra_acquirer);
+        let clock = ManualClock::starting_now();
+        let handle = start(config, StartOptions { clock: Arc::new(clock.clone()), tick_ms: 5 }).unwrap();
+        Self { handle: Some(handle), clock, dir }
+    }
+
+    /// Start again on the same journal directory.
+    pub fn restart(&mut self) {
+        self.handle.take().unwrap().shutdown().unwrap();
+        let config = write_config(self.dir.path(), "");
+        let handle = start(config, StartOptions { clock: Arc::new(self.clock.clone()), tick_ms: 5 }).unwrap();
+        self.handle = Some(handle);
+    }
+
+    pub fn h(&self) -> &SwitchHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    pub async fn acquirer(&self) -> Peer {
+        Peer::connect(self.h().acquirer_addr, ACQ).await
+    }
+
+    /// An issuer link, connected and signed on.
+    pub async fn issuer(&self) -> Peer {
+        let mut p = Peer::connect(self.h().issuer_addr, ISS).await;
+        let resp = p.network(1).await;
+        assert_eq!(resp.response_code().unwrap().as_str(), "00");
+        p
+    }
+
+    pub fn shutdown(mut self) {
+        self.handle.take().unwrap().shutdown().unwrap();
+    }
+}
+
+impl Drop for TestSwitch {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.shutdown();
+        }
+    }
+}
+
+/// One raw link to the switch.
+pub struct Peer {
+    pub framed: Framed<TcpStream, FrameCodec>,
+    pub id: InstId,
+    stan: u32,
+}
+
+impl Peer {
+    pub async fn connect(addr: std::net::SocketAddr, id: &str) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Self { framed: Framed::new(stream, FrameCodec::default()), id: InstId::new(id).unwrap(), stan: 0 }
+    }
+
+    pub fn header(&self) -> Header {
+        Header::new(InstId::new(SWITCH).unwrap(), self.id)
+    }
+
+    pub async fn send(&mut self, payload: Bytes) {
+        self.framed.send(Frame::Message(payload)).await.unwrap();
+    }
+
+    pub async fn send_frame(&mut self, frame: Frame) {
+        self.framed.send(frame).await.unwrap();
+    }
+
+    /// Next frame (keep-alives included), or panic after the guard time.
+    pub async fn next_frame(&mut self) -> Frame {
+        tokio::time::timeout(GUARD, self.framed.next()).await.expect("no frame within the guard time").expect("link closed").unwrap()
+    }
+
+    /// Next message, skipping keep-alives.
+    pub async fn recv(&mut self) -> Message {
+        loop {
+            if let Frame::Message(b) = self.next_frame().await {
+                match Packet::decode(b).unwrap() {
+                    Packet::Message(m) => return m,
+                    Packet::Reject { header, .. } => panic!("unexpected reject {}", header.reject),
+                }
+            }
+        }
+    }
+
+    pub async fn recv_packet(&mut self) -> Packet {
+        loop {
+            if let Frame::Message(b) = self.next_frame().await {
+                return Packet::decode(b).unwrap();
+            }
+        }
+    }
+
+    /// Whether the switch closed the link (read returns end of stream or an error).
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(GUARD, self.framed.next()).await.expect("link neither closed nor answered") {
+                None | Some(Err(_)) => return true,
+                Some(Ok(Frame::KeepAlive)) => {}
+                Some(Ok(Frame::Message(_))) => return false,
+            }
+        }
+    }
+
+    pub fn next_stan(&mut self) -> u32 {
+        self.stan += 1;
+        self.stan
+    }
+
+    pub async fn network(&mut self, code: u16) -> Message {
+        let stan = self.next_stan();
+        let mut b = MessageBuilder::new(Mti::NETWORK_REQUEST, self.header());
+        b.set(7, "1121093000").set_numeric(11, u64::from(stan)).set(33, self.id.as_bytes()).set_numeric(70, u64::from(code));
+        self.send(b.build().unwrap()).await;
+        self.recv().await
+    }
+
+    /// A purchase request from this acquirer.
+    pub fn purchase(&mut self, pan: &str, amount: u64) -> MessageBuilder {
+        let stan = self.next_stan();
+        let mut b = MessageBuilder::new(Mti::FINANCIAL_REQUEST, self.header());
+        b.header_mut().user_info = 0x5A;
+        b.set(2, pan)
+            .set(3, "000000")
+            .set_numeric(4, amount)
+            .set(7, "1121093000")
+            .set_numeric(11, u64::from(stan))
+            .set(12, "093000")
+            .set(13, "1121")
+            .set(18, "5411")
+            .set(22, "051")
+            .set(25, "00")
+            .set(32, self.id.as_bytes())
+            .set(33, self.id.as_bytes())
+            .set_text(37, &format!("{stan:012}"))
+            .set(41, "TERM0001")
+            .set(42, "MERCHANT0000001")
+            .set(49, "156")
+            .set(60, "000005000300000");
+        b
+    }
+
+    /// Answer a forwarded request as the issuer would.
+    pub async fn answer(&mut self, req: &Message, code: &str) {
+        let mut b = MessageBuilder::response_to(req, &[2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100], iso8583::ResponseCode::parse(code.as_bytes()).unwrap());
+        if code == "00" {
+            b.set(38, "A1B2C3");
+        }
+        self.send(b.build().unwrap()).await;
+    }
+}

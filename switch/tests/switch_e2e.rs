@@ -1,0 +1,340 @@
+//! End-to-end behaviour of the switch over real loopback sockets (SPEC.md sections 2, 3,
+//! 6, 7, 8, 9 rule 2). Timeouts are driven by the injected manual clock, never by sleeping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use iso8583::subfields::OriginalData;
+use iso8583::{Frame, Mti, Packet};
+use std::time::Duration;
+
+#[tokio::test]
+async fn approval_end_to_end_rewrites_and_restores_keys() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let req = acq.purchase(PAN, 1234).build().unwrap();
+    acq.send(req.clone()).await;
+
+    let fwd = iss.recv().await;
+    assert_eq!(fwd.mti(), Mti::FINANCIAL_REQUEST);
+    assert_eq!(fwd.header().dest.as_str(), ISS);
+    assert_eq!(fwd.header().source.as_str(), SWITCH);
+    assert_eq!(fwd.header().user_info, 0, "the switch writes its own header towards the issuer");
+    assert_eq!(fwd.field(100), Some(&b"03010000"[..]));
+    assert!(fwd.has(15), "F15 settlement date set by the switch");
+    assert_eq!(fwd.amount(), Some(1234));
+    assert_eq!(fwd.pan(), Some(PAN.as_bytes()));
+    iss.answer(&fwd, "00").await;
+
+    let resp = acq.recv().await;
+    assert_eq!(resp.mti(), Mti::FINANCIAL_RESPONSE);
+    assert_eq!(resp.response_code().unwrap().as_str(), "00");
+    assert_eq!(resp.stan(), Some(1), "acquirer's STAN restored");
+    assert_eq!(resp.header().dest.as_str(), ACQ);
+    assert_eq!(resp.header().source.as_str(), SWITCH);
+    assert_eq!(resp.header().user_info, 0x5A, "header fields 6-9 of the acquirer's request echoed");
+    assert_eq!(resp.field(38), Some(&b"A1B2C3"[..]));
+    assert!(resp.has(15));
+}
+
+#[tokio::test]
+async fn pipelined_requests_match_by_key_even_answered_out_of_order() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    for amount in [100u64, 200, 300] {
+        let m = acq.purchase(PAN, amount).build().unwrap();
+        acq.send(m).await;
+    }
+    let mut fwds = vec![iss.recv().await, iss.recv().await, iss.recv().await];
+    fwds.reverse();
+    for (f, code) in fwds.iter().zip(["51", "00", "05"]) {
+        iss.answer(f, code).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let r = acq.recv().await;
+        got.push((r.stan().unwrap(), r.amount().unwrap(), r.response_code().unwrap().as_str().to_owned()));
+    }
+    got.sort();
+    assert_eq!(got, vec![(1, 100, "05".into()), (2, 200, "00".into()), (3, 300, "51".into())]);
+}
+
+#[tokio::test]
+async fn unknown_bin_is_declined_15() {
+    let sw = TestSwitch::start();
+    let _iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase("9999990000000001", 100).build().unwrap();
+    acq.send(m).await;
+    let r = acq.recv().await;
+    assert_eq!(r.response_code().unwrap().as_str(), "15");
+    assert_eq!(r.header().user_info, 0x5A);
+}
+
+#[tokio::test]
+async fn issuer_not_signed_on_or_dropped_is_declined_91() {
+    let sw = TestSwitch::start();
+    let mut acq = sw.acquirer().await;
+    // Connected but not signed on.
+    let _unsigned = Peer::connect(sw.h().issuer_addr, ISS).await;
+    let m = acq.purchase(PAN, 100).build().unwrap();
+    acq.send(m).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "91");
+
+    // Signed on, then dropped.
+    let iss = sw.issuer().await;
+    drop(iss);
+    // The drop is noticed asynchronously; the next answers are 91 once it is. Wait on the
+    // health endpoint's view instead of sleeping.
+    wait_until(|| !sw.h().shared.routes.values().any(|r| r.is_signed_on())).await;
+    let m = acq.purchase(PAN, 100).build().unwrap();
+    acq.send(m).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "91");
+}
+
+#[tokio::test]
+async fn sign_off_stops_traffic() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    assert_eq!(iss.network(2).await.response_code().unwrap().as_str(), "00");
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 100).build().unwrap();
+    acq.send(m).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "91");
+}
+
+/// Yield until `cond` holds, re-checking on each scheduler turn (bounded by the guard).
+async fn wait_until(cond: impl Fn() -> bool) {
+    tokio::time::timeout(GUARD, async {
+        while !cond() {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("condition not reached");
+}
+
+#[tokio::test]
+async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 5000).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+
+    sw.clock.advance(Duration::from_millis(20_001));
+    let r = acq.recv().await;
+    assert_eq!(r.response_code().unwrap().as_str(), "98");
+    assert_eq!(r.stan(), Some(1));
+
+    let rev = iss.recv().await;
+    assert_eq!(rev.mti(), Mti::REVERSAL_ADVICE);
+    assert_eq!(rev.f60().unwrap().reason_code(), Some(&b"4361"[..]));
+    let od = OriginalData::parse(rev.field(90).unwrap()).unwrap();
+    assert_eq!(od.mti, Mti::FINANCIAL_REQUEST);
+    assert_eq!(od.stan, fwd.stan().unwrap(), "F90 names the original as the issuer saw it");
+    assert_eq!(rev.amount(), Some(5000));
+    iss.answer(&rev, "00").await;
+
+    // The issuer approves late: the switch reverses that too.
+    iss.answer(&fwd, "00").await;
+    let late = iss.recv().await;
+    assert_eq!(late.mti(), Mti::REVERSAL_ADVICE);
+    assert_eq!(late.f60().unwrap().reason_code(), Some(&b"4360"[..]));
+    assert_eq!(OriginalData::parse(late.field(90).unwrap()).unwrap().stan, fwd.stan().unwrap());
+}
+
+#[tokio::test]
+async fn unanswered_reversal_advice_is_resent_until_answered() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 700).build().unwrap();
+    acq.send(m).await;
+    let _fwd = iss.recv().await;
+    sw.clock.advance(Duration::from_millis(20_001));
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "98");
+    let first = iss.recv().await;
+    sw.clock.advance(Duration::from_millis(switch::actors::route::ADVICE_RETRY_MS as u64));
+    let again = iss.recv().await;
+    assert_eq!(again.raw(), first.raw(), "store-and-forward resends the same advice");
+    iss.answer(&again, "00").await;
+    // Answered: no third send even after another interval; an echo-free keep-alive is all.
+    sw.clock.advance(Duration::from_millis(switch::actors::route::ADVICE_RETRY_MS as u64));
+    let m = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(m).await;
+    let next = iss.recv().await;
+    assert_eq!(next.mti(), Mti::FINANCIAL_REQUEST, "no resend of an answered advice");
+}
+
+#[tokio::test]
+async fn approval_for_a_vanished_acquirer_is_reversed_4363() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 999).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    drop(acq);
+    // Let the switch notice the closed acquirer link before the approval arrives.
+    wait_until(|| metrics_text(&sw).contains("switch_acquirer_links 0")).await;
+    iss.answer(&fwd, "00").await;
+    let rev = iss.recv().await;
+    assert_eq!(rev.mti(), Mti::REVERSAL_ADVICE);
+    assert_eq!(rev.f60().unwrap().reason_code(), Some(&b"4363"[..]));
+}
+
+fn metrics_text(_sw: &TestSwitch) -> String {
+    switch::server::render_metrics()
+}
+
+#[tokio::test]
+async fn duplicate_key_is_declined_94_and_survives_restart() {
+    let mut sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 100).build().unwrap();
+    acq.send(m.clone()).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, "00").await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+    acq.send(m.clone()).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "94");
+    drop((iss, acq));
+
+    sw.restart();
+    let _iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    acq.send(m).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "94", "journal replay restores the day's keys");
+}
+
+#[tokio::test]
+async fn malformed_request_gets_a_reject_with_the_original_appended() {
+    let sw = TestSwitch::start();
+    let mut acq = sw.acquirer().await;
+    let good = acq.purchase(PAN, 100).build().unwrap();
+    // Corrupt F4 (an n12 field) with a letter: body error, field 4, illegal content.
+    let msg = iso8583::Message::decode(good.clone()).unwrap();
+    let f4 = msg.field(4).unwrap().as_ptr() as usize - good.as_ptr() as usize;
+    let mut bad = good.to_vec();
+    bad[f4 + 3] = b'X';
+    acq.send(bytes::Bytes::from(bad.clone())).await;
+    match acq.recv_packet().await {
+        Packet::Reject { header, original } => {
+            assert_eq!(header.reject.as_str(), "10045");
+            assert_eq!(header.dest.as_str(), ACQ);
+            assert_eq!(&original[..], &bad[..]);
+        }
+        Packet::Message(m) => panic!("expected a reject, got {}", m.mti()),
+    }
+    // Missing mandatory field: a normal answer with 30.
+    let mut b = acq.purchase(PAN, 100);
+    b.remove(18);
+    acq.send(b.build().unwrap()).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "30");
+    // A framing error closes the link.
+    acq.send_frame(Frame::KeepAlive).await;
+    use tokio::io::AsyncWriteExt;
+    acq.framed.get_mut().write_all(b"12a4").await.unwrap();
+    assert!(acq.closed().await);
+}
+
+#[tokio::test]
+async fn keepalives_are_ignored_and_sent_when_idle_and_idle_links_close() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    acq.send_frame(Frame::KeepAlive).await;
+    let m = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, "00").await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00", "the keep-alive was not answered");
+
+    sw.clock.advance(Duration::from_secs(121));
+    assert_eq!(acq.next_frame().await, Frame::KeepAlive);
+    sw.clock.advance(Duration::from_secs(60));
+    assert!(acq.closed().await, "nothing received for 180 s closes the link");
+}
+
+#[tokio::test]
+async fn idle_issuer_link_gets_echo_and_is_dropped_when_unanswered() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    sw.clock.advance(Duration::from_secs(61));
+    let echo = iss.recv().await;
+    assert_eq!(echo.mti(), Mti::NETWORK_REQUEST);
+    assert_eq!(echo.network_code(), Some(301));
+    iss.answer(&echo, "00").await;
+    sw.clock.advance(Duration::from_secs(61));
+    let _echo2 = iss.recv().await;
+    sw.clock.advance(Duration::from_secs(11));
+    assert!(iss.closed().await, "unanswered echo marks the link down");
+}
+
+#[tokio::test]
+async fn unknown_institution_link_is_closed_and_source_mismatch_rejected() {
+    let sw = TestSwitch::start();
+    let mut stranger = Peer::connect(sw.h().acquirer_addr, "09990000").await;
+    let m = stranger.purchase(PAN, 1).build().unwrap();
+    stranger.send(m).await;
+    assert!(stranger.closed().await);
+
+    let mut acq = sw.acquirer().await;
+    assert_eq!(acq.network(301).await.response_code().unwrap().as_str(), "00");
+    // Same link, now claiming another configured institution (an issuer): rejected.
+    acq.id = iso8583::InstId::new(ISS).unwrap();
+    let m = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(m).await;
+    match acq.recv_packet().await {
+        Packet::Reject { header, .. } => assert_eq!(header.reject.as_str(), "00055"),
+        Packet::Message(m) => panic!("expected reject, got {}", m.mti()),
+    }
+}
+
+#[tokio::test]
+async fn require_sign_on_declines_c1_until_signed_on() {
+    let sw = TestSwitch::start_with("require_sign_on = true");
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(m).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "C1");
+    assert_eq!(acq.network(1).await.response_code().unwrap().as_str(), "00");
+    let m = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, "00").await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_everything_in_flight() {
+    let mut sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 42).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    let handle = sw.handle.take().unwrap();
+    let shared = handle.shared.clone();
+    let stopper = std::thread::spawn(move || handle.shutdown());
+    wait_until(|| shared.draining.load(std::sync::atomic::Ordering::SeqCst)).await;
+    // New requests while draining are declined at once.
+    let m2 = acq.purchase(PAN, 43).build().unwrap();
+    acq.send(m2).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "91");
+    // The in-flight one is still answered by its issuer.
+    iss.answer(&fwd, "00").await;
+    let r = acq.recv().await;
+    assert_eq!((r.amount(), r.response_code().unwrap().as_str()), (Some(42), "00"));
+    stopper.join().unwrap().unwrap();
+    let replay = switch::journal::read_all(sw.dir.path().join("journal")).unwrap();
+    assert!(replay.records.len() >= 4, "requests and outcomes journalled and flushed");
+}
