@@ -45,6 +45,8 @@ pub struct Message {
 }
 
 /// A frame payload as received: a message, or a reject wrapping one (SPEC.md 3.2).
+// Boxing the message would cost an allocation per decode; a Packet is matched at once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Packet {
     Message(Message),
@@ -361,13 +363,16 @@ impl Message {
 /// How many field changes one rewrite holds without allocating. Forwarding needs 3 to 5.
 pub const MAX_REWRITE_OPS: usize = 8;
 
+/// One field change: `(field, Some(value))` sets, `(field, None)` removes.
+type RewriteOp<'a> = (u8, Option<&'a [u8]>);
+
 /// A pending rewrite; see [`Message::rewrite`].
 pub struct Rewrite<'a> {
     msg: &'a Message,
     header: Header,
     mti: Mti,
     /// `(field, Some(value))` sets, `(field, None)` removes.
-    ops: [Option<(u8, Option<&'a [u8]>)>; MAX_REWRITE_OPS],
+    ops: [Option<RewriteOp<'a>>; MAX_REWRITE_OPS],
     /// More than MAX_REWRITE_OPS changes were asked for: `finish` reports it.
     overflow: bool,
 }

@@ -47,7 +47,7 @@ impl Mti {
     /// Requests and advices expect an answer; responses do not.
     #[must_use]
     pub fn is_request(self) -> bool {
-        self.function() % 2 == 0
+        self.function().is_multiple_of(2)
     }
 
     #[must_use]

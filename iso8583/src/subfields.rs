@@ -325,7 +325,7 @@ pub struct Balance {
 impl Balance {
     /// Parse all records of an F54 value (a multiple of 20 bytes).
     pub fn parse_all(raw: &[u8]) -> Result<Vec<Balance>, SubfieldError> {
-        if raw.len() % 20 != 0 {
+        if !raw.len().is_multiple_of(20) {
             return Err(err(54, raw.len(), "not a multiple of 20-byte records"));
         }
         raw.chunks_exact(20)

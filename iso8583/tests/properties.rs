@@ -11,7 +11,9 @@
 use bytes::{Bytes, BytesMut};
 use iso8583::dict::{Charset, FieldSpec, LengthKind, Sensitivity};
 use iso8583::render::{describe_text, from_json, to_json};
-use iso8583::{Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, Packet, HEADER_LEN};
+use iso8583::{
+    Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, Packet, HEADER_LEN,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
@@ -44,7 +46,10 @@ fn class_byte(charset: Charset) -> BoxedStrategy<u8> {
     match charset {
         Charset::Numeric | Charset::SignedNumeric => (b'0'..=b'9').boxed(),
         Charset::Track => select(b"0123456789=D".to_vec()).boxed(),
-        Charset::Alnum => select(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ".to_vec()).boxed(),
+        Charset::Alnum => {
+            select(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ".to_vec())
+                .boxed()
+        }
         // Printable ASCII and the high half (GBK text); no control characters.
         Charset::Text => prop_oneof![3 => 0x20u8..=0x7E, 1 => 0x80u8..=0xFF].boxed(),
         Charset::Binary => any::<u8>().boxed(),
@@ -78,17 +83,26 @@ fn inst_id() -> impl Strategy<Value = InstId> {
 /// Any header an institution could send: both flags, any echo bytes. Field 8 (transaction
 /// info) is ASCII per SPEC.md 3; the codec carries whatever it gets, but JSON shows it as text.
 fn header() -> impl Strategy<Value = Header> {
-    (inst_id(), inst_id(), any::<bool>(), any::<[u8; 3]>(), any::<u8>(), "[ -~]{8}", any::<u8>()).prop_map(
-        |(dest, source, test, reserved, batch, txn_info, user_info)| {
-            let mut h = Header::new(dest, source);
-            h.flag = if test { 0x82 } else { 0x02 };
-            h.reserved = reserved;
-            h.batch = batch;
-            h.txn_info = txn_info.as_bytes().try_into().unwrap();
-            h.user_info = user_info;
-            h
-        },
+    (
+        inst_id(),
+        inst_id(),
+        any::<bool>(),
+        any::<[u8; 3]>(),
+        any::<u8>(),
+        "[ -~]{8}",
+        any::<u8>(),
     )
+        .prop_map(
+            |(dest, source, test, reserved, batch, txn_info, user_info)| {
+                let mut h = Header::new(dest, source);
+                h.flag = if test { 0x82 } else { 0x02 };
+                h.reserved = reserved;
+                h.batch = batch;
+                h.txn_info = txn_info.as_bytes().try_into().unwrap();
+                h.user_info = user_info;
+                h
+            },
+        )
 }
 
 /// A random subset of the dictionary's fields (each present with probability `p`), with
@@ -139,12 +153,13 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
     if bytes.is_empty() {
         return;
     }
+    let len = bytes.len();
     match m {
-        Mutation::Replace(i, b) => bytes[i.index(bytes.len())] = *b,
-        Mutation::Flip(i, bit) => bytes[i.index(bytes.len())] ^= 1 << bit,
-        Mutation::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), *b),
+        Mutation::Replace(i, b) => bytes[i.index(len)] = *b,
+        Mutation::Flip(i, bit) => bytes[i.index(len)] ^= 1 << bit,
+        Mutation::Insert(i, b) => bytes.insert(i.index(len + 1), *b),
         Mutation::Remove(i) => {
-            bytes.remove(i.index(bytes.len()));
+            bytes.remove(i.index(len));
         }
     }
 }
@@ -169,8 +184,18 @@ fn exercise(raw: Bytes) -> Result<(), TestCaseError> {
             let _ = to_json(&packet, true).to_string();
             if let Packet::Message(m) = &packet {
                 let _ = format!("{m:?} {m}");
-                let _ = (m.amount(), m.stan(), m.acquirer_id(), m.f60().map(|f| f.reason_code()));
-                let _ = (m.original_data(), m.installment_request(), m.installment_response(), m.balances());
+                let _ = (
+                    m.amount(),
+                    m.stan(),
+                    m.acquirer_id(),
+                    m.f60().map(|f| f.reason_code()),
+                );
+                let _ = (
+                    m.original_data(),
+                    m.installment_request(),
+                    m.installment_response(),
+                    m.balances(),
+                );
                 prop_assert!(as_message.is_ok());
                 // Bit 1 with an all-zero secondary bitmap is accepted but not canonical: the
                 // encoder leaves an empty secondary bitmap out.
@@ -191,7 +216,8 @@ fn exercise(raw: Bytes) -> Result<(), TestCaseError> {
             prop_assert!(as_message.is_err());
             let code = e.reject_code();
             prop_assert!(code.0.iter().all(u8::is_ascii_digit));
-            prop_assert!(e.to_string().contains(&format!("offset {}", e.offset)));
+            let offset = format!("offset {}", e.offset);
+            prop_assert!(e.to_string().contains(&offset));
         }
     }
     Ok(())
@@ -325,7 +351,11 @@ fn frame() -> impl Strategy<Value = Frame> {
 }
 
 /// Feed `stream` to a decoder in pieces cut at `cuts`; return the frames and the first error.
-fn decode_in_chunks(stream: &[u8], cuts: &[Index], max: usize) -> (Vec<Frame>, Option<String>, usize) {
+fn decode_in_chunks(
+    stream: &[u8],
+    cuts: &[Index],
+    max: usize,
+) -> (Vec<Frame>, Option<String>, usize) {
     let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
     points.push(0);
     points.push(stream.len());
@@ -413,12 +443,26 @@ struct CardData {
 }
 
 fn card_data() -> impl Strategy<Value = CardData> {
-    ("[1-9][0-9]{12,18}", "[0-9]{12,17}", "[A-Z ]{2,26}", "[0-9]{20,60}", any::<[u8; 8]>(), "[0-9A-Z ]{12,40}")
+    (
+        "[1-9][0-9]{12,18}",
+        "[0-9]{12,17}",
+        "[A-Z ]{2,26}",
+        "[0-9]{20,60}",
+        any::<[u8; 8]>(),
+        "[0-9A-Z]{12,40}",
+    )
         .prop_map(|(pan, tail, name, t3, pin_block, f61)| {
             let track2: String = format!("{pan}={tail}").chars().take(37).collect();
             let track1: String = format!("B{pan}^{name}^2512101").chars().take(79).collect();
             let track3 = format!("99{pan}={t3}").chars().take(104).collect();
-            CardData { pan, track2, track1, track3, pin_block, f61 }
+            CardData {
+                pan,
+                track2,
+                track1,
+                track3,
+                pin_block,
+                f61,
+            }
         })
 }
 

@@ -1,1 +1,146 @@
-fn main() {}
+//! `issuer-sim`: a simulated issuer host. Dials the switch's issuer listener (or listens for
+//! the switch to dial in), signs on, answers until Ctrl-C, then signs off and prints a
+//! one-line summary.
+
+use anyhow::Context;
+use clap::Parser;
+use issuer_sim::{Behaviour, IssuerSim, IssuerSimConfig, Rules};
+use iso8583::ResponseCode;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Simulated issuer for cardswitch.
+#[derive(Debug, Parser)]
+#[command(name = "issuer-sim", version, about)]
+struct Cli {
+    /// The switch's issuer listener to dial.
+    #[arg(long, default_value = "127.0.0.1:5002")]
+    switch: SocketAddr,
+    /// Listen here for the switch to dial in instead of dialling `--switch`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Own institution ID (header source, F33).
+    #[arg(long, default_value = issuer_sim::DEFAULT_INSTITUTION)]
+    institution: String,
+    /// The switch's institution ID (header destination).
+    #[arg(long, default_value = issuer_sim::DEFAULT_SWITCH_ID)]
+    switch_id: String,
+    /// Number of links to dial.
+    #[arg(long, default_value_t = 2)]
+    links: usize,
+    /// Rules file (TOML: default_code, pan_codes, decline_amounts, silent_pans, drop_rate,
+    /// delay_ms, balance, installment_rates). Flags below override it.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Fixed latency before each answer, in milliseconds.
+    #[arg(long)]
+    delay_ms: Option<u64>,
+    /// Fraction of requests never answered (0.0 to 1.0).
+    #[arg(long)]
+    drop_rate: Option<f64>,
+    /// Response code when no rule applies.
+    #[arg(long)]
+    default_code: Option<String>,
+    /// Decline an exact amount: `AMOUNT=CODE`, e.g. `5100=51` (repeatable).
+    #[arg(long = "decline-amount", value_name = "AMOUNT=CODE")]
+    decline_amounts: Vec<String>,
+    /// Do not sign on (links stay signed off).
+    #[arg(long)]
+    no_sign_on: bool,
+    /// Print the counters every N seconds (0 = only on exit).
+    #[arg(long, default_value_t = 10)]
+    stats_interval_s: u64,
+    /// Log as JSON lines.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+fn parse_code(text: &str) -> anyhow::Result<ResponseCode> {
+    ResponseCode::parse(text.as_bytes()).with_context(|| format!("{text:?} is not a 2-character response code"))
+}
+
+fn build_rules(cli: &Cli) -> anyhow::Result<Rules> {
+    let mut rules = match &cli.rules {
+        Some(path) => Rules::load(path)?,
+        None => Rules::default(),
+    };
+    if let Some(ms) = cli.delay_ms {
+        rules.delay = Duration::from_millis(ms);
+    }
+    if let Some(rate) = cli.drop_rate {
+        rules.drop_rate = rate;
+    }
+    if let Some(code) = &cli.default_code {
+        rules.default_code = parse_code(code)?;
+    }
+    for spec in &cli.decline_amounts {
+        let (amount, code) = spec.split_once('=').with_context(|| format!("--decline-amount {spec:?}: expected AMOUNT=CODE"))?;
+        let amount: i64 = amount.parse().with_context(|| format!("--decline-amount {spec:?}: bad amount"))?;
+        rules = rules.with_decline_amount(amount, parse_code(code)?);
+    }
+    rules.validate()?;
+    Ok(rules)
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.json_logs);
+    let rules = build_rules(&cli)?;
+    let config = IssuerSimConfig {
+        switch_addr: cli.switch,
+        listen: cli.listen,
+        institution: cli.institution.clone(),
+        switch_id: cli.switch_id.clone(),
+        links: cli.links,
+        rules,
+        behaviour: Behaviour {
+            sign_on: !cli.no_sign_on,
+            ..Behaviour::default()
+        },
+    };
+    let sim = IssuerSim::start(config).await?;
+    match sim.local_addr() {
+        Some(addr) => tracing::info!(%addr, institution = %cli.institution, "waiting for the switch to dial in; Ctrl-C to stop"),
+        None => tracing::info!(switch = %cli.switch, links = cli.links, institution = %cli.institution, "signed on; Ctrl-C to stop"),
+    }
+    let mut ticker = (cli.stats_interval_s > 0).then(|| tokio::time::interval(Duration::from_secs(cli.stats_interval_s)));
+    let mut last = sim.stats();
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for Ctrl-C")?;
+                break;
+            }
+            () = async {
+                match ticker.as_mut() {
+                    Some(t) => { t.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                let now = sim.stats();
+                if now != last {
+                    tracing::info!(stats = %now, "progress");
+                    last = now;
+                }
+            }
+        }
+    }
+    let stats = sim.shutdown().await;
+    println!("issuer-sim: {stats}");
+    Ok(())
+}

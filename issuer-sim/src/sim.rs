@@ -266,7 +266,7 @@ async fn write_loop(mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>, mut rx: m
                     }
                 }
                 Out::Close => {
-                    let _ = sink.close().await;
+                    let _ = SinkExt::<Frame>::close(&mut sink).await;
                     return;
                 }
             }
@@ -275,12 +275,12 @@ async fn write_loop(mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>, mut rx: m
                 Err(_) => break,
             }
         }
-        if let Err(e) = sink.flush().await {
+        if let Err(e) = SinkExt::<Frame>::flush(&mut sink).await {
             tracing::warn!(error = %e, "write failed; closing link");
             return;
         }
     }
-    let _ = sink.close().await;
+    let _ = SinkExt::<Frame>::close(&mut sink).await;
 }
 
 async fn read_loop(shared: Arc<Shared>, link: Arc<Link>, mut stream: FramedRead<OwnedReadHalf, FrameCodec>) {

@@ -163,6 +163,36 @@ pub fn switch_response(request: &Message, switch_id: InstId, code: ResponseCode,
     b
 }
 
+/// Build a 0420 reversal advice for the transaction `template` describes (the request as
+/// forwarded to the issuer, or the issuer's late response to it). F90 names the original
+/// as the issuer knows it (its F11 and F7, F32, F33); F60.1 carries `reason`.
+#[allow(clippy::too_many_arguments)]
+pub fn build_reversal(
+    template: &Message,
+    reason: [u8; 4],
+    switch_id: InstId,
+    issuer: InstId,
+    stan: u32,
+    transmission: &[u8; 10],
+    settlement_mmdd: &[u8; 4],
+) -> Result<bytes::Bytes, iso8583::EncodeError> {
+    use iso8583::subfields::{OriginalData, F60};
+    let mut b = MessageBuilder::new(Mti::REVERSAL_ADVICE, Header::new(issuer, switch_id));
+    for n in [2u8, 3, 4, 18, 22, 25, 32, 33, 37, 41, 42, 49, 100] {
+        if let Some(v) = template.field(n) {
+            b.set(n, v);
+        }
+    }
+    b.set(7, transmission);
+    b.set_numeric(11, u64::from(stan % 1_000_000));
+    b.set(15, settlement_mmdd);
+    b.set(60, template.f60().unwrap_or(F60(b"0000")).with_reason(reason));
+    if let (Some(orig_stan), Some(f7), Some(acq), Some(fwd)) = (template.stan(), template.transmission_time(), template.acquirer_id(), template.forwarding_id()) {
+        b.set(90, OriginalData::new(template.mti().request(), orig_stan, f7, &acq, &fwd).encode());
+    }
+    b.build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,34 +257,4 @@ mod tests {
         let key = TxnKey::of(&m).unwrap();
         assert_eq!((key.transmission, key.stan, key.acquirer), (1_121_093_000, 1, 1_030_000));
     }
-}
-
-/// Build a 0420 reversal advice for the transaction `template` describes (the request as
-/// forwarded to the issuer, or the issuer's late response to it). F90 names the original
-/// as the issuer knows it (its F11 and F7, F32, F33); F60.1 carries `reason`.
-#[allow(clippy::too_many_arguments)]
-pub fn build_reversal(
-    template: &Message,
-    reason: [u8; 4],
-    switch_id: InstId,
-    issuer: InstId,
-    stan: u32,
-    transmission: &[u8; 10],
-    settlement_mmdd: &[u8; 4],
-) -> Result<bytes::Bytes, iso8583::EncodeError> {
-    use iso8583::subfields::{OriginalData, F60};
-    let mut b = MessageBuilder::new(Mti::REVERSAL_ADVICE, Header::new(issuer, switch_id));
-    for n in [2u8, 3, 4, 18, 22, 25, 32, 33, 37, 41, 42, 49, 100] {
-        if let Some(v) = template.field(n) {
-            b.set(n, v);
-        }
-    }
-    b.set(7, transmission);
-    b.set_numeric(11, u64::from(stan % 1_000_000));
-    b.set(15, settlement_mmdd);
-    b.set(60, template.f60().unwrap_or(F60(b"0000")).with_reason(reason));
-    if let (Some(orig_stan), Some(f7), Some(acq), Some(fwd)) = (template.stan(), template.transmission_time(), template.acquirer_id(), template.forwarding_id()) {
-        b.set(90, OriginalData::new(template.mti().request(), orig_stan, f7, &acq, &fwd).encode());
-    }
-    b.build()
 }

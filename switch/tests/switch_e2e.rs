@@ -48,7 +48,7 @@ async fn pipelined_requests_match_by_key_even_answered_out_of_order() {
         let m = acq.purchase(PAN, amount).build().unwrap();
         acq.send(m).await;
     }
-    let mut fwds = vec![iss.recv().await, iss.recv().await, iss.recv().await];
+    let mut fwds = [iss.recv().await, iss.recv().await, iss.recv().await];
     fwds.reverse();
     for (f, code) in fwds.iter().zip(["51", "00", "05"]) {
         iss.answer(f, code).await;
