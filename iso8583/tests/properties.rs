@@ -35,7 +35,10 @@ const MTIS: [Mti; 10] = [
 /// Fields whose values the masking property plants itself.
 const PLANTED: [u8; 6] = [2, 35, 36, 45, 52, 61];
 
+/// Present fields and their values, ascending.
 type Fields = Vec<(u8, Vec<u8>)>;
+/// A field that may or may not be chosen.
+type MaybeField = BoxedStrategy<Option<(u8, Vec<u8>)>>;
 
 // ---------------------------------------------------------------------------------------
 // Strategies
@@ -108,7 +111,7 @@ fn header() -> impl Strategy<Value = Header> {
 /// A random subset of the dictionary's fields (each present with probability `p`), with
 /// valid values, in ascending field order. `skip` fields are never chosen.
 fn fields(p: f64, skip: &'static [u8]) -> impl Strategy<Value = Fields> {
-    let per_field: Vec<BoxedStrategy<Option<(u8, Vec<u8>)>>> = iso8583::CUPS
+    let per_field: Vec<MaybeField> = iso8583::CUPS
         .iter()
         .filter(|spec| !skip.contains(&spec.number))
         .map(|spec| {

@@ -9,7 +9,9 @@ use iso8583::{Message, MessageBuilder, Mti, ResponseCode};
 use std::time::Duration;
 
 /// Fields echoed from a financial/authorisation request or a reversal into its answer.
-pub const ECHO_FIELDS: &[u8] = &[2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100];
+pub const ECHO_FIELDS: &[u8] = &[
+    2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100,
+];
 
 /// Fields echoed from an `0820` into its `0830`.
 pub const NETWORK_ECHO_FIELDS: &[u8] = &[7, 11, 32, 33, 70, 100];
@@ -53,7 +55,13 @@ impl Answer {
 /// Answer `req` per `rules` and `behaviour`. `auth_code` is used as F38 when approving;
 /// `roll` is a uniform random number in `[0, 1)` for the drop rate.
 #[must_use]
-pub fn answer(req: &Message, rules: &Rules, behaviour: &Behaviour, auth_code: [u8; 6], roll: f64) -> Answer {
+pub fn answer(
+    req: &Message,
+    rules: &Rules,
+    behaviour: &Behaviour,
+    auth_code: [u8; 6],
+    roll: f64,
+) -> Answer {
     let mti = req.mti();
     if !mti.is_request() {
         return Answer::none(Outcome::Ignored);
@@ -66,7 +74,11 @@ pub fn answer(req: &Message, rules: &Rules, behaviour: &Behaviour, auth_code: [u
             }
             Answer {
                 outcome: Outcome::Reversal,
-                response: Some(MessageBuilder::response_to(req, ECHO_FIELDS, ResponseCode::APPROVED)),
+                response: Some(MessageBuilder::response_to(
+                    req,
+                    ECHO_FIELDS,
+                    ResponseCode::APPROVED,
+                )),
                 delay: Duration::ZERO,
             }
         }
@@ -76,7 +88,11 @@ pub fn answer(req: &Message, rules: &Rules, behaviour: &Behaviour, auth_code: [u
             }
             Answer {
                 outcome: Outcome::Network,
-                response: Some(MessageBuilder::response_to(req, NETWORK_ECHO_FIELDS, ResponseCode::APPROVED)),
+                response: Some(MessageBuilder::response_to(
+                    req,
+                    NETWORK_ECHO_FIELDS,
+                    ResponseCode::APPROVED,
+                )),
                 delay: Duration::ZERO,
             }
         }
@@ -116,7 +132,9 @@ fn financial(req: &Message, rules: &Rules, auth_code: [u8; 6], roll: f64) -> Ans
 }
 
 fn currency(req: &Message) -> [u8; 3] {
-    req.field(49).and_then(|c| c.try_into().ok()).unwrap_or(*b"156")
+    req.field(49)
+        .and_then(|c| c.try_into().ok())
+        .unwrap_or(*b"156")
 }
 
 /// The field an approval carries besides F38 (F54 for a balance inquiry, F57 for an
@@ -139,7 +157,10 @@ fn approved_extras(req: &Message, rules: &Rules) -> Result<Option<(u8, Vec<u8>)>
         };
         let amount = req.amount().ok_or(ResponseCode::INVALID_AMOUNT)?;
         let quote = quote_request(amount, &ip, |p| rules.standard_rate(p))?;
-        let currency = std::str::from_utf8(&currency(req)).ok().and_then(|c| c.parse().ok()).unwrap_or(156);
+        let currency = std::str::from_utf8(&currency(req))
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(156);
         return Ok(Some((57, quote.response(currency).encode())));
     }
     Ok(None)
@@ -152,24 +173,43 @@ mod tests {
     use iso8583::{Header, InstId};
 
     fn request(mti: Mti, f3: &str, f25: &str, amount: Option<u64>) -> MessageBuilder {
-        let mut b = MessageBuilder::new(mti, Header::new(InstId::new("03010000").unwrap(), InstId::new("00010000").unwrap()));
-        b.set(2, "6222020000000123").set(3, f3).set(7, "1121093000").set(11, "000123");
+        let mut b = MessageBuilder::new(
+            mti,
+            Header::new(
+                InstId::new("03010000").unwrap(),
+                InstId::new("00010000").unwrap(),
+            ),
+        );
+        b.set(2, "6222020000000123")
+            .set(3, f3)
+            .set(7, "1121093000")
+            .set(11, "000123");
         if let Some(a) = amount {
             b.set_numeric(4, a);
         }
-        b.set(25, f25).set(32, "01030000").set(33, "01030000").set(49, "156");
+        b.set(25, f25)
+            .set(32, "01030000")
+            .set(33, "01030000")
+            .set(49, "156");
         b
     }
 
     fn run(b: &MessageBuilder, rules: &Rules) -> (Outcome, Option<Message>) {
         let req = Message::decode(b.build().unwrap()).unwrap();
         let a = answer(&req, rules, &Behaviour::default(), *b"A00001", 0.5);
-        (a.outcome, a.response.map(|r| Message::decode(r.build().unwrap()).unwrap()))
+        (
+            a.outcome,
+            a.response
+                .map(|r| Message::decode(r.build().unwrap()).unwrap()),
+        )
     }
 
     #[test]
     fn balance_inquiry_carries_f54() {
-        let (outcome, resp) = run(&request(Mti::FINANCIAL_REQUEST, "301000", "00", None), &Rules::default().with_balance(12_345));
+        let (outcome, resp) = run(
+            &request(Mti::FINANCIAL_REQUEST, "301000", "00", None),
+            &Rules::default().with_balance(12_345),
+        );
         assert_eq!(outcome, Outcome::Approved);
         let resp = resp.unwrap();
         assert_eq!(resp.field(54), Some(&b"1002156C000000012345"[..]));
@@ -178,7 +218,10 @@ mod tests {
 
     #[test]
     fn installment_without_ip_is_format_error() {
-        let (outcome, resp) = run(&request(Mti::FINANCIAL_REQUEST, "000000", "64", Some(600_000)), &Rules::default());
+        let (outcome, resp) = run(
+            &request(Mti::FINANCIAL_REQUEST, "000000", "64", Some(600_000)),
+            &Rules::default(),
+        );
         assert_eq!(outcome, Outcome::Declined(ResponseCode::FORMAT_ERROR));
         assert!(resp.unwrap().field(38).is_none());
     }
@@ -194,7 +237,10 @@ mod tests {
         };
         let mut b = request(Mti::FINANCIAL_REQUEST, "000000", "64", Some(600_000));
         b.set(48, ip.encode());
-        assert_eq!(run(&b, &Rules::default()).0, Outcome::Declined(ResponseCode::FEE_RATE_MISMATCH));
+        assert_eq!(
+            run(&b, &Rules::default()).0,
+            Outcome::Declined(ResponseCode::FEE_RATE_MISMATCH)
+        );
         let ip = InstallmentRequest {
             fee_rate: 0,
             subsidy_rate: 0,
@@ -205,7 +251,10 @@ mod tests {
         assert_eq!(outcome, Outcome::Approved);
         let f57 = resp.unwrap().installment_response().unwrap().unwrap();
         // Standard 6-period rate 4.320 %: fee 25920, all in the first period.
-        assert_eq!((f57.cardholder_fee, f57.first_amount, f57.currency), (25_920, 125_920, 156));
+        assert_eq!(
+            (f57.cardholder_fee, f57.first_amount, f57.currency),
+            (25_920, 125_920, 156)
+        );
     }
 
     #[test]
@@ -215,9 +264,25 @@ mod tests {
             answer_echoes: false,
             ..Behaviour::default()
         };
-        let rev = Message::decode(request(Mti::REVERSAL_ADVICE, "000000", "00", Some(1)).build().unwrap()).unwrap();
-        assert_eq!(answer(&rev, &Rules::default(), &quiet, *b"000000", 0.0).outcome, Outcome::Unanswered);
-        let resp = Message::decode(request(Mti::FINANCIAL_RESPONSE, "000000", "00", Some(1)).build().unwrap()).unwrap();
-        assert_eq!(answer(&resp, &Rules::default(), &quiet, *b"000000", 0.0).outcome, Outcome::Ignored);
+        let rev = Message::decode(
+            request(Mti::REVERSAL_ADVICE, "000000", "00", Some(1))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            answer(&rev, &Rules::default(), &quiet, *b"000000", 0.0).outcome,
+            Outcome::Unanswered
+        );
+        let resp = Message::decode(
+            request(Mti::FINANCIAL_RESPONSE, "000000", "00", Some(1))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            answer(&resp, &Rules::default(), &quiet, *b"000000", 0.0).outcome,
+            Outcome::Ignored
+        );
     }
 }

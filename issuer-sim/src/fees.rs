@@ -66,7 +66,13 @@ pub fn apply_rate(amount: i64, rate: u32) -> i64 {
 
 /// Compute the installment for principal `amount` over `periods` with the full `fee_rate`
 /// and merchant `subsidy_rate` (both x 10^5).
-pub fn quote(amount: i64, periods: u8, fee_rate: u32, subsidy_rate: u32, mode: FeeMode) -> Result<Quote, FeeError> {
+pub fn quote(
+    amount: i64,
+    periods: u8,
+    fee_rate: u32,
+    subsidy_rate: u32,
+    mode: FeeMode,
+) -> Result<Quote, FeeError> {
     if periods == 0 {
         return Err(FeeError::ZeroPeriods);
     }
@@ -74,7 +80,9 @@ pub fn quote(amount: i64, periods: u8, fee_rate: u32, subsidy_rate: u32, mode: F
     if amount < n {
         return Err(FeeError::BadAmount);
     }
-    let cardholder_rate = fee_rate.checked_sub(subsidy_rate).ok_or(FeeError::NegativeRate)?;
+    let cardholder_rate = fee_rate
+        .checked_sub(subsidy_rate)
+        .ok_or(FeeError::NegativeRate)?;
     let fee = apply_rate(amount, cardholder_rate);
     let period_principal = amount / n;
     let first_principal = amount - period_principal * (n - 1);
@@ -123,7 +131,14 @@ pub fn quote_request(
     } else {
         req.fee_rate
     };
-    quote(amount, req.periods, fee_rate, req.subsidy_rate, req.fee_mode).map_err(FeeError::code)
+    quote(
+        amount,
+        req.periods,
+        fee_rate,
+        req.subsidy_rate,
+        req.fee_mode,
+    )
+    .map_err(FeeError::code)
 }
 
 #[cfg(test)]
@@ -169,9 +184,18 @@ mod tests {
 
     #[test]
     fn declines() {
-        assert_eq!(quote(1_000, 6, 1_000, 2_000, FeeMode::Spread), Err(FeeError::NegativeRate));
-        assert_eq!(quote(5, 6, 1_000, 0, FeeMode::Spread), Err(FeeError::BadAmount));
-        assert_eq!(FeeError::NegativeRate.code(), ResponseCode::FEE_RATE_MISMATCH);
+        assert_eq!(
+            quote(1_000, 6, 1_000, 2_000, FeeMode::Spread),
+            Err(FeeError::NegativeRate)
+        );
+        assert_eq!(
+            quote(5, 6, 1_000, 0, FeeMode::Spread),
+            Err(FeeError::BadAmount)
+        );
+        assert_eq!(
+            FeeError::NegativeRate.code(),
+            ResponseCode::FEE_RATE_MISMATCH
+        );
         let req = InstallmentRequest {
             periods: 5,
             project_code: [b' '; 30],
@@ -179,7 +203,15 @@ mod tests {
             fee_rate: 0,
             subsidy_rate: 0,
         };
-        assert_eq!(quote_request(600_000, &req, |_| None), Err(ResponseCode::NOT_PERMITTED_CARDHOLDER));
-        assert_eq!(quote_request(600_000, &req, |_| Some(1_000)).unwrap().cardholder_fee, 6_000);
+        assert_eq!(
+            quote_request(600_000, &req, |_| None),
+            Err(ResponseCode::NOT_PERMITTED_CARDHOLDER)
+        );
+        assert_eq!(
+            quote_request(600_000, &req, |_| Some(1_000))
+                .unwrap()
+                .cardholder_fee,
+            6_000
+        );
     }
 }

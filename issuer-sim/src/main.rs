@@ -4,10 +4,11 @@
 
 use anyhow::Context;
 use clap::Parser;
-use issuer_sim::{Behaviour, IssuerSim, IssuerSimConfig, Rules};
 use iso8583::ResponseCode;
+use issuer_sim::{Behaviour, IssuerSim, IssuerSimConfig, Rules};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[global_allocator]
@@ -60,7 +61,8 @@ struct Cli {
 }
 
 fn parse_code(text: &str) -> anyhow::Result<ResponseCode> {
-    ResponseCode::parse(text.as_bytes()).with_context(|| format!("{text:?} is not a 2-character response code"))
+    ResponseCode::parse(text.as_bytes())
+        .with_context(|| format!("{text:?} is not a 2-character response code"))
 }
 
 fn build_rules(cli: &Cli) -> anyhow::Result<Rules> {
@@ -78,8 +80,12 @@ fn build_rules(cli: &Cli) -> anyhow::Result<Rules> {
         rules.default_code = parse_code(code)?;
     }
     for spec in &cli.decline_amounts {
-        let (amount, code) = spec.split_once('=').with_context(|| format!("--decline-amount {spec:?}: expected AMOUNT=CODE"))?;
-        let amount: i64 = amount.parse().with_context(|| format!("--decline-amount {spec:?}: bad amount"))?;
+        let (amount, code) = spec
+            .split_once('=')
+            .with_context(|| format!("--decline-amount {spec:?}: expected AMOUNT=CODE"))?;
+        let amount: i64 = amount
+            .parse()
+            .with_context(|| format!("--decline-amount {spec:?}: bad amount"))?;
         rules = rules.with_decline_amount(amount, parse_code(code)?);
     }
     rules.validate()?;
@@ -87,8 +93,11 @@ fn build_rules(cli: &Cli) -> anyhow::Result<Rules> {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -97,9 +106,19 @@ fn init_logging(json: bool) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.json_logs);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("issuer-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let rules = build_rules(&cli)?;
     let config = IssuerSimConfig {
         switch_addr: cli.switch,
@@ -115,10 +134,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let sim = IssuerSim::start(config).await?;
     match sim.local_addr() {
-        Some(addr) => tracing::info!(%addr, institution = %cli.institution, "waiting for the switch to dial in; Ctrl-C to stop"),
-        None => tracing::info!(switch = %cli.switch, links = cli.links, institution = %cli.institution, "signed on; Ctrl-C to stop"),
+        Some(addr) => {
+            tracing::info!(%addr, institution = %cli.institution, "waiting for the switch to dial in; Ctrl-C to stop")
+        }
+        None => {
+            tracing::info!(switch = %cli.switch, links = cli.links, institution = %cli.institution, "signed on; Ctrl-C to stop")
+        }
     }
-    let mut ticker = (cli.stats_interval_s > 0).then(|| tokio::time::interval(Duration::from_secs(cli.stats_interval_s)));
+    let mut ticker = (cli.stats_interval_s > 0)
+        .then(|| tokio::time::interval(Duration::from_secs(cli.stats_interval_s)));
     let mut last = sim.stats();
     loop {
         tokio::select! {

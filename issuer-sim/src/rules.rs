@@ -83,10 +83,17 @@ impl Default for Rules {
             drop_rate: 0.0,
             delay: Duration::ZERO,
             balance: 100_000_000,
-            installment_rates: [(3, 2_160), (6, 4_320), (9, 6_120), (12, 7_200), (18, 10_800), (24, 13_200)]
-                .into_iter()
-                .map(|(periods, rate)| StandardRate { periods, rate })
-                .collect(),
+            installment_rates: [
+                (3, 2_160),
+                (6, 4_320),
+                (9, 6_120),
+                (12, 7_200),
+                (18, 10_800),
+                (24, 13_200),
+            ]
+            .into_iter()
+            .map(|(periods, rate)| StandardRate { periods, rate })
+            .collect(),
         }
     }
 }
@@ -159,19 +166,34 @@ impl Rules {
 
     /// Load rules from a TOML file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Self::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
     /// Check value ranges.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(0.0..=1.0).contains(&self.drop_rate) {
-            anyhow::bail!("drop_rate must be between 0.0 and 1.0, got {}", self.drop_rate);
+            anyhow::bail!(
+                "drop_rate must be between 0.0 and 1.0, got {}",
+                self.drop_rate
+            );
         }
-        if let Some(r) = self.pan_codes.iter().find(|r| r.pan.is_empty() || !r.pan.bytes().all(|b| b.is_ascii_digit())) {
-            anyhow::bail!("pan_codes: {:?} is not a PAN or PAN suffix (digits)", iso8583::mask_pan(r.pan.as_bytes()));
+        if let Some(r) = self
+            .pan_codes
+            .iter()
+            .find(|r| r.pan.is_empty() || !r.pan.bytes().all(|b| b.is_ascii_digit()))
+        {
+            anyhow::bail!(
+                "pan_codes: {:?} is not a PAN or PAN suffix (digits)",
+                iso8583::mask_pan(r.pan.as_bytes())
+            );
         }
-        if self.silent_pans.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        if self
+            .silent_pans
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
             anyhow::bail!("silent_pans: every entry must be a PAN or PAN suffix (digits)");
         }
         if self.balance < 0 {
@@ -183,7 +205,10 @@ impl Rules {
     /// The standard fee rate for `periods`, if that plan is offered.
     #[must_use]
     pub fn standard_rate(&self, periods: u8) -> Option<u32> {
-        self.installment_rates.iter().find(|r| r.periods == periods).map(|r| r.rate)
+        self.installment_rates
+            .iter()
+            .find(|r| r.periods == periods)
+            .map(|r| r.rate)
     }
 
     /// Decide for a request with this PAN and amount. `roll` is a uniform random number in
@@ -220,8 +245,9 @@ pub mod code_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ResponseCode, D::Error> {
         let text = String::deserialize(d)?;
-        ResponseCode::parse(text.as_bytes())
-            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a 2-character response code")))
+        ResponseCode::parse(text.as_bytes()).ok_or_else(|| {
+            serde::de::Error::custom(format!("{text:?} is not a 2-character response code"))
+        })
     }
 }
 
@@ -251,13 +277,25 @@ mod tests {
             .with_decline_amount(5400, ResponseCode::EXPIRED_CARD)
             .with_silent_pan("0098");
         let d = |pan: &str, amount| rules.decide(Some(pan.as_bytes()), Some(amount), 0.5);
-        assert_eq!(d("6222020000000123", 1000), Decision::Answer(ResponseCode::APPROVED));
-        assert_eq!(d("6222020000000051", 5400), Decision::Answer(ResponseCode::INSUFFICIENT_FUNDS));
-        assert_eq!(d("6222020000000123", 5400), Decision::Answer(ResponseCode::EXPIRED_CARD));
+        assert_eq!(
+            d("6222020000000123", 1000),
+            Decision::Answer(ResponseCode::APPROVED)
+        );
+        assert_eq!(
+            d("6222020000000051", 5400),
+            Decision::Answer(ResponseCode::INSUFFICIENT_FUNDS)
+        );
+        assert_eq!(
+            d("6222020000000123", 5400),
+            Decision::Answer(ResponseCode::EXPIRED_CARD)
+        );
         assert_eq!(d("6222020000000098", 1), Decision::Silent);
         let dropping = Rules::default().with_drop_rate(0.25);
         assert_eq!(dropping.decide(None, None, 0.2), Decision::Silent);
-        assert_eq!(dropping.decide(None, None, 0.3), Decision::Answer(ResponseCode::APPROVED));
+        assert_eq!(
+            dropping.decide(None, None, 0.3),
+            Decision::Answer(ResponseCode::APPROVED)
+        );
     }
 
     #[test]
@@ -273,7 +311,10 @@ mod tests {
         .unwrap();
         assert_eq!(rules.default_code, ResponseCode::DO_NOT_HONOUR);
         assert_eq!(rules.delay, Duration::from_millis(250));
-        assert_eq!(rules.decline_amounts[0].code, ResponseCode::INSUFFICIENT_FUNDS);
+        assert_eq!(
+            rules.decline_amounts[0].code,
+            ResponseCode::INSUFFICIENT_FUNDS
+        );
         assert_eq!(rules.standard_rate(6), Some(4320));
         let back = Rules::from_toml(&toml::to_string(&rules).unwrap()).unwrap();
         assert_eq!(back, rules);

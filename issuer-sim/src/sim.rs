@@ -92,7 +92,9 @@ impl Link {
             Some(tx) => {
                 let _ = tx.send(msg);
             }
-            None => tracing::debug!(link = self.id, mti = %msg.mti(), "response to nothing pending; dropped"),
+            None => {
+                tracing::debug!(link = self.id, mti = %msg.mti(), "response to nothing pending; dropped")
+            }
         }
     }
 
@@ -110,7 +112,10 @@ impl Link {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.out.send(Out::Close)).await;
         let writer = lock(&self.writer).take();
         if let Some(mut w) = writer {
-            if tokio::time::timeout(Duration::from_secs(1), &mut w).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(1), &mut w)
+                .await
+                .is_err()
+            {
                 w.abort();
             }
         }
@@ -161,7 +166,8 @@ impl Shared {
 
     fn mark_signed_on(&self, link: &Link, on: bool) {
         if link.signed_on.swap(on, Ordering::AcqRel) != on {
-            self.signed_on.send_modify(|n| *n = if on { *n + 1 } else { n.saturating_sub(1) });
+            self.signed_on
+                .send_modify(|n| *n = if on { *n + 1 } else { n.saturating_sub(1) });
         }
     }
 
@@ -178,7 +184,9 @@ impl Shared {
 
     fn open_link(self: &Arc<Self>, stream: TcpStream) -> Arc<Link> {
         let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (read, write) = stream.into_split();
         let codec = FrameCodec::new(self.behaviour.max_frame);
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
@@ -192,8 +200,16 @@ impl Shared {
             writer: Mutex::new(None),
         });
         lock(&self.links).push(Arc::clone(&link));
-        let writer = tokio::spawn(write_loop(FramedWrite::new(write, codec), rx, self.behaviour.keepalive));
-        let reader = tokio::spawn(read_loop(Arc::clone(self), Arc::clone(&link), FramedRead::new(read, codec)));
+        let writer = tokio::spawn(write_loop(
+            FramedWrite::new(write, codec),
+            rx,
+            self.behaviour.keepalive,
+        ));
+        let reader = tokio::spawn(read_loop(
+            Arc::clone(self),
+            Arc::clone(&link),
+            FramedRead::new(read, codec),
+        ));
         *lock(&link.writer) = Some(writer);
         *lock(&link.reader) = Some(reader);
         tracing::info!(link = link.id, peer = %peer, institution = %self.institution, "link open");
@@ -203,7 +219,10 @@ impl Shared {
     /// Send an `0820` with this F70 on `link` and wait for its `0830 00`.
     async fn network(&self, link: &Link, code: u16) -> anyhow::Result<()> {
         let stan = six_digits(self.next_stan());
-        let mut b = MessageBuilder::new(Mti::NETWORK_REQUEST, Header::new(self.switch_id, self.institution));
+        let mut b = MessageBuilder::new(
+            Mti::NETWORK_REQUEST,
+            Header::new(self.switch_id, self.institution),
+        );
         b.set(7, now_mmddhhmmss())
             .set(11, stan)
             .set(33, self.institution.as_bytes())
@@ -218,10 +237,16 @@ impl Shared {
         let wait = self.behaviour.sign_on_timeout;
         let resp = match tokio::time::timeout(wait, rx).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(_)) => bail!("link {} closed before the 0830 to 0820/{code:03} arrived", link.id),
+            Ok(Err(_)) => bail!(
+                "link {} closed before the 0830 to 0820/{code:03} arrived",
+                link.id
+            ),
             Err(_) => {
                 lock(&link.pending).remove(&stan);
-                bail!("no 0830 to 0820/{code:03} on link {} within {wait:?}", link.id)
+                bail!(
+                    "no 0830 to 0820/{code:03} on link {} within {wait:?}",
+                    link.id
+                )
             }
         };
         match resp.response_code() {
@@ -246,7 +271,11 @@ impl Shared {
     }
 }
 
-async fn write_loop(mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>, mut rx: mpsc::Receiver<Out>, keepalive: Option<Duration>) {
+async fn write_loop(
+    mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>,
+    mut rx: mpsc::Receiver<Out>,
+    keepalive: Option<Duration>,
+) {
     loop {
         let first = match keepalive {
             Some(idle) => match tokio::time::timeout(idle, rx.recv()).await {
@@ -283,7 +312,11 @@ async fn write_loop(mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>, mut rx: m
     let _ = SinkExt::<Frame>::close(&mut sink).await;
 }
 
-async fn read_loop(shared: Arc<Shared>, link: Arc<Link>, mut stream: FramedRead<OwnedReadHalf, FrameCodec>) {
+async fn read_loop(
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    mut stream: FramedRead<OwnedReadHalf, FrameCodec>,
+) {
     let mut rng = SmallRng::from_entropy();
     while let Some(item) = stream.next().await {
         let raw = match item {
@@ -315,8 +348,18 @@ async fn read_loop(shared: Arc<Shared>, link: Arc<Link>, mut stream: FramedRead<
             let _ = shared.tap.send(msg.clone());
         }
         let rules = shared.rules.load();
-        let roll = if rules.drop_rate > 0.0 { rng.gen::<f64>() } else { 1.0 };
-        let a = answer(&msg, &rules, &shared.behaviour, shared.next_auth_code(), roll);
+        let roll = if rules.drop_rate > 0.0 {
+            rng.gen::<f64>()
+        } else {
+            1.0
+        };
+        let a = answer(
+            &msg,
+            &rules,
+            &shared.behaviour,
+            shared.next_auth_code(),
+            roll,
+        );
         shared.count(msg.mti(), a.outcome);
         let Some(resp) = a.response else {
             tracing::debug!(link = link.id, mti = %msg.mti(), stan = ?msg.stan(), "not answered (by design)");
@@ -386,9 +429,10 @@ impl IssuerSim {
     /// `behaviour.sign_on` is false), or bind `config.listen` and serve the links the switch
     /// dials in (each signs on as it opens). Returns once every dialled link is signed on.
     pub async fn start(config: IssuerSimConfig) -> anyhow::Result<IssuerSim> {
-        let institution =
-            InstId::new(&config.institution).ok_or_else(|| anyhow!("institution {:?} is not 1 to 11 digits", config.institution))?;
-        let switch_id = InstId::new(&config.switch_id).ok_or_else(|| anyhow!("switch ID {:?} is not 1 to 11 digits", config.switch_id))?;
+        let institution = InstId::new(&config.institution)
+            .ok_or_else(|| anyhow!("institution {:?} is not 1 to 11 digits", config.institution))?;
+        let switch_id = InstId::new(&config.switch_id)
+            .ok_or_else(|| anyhow!("switch ID {:?} is not 1 to 11 digits", config.switch_id))?;
         config.rules.validate()?;
         let shared = Arc::new(Shared {
             institution,
@@ -410,7 +454,9 @@ impl IssuerSim {
             local_addr: None,
         };
         if let Some(addr) = sim.config.listen {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
             let local = listener.local_addr()?;
             tracing::info!(addr = %local, institution = %institution, "listening for the switch");
             sim.local_addr = Some(local);
@@ -424,9 +470,15 @@ impl IssuerSim {
         Ok(sim)
     }
 
-    /// Dial `n` more links to `switch_addr` and sign them on (per `behaviour.sign_on`).
+    /// Dial `n` more links to `config.switch_addr` and sign them on (per
+    /// `behaviour.sign_on`).
     pub async fn connect_links(&self, n: usize) -> anyhow::Result<()> {
-        let addr = self.config.switch_addr;
+        self.connect_links_to(self.config.switch_addr, n).await
+    }
+
+    /// Dial `n` more links to `addr` (a restarted switch on a new port) and sign them on
+    /// (per `behaviour.sign_on`). Counters carry on.
+    pub async fn connect_links_to(&self, addr: SocketAddr, n: usize) -> anyhow::Result<()> {
         let mut opened = Vec::with_capacity(n);
         for _ in 0..n {
             let stream = TcpStream::connect(addr)
@@ -442,14 +494,22 @@ impl IssuerSim {
 
     /// Sign on every open link that is not signed on.
     pub async fn sign_on(&self) -> anyhow::Result<()> {
-        let links: Vec<_> = lock(&self.shared.links).iter().filter(|l| !l.signed_on.load(Ordering::Acquire)).cloned().collect();
+        let links: Vec<_> = lock(&self.shared.links)
+            .iter()
+            .filter(|l| !l.signed_on.load(Ordering::Acquire))
+            .cloned()
+            .collect();
         futures::future::try_join_all(links.iter().map(|l| self.shared.sign_on(l))).await?;
         Ok(())
     }
 
     /// Sign off every signed-on link (the links stay open).
     pub async fn sign_off(&self) -> anyhow::Result<()> {
-        let links: Vec<_> = lock(&self.shared.links).iter().filter(|l| l.signed_on.load(Ordering::Acquire)).cloned().collect();
+        let links: Vec<_> = lock(&self.shared.links)
+            .iter()
+            .filter(|l| l.signed_on.load(Ordering::Acquire))
+            .cloned()
+            .collect();
         futures::future::try_join_all(links.iter().map(|l| self.shared.sign_off(l))).await?;
         Ok(())
     }
@@ -536,8 +596,12 @@ impl IssuerSim {
             a.abort();
         }
         let links = self.shared.take_links();
-        let signed: Vec<_> = links.iter().filter(|l| l.signed_on.load(Ordering::Acquire)).collect();
-        let results = futures::future::join_all(signed.iter().map(|l| self.shared.sign_off(l))).await;
+        let signed: Vec<_> = links
+            .iter()
+            .filter(|l| l.signed_on.load(Ordering::Acquire))
+            .collect();
+        let results =
+            futures::future::join_all(signed.iter().map(|l| self.shared.sign_off(l))).await;
         for e in results.into_iter().filter_map(Result::err) {
             tracing::warn!(error = %e, "sign-off failed");
         }

@@ -47,7 +47,9 @@ async fn answer_network(link: &mut Link, code: u16) -> Message {
 }
 
 /// Listen, start the sim against it, accept its link and answer the sign-on.
-async fn started(config: impl FnOnce(std::net::SocketAddr) -> IssuerSimConfig) -> (IssuerSim, Link) {
+async fn started(
+    config: impl FnOnce(std::net::SocketAddr) -> IssuerSimConfig,
+) -> (IssuerSim, Link) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = config(listener.local_addr().unwrap());
     let start = tokio::spawn(IssuerSim::start(config));
@@ -93,7 +95,9 @@ async fn shutdown_answering_sign_off(sim: IssuerSim, mut link: Link) -> issuer_s
     answer_network(&mut link, 2).await;
     let stats = stop.await.unwrap();
     // The sim closes the link after signing off.
-    let rest = tokio::time::timeout(Duration::from_secs(10), link.next()).await.unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), link.next())
+        .await
+        .unwrap();
     assert!(rest.is_none() || rest.unwrap().is_err());
     stats
 }
@@ -101,7 +105,8 @@ async fn shutdown_answering_sign_off(sim: IssuerSim, mut link: Link) -> issuer_s
 #[tokio::test]
 async fn answers_purchase_installment_decline_echo_reversal() {
     let rules = Rules::default().with_decline_amount(5100, ResponseCode::INSUFFICIENT_FUNDS);
-    let (sim, mut link) = started(|addr| IssuerSimConfig::new(addr, ISSUER).with_rules(rules)).await;
+    let (sim, mut link) =
+        started(|addr| IssuerSimConfig::new(addr, ISSUER).with_rules(rules)).await;
 
     // A keep-alive is ignored, never answered: the next frame is the purchase's answer.
     link.send(Frame::KeepAlive).await.unwrap();
@@ -111,7 +116,9 @@ async fn answers_purchase_installment_decline_echo_reversal() {
     assert_eq!(resp.mti(), Mti::FINANCIAL_RESPONSE);
     assert_eq!(resp.response_code(), Some(ResponseCode::APPROVED));
     assert_eq!(resp.field(38).map(<[u8]>::len), Some(6));
-    for n in [2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100] {
+    for n in [
+        2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100,
+    ] {
         assert_eq!(resp.field(n), purchase.get(n), "field {n} echoed");
     }
     assert!(!resp.has(22), "F22 is not echoed");
@@ -146,8 +153,14 @@ async fn answers_purchase_installment_decline_echo_reversal() {
     assert!(!resp.has(38), "no auth code on a decline");
 
     // Echo test from the switch.
-    let mut echo = MessageBuilder::new(Mti::NETWORK_REQUEST, Header::new(InstId::new(ISSUER).unwrap(), InstId::new(SWITCH).unwrap()));
-    echo.set(7, "1121093001").set(11, "000004").set(33, SWITCH).set(70, "301");
+    let mut echo = MessageBuilder::new(
+        Mti::NETWORK_REQUEST,
+        Header::new(InstId::new(ISSUER).unwrap(), InstId::new(SWITCH).unwrap()),
+    );
+    echo.set(7, "1121093001")
+        .set(11, "000004")
+        .set(33, SWITCH)
+        .set(70, "301");
     send(&mut link, &echo).await;
     let resp = next_msg(&mut link).await;
     assert_eq!(resp.mti(), Mti::NETWORK_RESPONSE);
@@ -157,7 +170,8 @@ async fn answers_purchase_installment_decline_echo_reversal() {
 
     // Reversal advice (switch-generated, reason 4361).
     let mut rev = forwarded(Mti::REVERSAL_ADVICE, 5, 1000);
-    rev.set(60, "436102000300000").set(90, "020000000111210930000000103000000001030000");
+    rev.set(60, "436102000300000")
+        .set(90, "020000000111210930000000103000000001030000");
     send(&mut link, &rev).await;
     let resp = next_msg(&mut link).await;
     assert_eq!(resp.mti(), Mti::REVERSAL_ADVICE_RESPONSE);
@@ -171,12 +185,26 @@ async fn answers_purchase_installment_decline_echo_reversal() {
     let resp = next_msg(&mut link).await;
     let balances = resp.balances().unwrap().unwrap();
     assert_eq!(balances.len(), 1);
-    assert_eq!((&balances[0].account_type, &balances[0].amount_type, &balances[0].currency), (b"10", b"02", b"156"));
+    assert_eq!(
+        (
+            &balances[0].account_type,
+            &balances[0].amount_type,
+            &balances[0].currency
+        ),
+        (b"10", b"02", b"156")
+    );
     assert_eq!(balances[0].amount, Rules::default().balance);
 
     let stats = shutdown_answering_sign_off(sim, link).await;
     assert_eq!(
-        (stats.requests, stats.approved, stats.declined, stats.echoes, stats.reversals, stats.unanswered),
+        (
+            stats.requests,
+            stats.approved,
+            stats.declined,
+            stats.echoes,
+            stats.reversals,
+            stats.unanswered
+        ),
         (4, 3, 1, 1, 1, 0)
     );
     assert_eq!(stats.signed_on_links, 0);
@@ -186,20 +214,31 @@ async fn answers_purchase_installment_decline_echo_reversal() {
 async fn rules_change_at_runtime_and_the_tap_sees_requests() {
     let (sim, mut link) = started(|addr| IssuerSimConfig::new(addr, ISSUER)).await;
     let mut tap = sim.subscribe();
-    sim.set_rules(Rules::default().with_silent_pan("0123").with_pan_code("0999", ResponseCode::LOST_CARD));
+    sim.set_rules(
+        Rules::default()
+            .with_silent_pan("0123")
+            .with_pan_code("0999", ResponseCode::LOST_CARD),
+    );
 
     send(&mut link, &forwarded(Mti::FINANCIAL_REQUEST, 10, 1000)).await; // silent
     let mut lost = forwarded(Mti::FINANCIAL_REQUEST, 11, 1000);
     lost.set(2, "6222020000000999");
     send(&mut link, &lost).await;
     let resp = next_msg(&mut link).await;
-    assert_eq!(resp.field(11), Some(&b"000011"[..]), "the silent request got nothing");
+    assert_eq!(
+        resp.field(11),
+        Some(&b"000011"[..]),
+        "the silent request got nothing"
+    );
     assert_eq!(resp.response_code(), Some(ResponseCode::LOST_CARD));
 
     assert_eq!(tap.recv().await.unwrap().stan(), Some(10));
     assert_eq!(tap.recv().await.unwrap().stan(), Some(11));
     let stats = sim.stats();
-    assert_eq!((stats.requests, stats.unanswered, stats.declined), (2, 1, 1));
+    assert_eq!(
+        (stats.requests, stats.unanswered, stats.declined),
+        (2, 1, 1)
+    );
 
     // Everything dropped.
     sim.set_rules(Rules::default().with_drop_rate(1.0));
@@ -207,12 +246,17 @@ async fn rules_change_at_runtime_and_the_tap_sees_requests() {
     // Reversals are still answered.
     send(&mut link, &forwarded(Mti::REVERSAL_ADVICE, 13, 1000)).await;
     let resp = next_msg(&mut link).await;
-    assert_eq!((resp.mti(), resp.stan()), (Mti::REVERSAL_ADVICE_RESPONSE, Some(13)));
+    assert_eq!(
+        (resp.mti(), resp.stan()),
+        (Mti::REVERSAL_ADVICE_RESPONSE, Some(13))
+    );
     assert_eq!(sim.stats().unanswered, 2);
 
     // An issuer crash: the link drops without sign-off.
     sim.disconnect_all();
-    let rest = tokio::time::timeout(Duration::from_secs(10), link.next()).await.unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), link.next())
+        .await
+        .unwrap();
     assert!(rest.is_none() || rest.unwrap().is_err());
     assert_eq!((sim.signed_on_links(), sim.link_count()), (0, 0));
 }
@@ -220,10 +264,17 @@ async fn rules_change_at_runtime_and_the_tap_sees_requests() {
 #[tokio::test]
 async fn delayed_answers_arrive_after_immediate_ones() {
     let rules = Rules::default().with_delay(Duration::from_millis(300));
-    let (sim, mut link) = started(|addr| IssuerSimConfig::new(addr, ISSUER).with_rules(rules)).await;
+    let (sim, mut link) =
+        started(|addr| IssuerSimConfig::new(addr, ISSUER).with_rules(rules)).await;
     send(&mut link, &forwarded(Mti::FINANCIAL_REQUEST, 20, 1000)).await;
-    let mut echo = MessageBuilder::new(Mti::NETWORK_REQUEST, Header::new(InstId::new(ISSUER).unwrap(), InstId::new(SWITCH).unwrap()));
-    echo.set(7, "1121093001").set(11, "000021").set(33, SWITCH).set(70, "301");
+    let mut echo = MessageBuilder::new(
+        Mti::NETWORK_REQUEST,
+        Header::new(InstId::new(ISSUER).unwrap(), InstId::new(SWITCH).unwrap()),
+    );
+    echo.set(7, "1121093001")
+        .set(11, "000021")
+        .set(33, SWITCH)
+        .set(70, "301");
     send(&mut link, &echo).await;
     // Echoes are answered at once, the delayed purchase after.
     assert_eq!(next_msg(&mut link).await.stan(), Some(21));
@@ -233,17 +284,30 @@ async fn delayed_answers_arrive_after_immediate_ones() {
 
 #[tokio::test]
 async fn listen_mode_signs_on_each_link_the_switch_dials() {
-    let sim = IssuerSim::start(IssuerSimConfig::listening("127.0.0.1:0".parse().unwrap(), ISSUER)).await.unwrap();
+    let sim = IssuerSim::start(IssuerSimConfig::listening(
+        "127.0.0.1:0".parse().unwrap(),
+        ISSUER,
+    ))
+    .await
+    .unwrap();
     let addr = sim.local_addr().unwrap();
     let mut links = Vec::new();
     for _ in 0..2 {
-        let mut link = Framed::new(TcpStream::connect(addr).await.unwrap(), FrameCodec::default());
+        let mut link = Framed::new(
+            TcpStream::connect(addr).await.unwrap(),
+            FrameCodec::default(),
+        );
         answer_network(&mut link, 1).await;
         links.push(link);
     }
-    tokio::time::timeout(Duration::from_secs(10), sim.wait_signed_on(2)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sim.wait_signed_on(2))
+        .await
+        .unwrap();
     send(&mut links[1], &forwarded(Mti::FINANCIAL_REQUEST, 30, 1000)).await;
-    assert_eq!(next_msg(&mut links[1]).await.response_code(), Some(ResponseCode::APPROVED));
+    assert_eq!(
+        next_msg(&mut links[1]).await.response_code(),
+        Some(ResponseCode::APPROVED)
+    );
     let stop = tokio::spawn(sim.shutdown());
     for link in &mut links {
         answer_network(link, 2).await;
@@ -258,7 +322,8 @@ async fn without_sign_on_the_link_stays_signed_off_until_asked() {
         sign_on: false,
         ..Behaviour::default()
     };
-    let config = IssuerSimConfig::new(listener.local_addr().unwrap(), ISSUER).with_behaviour(behaviour);
+    let config =
+        IssuerSimConfig::new(listener.local_addr().unwrap(), ISSUER).with_behaviour(behaviour);
     let sim = IssuerSim::start(config).await.unwrap();
     let (stream, _) = listener.accept().await.unwrap();
     let mut link = Framed::new(stream, FrameCodec::default());
@@ -270,7 +335,11 @@ async fn without_sign_on_the_link_stays_signed_off_until_asked() {
     let refuse = async {
         let msg = next_msg(&mut link).await;
         assert_eq!(msg.network_code(), Some(2));
-        send(&mut link, &MessageBuilder::response_to(&msg, &[7, 11, 33, 70], ResponseCode::SYSTEM_MALFUNCTION)).await;
+        send(
+            &mut link,
+            &MessageBuilder::response_to(&msg, &[7, 11, 33, 70], ResponseCode::SYSTEM_MALFUNCTION),
+        )
+        .await;
     };
     let (off, ()) = tokio::join!(sim.sign_off(), refuse);
     assert!(off.unwrap_err().to_string().contains("answered 96"));
@@ -281,6 +350,10 @@ async fn start_fails_cleanly() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    assert!(IssuerSim::start(IssuerSimConfig::new(addr, ISSUER)).await.is_err());
-    assert!(IssuerSim::start(IssuerSimConfig::new(addr, "ABC")).await.is_err());
+    assert!(IssuerSim::start(IssuerSimConfig::new(addr, ISSUER))
+        .await
+        .is_err());
+    assert!(IssuerSim::start(IssuerSimConfig::new(addr, "ABC"))
+        .await
+        .is_err());
 }

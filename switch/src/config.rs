@@ -185,16 +185,8 @@ impl ConfigError {
 // Typed configuration
 // ---------------------------------------------------------------------------------------------
 
-/// Journal durability (ARCHITECTURE principle 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Each batch is fsynced before the responses it contains are sent.
-    Fsync,
-    /// Written to the OS before answering, no fsync (survives a process crash, not a power
-    /// loss). For tests and load experiments.
-    Buffered,
-}
+/// Journal durability (ARCHITECTURE principle 6): the journal's own type, configured here.
+pub use crate::journal::Durability;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -5,8 +5,8 @@ use crate::actors::acquirer::AcquirerLink;
 use crate::actors::issuer::IssuerLink;
 use crate::actors::route::{IssuerRouteActor, Requeue};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, Durability as ConfigDurability};
-use crate::journal::{Durability, FileJournal, JournalOptions};
+use crate::config::Config;
+use crate::journal::{FileJournal, JournalOptions};
 use crate::records::SwitchRecord;
 use crate::state::{IssuerRoute, Shared};
 use actix::Actor;
@@ -108,10 +108,7 @@ fn replay(shared_seen: &DashMap<crate::core::TxnKey, u32>, records: Vec<crate::j
 /// Start the switch on its own threads. Returns once every listener is bound.
 pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHandle> {
     let _ = prometheus();
-    let durability = match config.journal.durability {
-        ConfigDurability::Fsync => Durability::Fsync,
-        ConfigDurability::Buffered => Durability::Buffered,
-    };
+    let durability = config.journal.durability;
     let (journal, replayed) = FileJournal::open(&config.journal.dir, JournalOptions { durability, ..JournalOptions::default() })
         .with_context(|| format!("opening journal {}", config.journal.dir.display()))?;
     if replayed.summary.torn_records > 0 {
