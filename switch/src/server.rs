@@ -171,6 +171,16 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             }
             let workers: Vec<actix::ArbiterHandle> = (0..arbiters.max(1)).map(|_| actix::Arbiter::new().handle()).collect();
             let max_conn = listeners.max_connections;
+            let mut dialled = 0usize;
+            for inst in shared.config.load().issuers() {
+                let (Some(id), Some(settings)) = (InstId::new(inst.id.as_str()), inst.issuer.as_ref()) else { continue };
+                let Some(route) = shared.route(&id).cloned() else { continue };
+                for target in &settings.connect {
+                    let Some(worker) = workers.get(dialled % workers.len().max(1)) else { continue };
+                    dialled += 1;
+                    worker.spawn(dial_loop(shared.clone(), route.clone(), target.clone(), settings.reconnect_min, settings.reconnect_max));
+                }
+            }
             let acq_task = actix::spawn(accept_loop(acq, shared.clone(), workers.clone(), max_conn, Side::Acquirer));
             let iss_task = actix::spawn(accept_loop(iss, shared.clone(), workers.clone(), max_conn, Side::Issuer));
             let admin_task = actix::spawn(crate::admin::serve(admin, shared.clone()));
@@ -277,4 +287,31 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, workers: Vec<ac
 #[must_use]
 pub fn render_metrics() -> String {
     prometheus().render()
+}
+
+/// Keep one link to an issuer that listens (`connect = "host:port"`): dial, run the link
+/// until it ends, then dial again with exponential backoff, until shutdown.
+async fn dial_loop(shared: Arc<Shared>, route: Arc<IssuerRoute>, target: String, min: Duration, max: Duration) {
+    let mut backoff = min;
+    while !shared.draining.load(Ordering::Relaxed) {
+        match tokio::net::TcpStream::connect(&target).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if IssuerLink::start_dialled(shared.clone(), stream, peer, route.clone(), tx).is_none() {
+                    tracing::warn!(issuer = %route.id, %target, "no free link slot for a dialled link");
+                } else {
+                    backoff = min;
+                    let _ = rx.await;
+                    metrics::counter!("switch_issuer_reconnects_total", "issuer" => route.id.to_string()).increment(1);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %route.id, %target, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach issuer");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(max);
+    }
 }

@@ -23,6 +23,10 @@ pub const PAN: &str = "6222021234567890123";
 pub const GUARD: Duration = Duration::from_secs(10);
 
 pub fn write_config(dir: &Path, extra_acquirer: &str) -> Config {
+    write_config_with(dir, extra_acquirer, "")
+}
+
+pub fn write_config_with(dir: &Path, extra_acquirer: &str, extra_issuer: &str) -> Config {
     std::fs::write(dir.join("bins.csv"), "prefix,issuer,card_type,installment\n622202,03010000,debit,Y\n625800,03020000,credit,N\n").unwrap();
     let toml = format!(
         r#"
@@ -51,6 +55,7 @@ roles = ["issuer"]
 timeout_ms = 20000
 echo_interval_secs = 60
 echo_timeout_secs = 10
+{extra_issuer}
 [[institution]]
 id = "03020000"
 name = "Issuer Never Connected"
@@ -74,8 +79,12 @@ impl TestSwitch {
     }
 
     pub fn start_with(extra_acquirer: &str) -> Self {
+        Self::start_config(extra_acquirer, "")
+    }
+
+    pub fn start_config(extra_acquirer: &str, extra_issuer: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), extra_acquirer);
+        let config = write_config_with(dir.path(), extra_acquirer, extra_issuer);
         let clock = ManualClock::starting_now();
         let handle = start(config, StartOptions { clock: Arc::new(clock.clone()), tick_ms: 5 }).unwrap();
         Self { handle: Some(handle), clock, dir }

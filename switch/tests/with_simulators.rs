@@ -84,3 +84,31 @@ async fn issuer_sim_signing_off_turns_traffic_to_91() {
     let r = client.send(txn::purchase(&params(&stans, PAN, 1)).unwrap()).await.unwrap();
     assert_eq!(r.response_code(), Some(ResponseCode::APPROVED));
 }
+
+#[tokio::test]
+async fn switch_dials_a_listening_issuer_and_redials_after_it_restarts() {
+    let listener = IssuerSim::start(IssuerSimConfig::listening("127.0.0.1:0".parse().unwrap(), ISS)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sw = TestSwitch::start_config("", &format!("connect = [\"{addr}\"]\nreconnect_min_ms = 10\nreconnect_max_ms = 50"));
+    listener.wait_signed_on(1).await;
+    let client = AcquirerClient::connect(sw.h().acquirer_addr, ACQ, SWITCH).await.unwrap();
+    let stans = StanSource::random();
+    let r = client.send(txn::purchase(&params(&stans, PAN, 10)).unwrap()).await.unwrap();
+    assert_eq!(r.response_code(), Some(ResponseCode::APPROVED));
+
+    // The bank host restarts on the same address: the switch dials again.
+    let _ = listener.shutdown().await;
+    let again = IssuerSim::start(IssuerSimConfig::listening(addr, ISS)).await.unwrap();
+    again.wait_signed_on(1).await;
+    let route = sw.h().shared.routes.values().find(|r| r.id.as_str() == ISS).unwrap().clone();
+    tokio::time::timeout(GUARD, async {
+        while !route.is_signed_on() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let r = client.send(txn::purchase(&params(&stans, PAN, 11)).unwrap()).await.unwrap();
+    assert_eq!(r.response_code(), Some(ResponseCode::APPROVED));
+    assert!(again.stats().requests >= 1);
+}

@@ -69,6 +69,8 @@ pub struct IssuerLink {
     echo_deadline: Option<(i64, u32)>,
     /// Own address, published to the route on sign-on.
     self_addr: Option<Addr<IssuerLink>>,
+    /// Dropped when the actor stops: a dialler waits on it before reconnecting.
+    on_stop: Option<tokio::sync::oneshot::Sender<()>>,
     last_recv: i64,
     last_send: i64,
 }
@@ -76,17 +78,25 @@ pub struct IssuerLink {
 impl IssuerLink {
     /// Start an actor for a link the issuer opened to us.
     pub fn start(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) -> Addr<Self> {
+        Self::start_bound(shared, stream, peer, None)
+    }
+
+    fn start_bound(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, bound: Option<BindDialled>) -> Addr<Self> {
         let max = shared.config.load().switch.max_frame_bytes;
         let now = shared.clock.now_millis();
         IssuerLink::create(move |ctx| {
             let (r, w) = stream.into_split();
             ctx.add_stream(FramedRead::new(r, FrameCodec::new(max)));
             metrics::gauge!("switch_issuer_links").increment(1.0);
+            let (route, slot, on_stop) = match bound {
+                Some(b) => (Some(b.route), Some(b.slot), Some(b.on_stop)),
+                None => (None, None, None),
+            };
             IssuerLink {
                 shared,
                 peer,
-                route: None,
-                slot: None,
+                route,
+                slot,
                 signed_on: false,
                 writer: FramedWrite::new(w, FrameCodec::new(max), ctx),
                 pending: HashMap::with_capacity(1024),
@@ -95,10 +105,25 @@ impl IssuerLink {
                 in_flight: Arc::new(AtomicUsize::new(0)),
                 echo_deadline: None,
                 self_addr: None,
+                on_stop,
                 last_recv: now,
                 last_send: now,
             }
         })
+    }
+
+    /// Start an actor for a link the switch dialled for `route` (bound from the start; the
+    /// issuer still signs on before traffic flows). `on_stop` fires when the link ends.
+    pub fn start_dialled(
+        shared: Arc<Shared>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        route: Arc<IssuerRoute>,
+        on_stop: tokio::sync::oneshot::Sender<()>,
+    ) -> Option<Addr<Self>> {
+        let slot = route.take_slot()?;
+        tracing::info!(%peer, issuer = %route.id, slot, "dialled issuer link up");
+        Some(Self::start_bound(shared, stream, peer, Some(BindDialled { route, slot, on_stop })))
     }
 
     fn send(&mut self, payload: bytes::Bytes) {
@@ -471,6 +496,7 @@ impl Actor for IssuerLink {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         metrics::gauge!("switch_issuer_links").decrement(1.0);
+        drop(self.on_stop.take());
         if let (Some(route), Some(slot)) = (self.route.clone(), self.slot) {
             route.release_slot(slot);
             tracing::info!(issuer = %route.id, slot, pending = self.pending.len(), "issuer link closed");
@@ -518,6 +544,13 @@ impl Handler<SiblingResponse> for IssuerLink {
     fn handle(&mut self, msg: SiblingResponse, _ctx: &mut Self::Context) {
         self.on_response(msg.0);
     }
+}
+
+/// The binding of a dialled link, known before its first frame.
+struct BindDialled {
+    route: Arc<IssuerRoute>,
+    slot: u8,
+    on_stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Handler<Deliver> for IssuerLink {
