@@ -338,3 +338,33 @@ async fn graceful_shutdown_answers_everything_in_flight() {
     let replay = switch::journal::read_all(sw.dir.path().join("journal")).unwrap();
     assert!(replay.records.len() >= 4, "requests and outcomes journalled and flushed");
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(GUARD, s.read_to_string(&mut out)).await.unwrap().unwrap();
+    out
+}
+
+#[tokio::test]
+async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 100).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, "00").await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+
+    let health = http_get(sw.h().admin_addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains(r#""status":"ok""#) && health.contains(r#""issuer":"03010000","signed_on_links":1"#), "{health}");
+    let metrics = http_get(sw.h().admin_addr, "/metrics").await;
+    assert!(metrics.contains("switch_transactions_total{"), "{metrics}");
+    assert!(metrics.contains("switch_latency_seconds_bucket"), "latency histogram has real buckets");
+    assert!(!metrics.contains(PAN) && !metrics.contains("TERM0001"), "no card data or terminal labels");
+    assert!(http_get(sw.h().admin_addr, "/nope").await.starts_with("HTTP/1.1 404"));
+}
