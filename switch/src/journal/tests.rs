@@ -1,3 +1,5 @@
+//! Journal tests: this file is declared `#[cfg(test)] mod tests;` in `mod.rs`.
+
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
