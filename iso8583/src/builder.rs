@@ -3,7 +3,7 @@
 use crate::dict::{Charset, Dictionary, LengthKind, CUPS};
 use crate::error::EncodeError;
 use crate::header::Header;
-use crate::message::{bit, check_value, encode, encode_error, Bitmap, FieldSource, Message};
+use crate::message::{bit, check_value, encode_error, encode_with, push_value, Bitmap, FieldBits, Message};
 use crate::mti::{Mti, ResponseCode};
 use bytes::Bytes;
 
@@ -144,21 +144,31 @@ impl MessageBuilder {
         self.arena.get(start as usize..start as usize + len as usize)
     }
 
+    /// The stored value of field `n`, present or not (empty if never set).
+    #[inline]
+    fn value(&self, n: u8) -> &[u8] {
+        let (start, len) = self.spans.get(usize::from(n)).copied().unwrap_or_default();
+        self.arena.get(start as usize..start as usize + len as usize).unwrap_or_default()
+    }
+
     /// Validate every field and encode the frame payload (header + body).
     pub fn build(&self) -> Result<Bytes, EncodeError> {
         if !self.mti.0.iter().all(u8::is_ascii_digit) {
             return Err(EncodeError::BadMti);
         }
-        let mut fields = self.present;
-        while fields != 0 {
-            let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
-            fields &= !bit(n);
+        let mut fields_len = 0;
+        for n in FieldBits::new(self.present) {
             let spec = self.dict.spec(n).filter(|_| n != 65 && n != 1).ok_or(EncodeError::UndefinedField(n))?;
-            let value = self.get(n).unwrap_or_default();
+            let value = self.value(n);
             check_value(spec, value).map_err(|(kind, at)| encode_error(spec, value.len(), kind, at))?;
+            fields_len += spec.length.prefix_digits() + value.len();
         }
-        encode(&self.header, self.mti, self.present & !bit(1), self.dict, |n| {
-            self.get(n).map_or(FieldSource::Absent, FieldSource::Value)
+        encode_with(&self.header, self.mti, self.present, fields_len, |out| {
+            for n in FieldBits::new(self.present & !bit(1)) {
+                if let Some(spec) = self.dict.spec(n) {
+                    push_value(out, spec, self.value(n));
+                }
+            }
         })
     }
 }

@@ -21,6 +21,46 @@ pub(crate) const fn bit(n: u8) -> Bitmap {
     1u128 << (128 - n as u32)
 }
 
+/// The field numbers of a bitmap's set bits, ascending. Works on the two 64-bit halves:
+/// 128-bit shifts in the per-field loops of decode and encode cost more than the fields.
+#[derive(Clone, Copy)]
+pub(crate) struct FieldBits {
+    hi: u64,
+    lo: u64,
+}
+
+impl FieldBits {
+    #[inline]
+    pub(crate) const fn new(bitmap: Bitmap) -> Self {
+        // Truncation is the point: the high and the low 64 bits.
+        Self {
+            hi: (bitmap >> 64) as u64,
+            lo: bitmap as u64,
+        }
+    }
+}
+
+impl Iterator for FieldBits {
+    type Item = u8;
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        const TOP: u64 = 1 << 63;
+        // leading_zeros() < 64 when the half is non-zero, so the casts cannot truncate.
+        if self.hi != 0 {
+            let lz = self.hi.leading_zeros();
+            self.hi &= !(TOP >> lz);
+            Some(lz as u8 + 1)
+        } else if self.lo != 0 {
+            let lz = self.lo.leading_zeros();
+            self.lo &= !(TOP >> lz);
+            Some(lz as u8 + 65)
+        } else {
+            None
+        }
+    }
+}
+
 /// Where one field's value lies in the payload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Span {
@@ -77,6 +117,21 @@ pub(crate) fn check_value(spec: &FieldSpec, value: &[u8]) -> Result<(), (ErrorKi
         LengthKind::LlVar(_) | LengthKind::LllVar(_) if value.len() > max => return Err((ErrorKind::TooLong, 0)),
         _ => {}
     }
+    // Fast path: one branch-free pass over the value (it vectorises); the position of the
+    // first bad byte is only looked for when there is one.
+    let clean = match spec.charset {
+        Charset::Binary => true,
+        Charset::Numeric => all_bytes(value, is_digit),
+        Charset::Track => all_bytes(value, |b| is_digit(b) | (b == b'=') | (b == b'D')),
+        Charset::Alnum => all_bytes(value, |b| is_digit(b) | ((b | 0x20).wrapping_sub(b'a') < 26) | (b == b' ')),
+        Charset::Text => all_bytes(value, |b| (b >= 0x20) & (b != 0x7F)),
+        Charset::SignedNumeric => {
+            matches!(value.first(), Some(b'C' | b'D')) && all_bytes(value.get(1..).unwrap_or_default(), is_digit)
+        }
+    };
+    if clean {
+        return Ok(());
+    }
     let bad = match spec.charset {
         Charset::Binary => None,
         Charset::Numeric => value.iter().position(|b| !b.is_ascii_digit()),
@@ -92,6 +147,17 @@ pub(crate) fn check_value(spec: &FieldSpec, value: &[u8]) -> Result<(), (ErrorKi
         Some(pos) => Err((ErrorKind::IllegalContent, pos)),
         None => Ok(()),
     }
+}
+
+#[inline(always)]
+fn is_digit(b: u8) -> bool {
+    b.wrapping_sub(b'0') < 10
+}
+
+/// Whether every byte passes `ok`, without early exit (so the loop vectorises).
+#[inline(always)]
+fn all_bytes(value: &[u8], ok: impl Fn(u8) -> bool) -> bool {
+    value.iter().fold(true, |acc, &b| acc & ok(b))
 }
 
 fn ascii_number(raw: &[u8]) -> Option<u64> {
@@ -141,11 +207,8 @@ impl Message {
             bitmap |= Bitmap::from(u64::from_be_bytes(secondary));
         }
         let mut spans = [Span::default(); 129];
-        let mut fields = bitmap & !bit(1);
         let mut last = 0u8;
-        while fields != 0 {
-            let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
-            fields &= !bit(n);
+        for n in FieldBits::new(bitmap & !bit(1)) {
             let err = |kind, off| DecodeError::new(kind, Location::Field(n), off);
             let spec = match dict.spec(n) {
                 Some(spec) if n != 65 => spec,
@@ -412,33 +475,76 @@ impl<'a> Rewrite<'a> {
     }
 
     /// Encode the rewritten message (a frame payload). One allocation, sized exactly.
+    /// Untouched fields are copied as encoded, consecutive ones in a single copy.
     pub fn finish(self) -> Result<Bytes, EncodeError> {
         if self.overflow {
             return Err(EncodeError::Header("too many field changes in one rewrite"));
         }
-        let dict = self.msg.dict;
-        let mut present = self.msg.bitmap & !bit(1);
+        let msg = self.msg;
+        let dict = msg.dict;
+        let original = msg.bitmap & !bit(1);
+        let mut present = original;
+        let mut touched: Bitmap = 0;
+        // Start from the original fields' length and adjust for each change. `op` keeps one
+        // slot per field, so each field is adjusted once.
+        let body_start = HEADER_LEN + 4 + if msg.bitmap & bit(1) != 0 { 16 } else { 8 };
+        let mut fields_len = msg.raw.len().saturating_sub(body_start);
         for (n, value) in self.ops.iter().flatten() {
-            let spec = dict.spec(*n).filter(|_| (2..=128).contains(n) && *n != 65).ok_or(EncodeError::UndefinedField(*n))?;
+            let n = *n;
+            let spec = dict
+                .spec(n)
+                .filter(|_| (2..=128).contains(&n) && n != 65)
+                .ok_or(EncodeError::UndefinedField(n))?;
+            if original & bit(n) != 0 {
+                let (start, end) = msg.encoded_range(n, spec);
+                fields_len = fields_len.saturating_sub(end - start);
+            }
             match value {
                 Some(v) => {
                     check_value(spec, v).map_err(|(kind, at)| encode_error(spec, v.len(), kind, at))?;
-                    present |= bit(*n);
+                    fields_len += spec.length.prefix_digits() + v.len();
+                    present |= bit(n);
                 }
-                None => present &= !bit(*n),
+                None => present &= !bit(n),
             }
+            touched |= bit(n);
         }
-        let source = |n: u8| -> FieldSource<'_> {
-            if let Some((_, value)) = self.ops.iter().flatten().find(|(m, _)| *m == n) {
-                return value.map_or(FieldSource::Absent, FieldSource::Value);
+        let raw: &[u8] = &msg.raw;
+        encode_with(&self.header, self.mti, present, fields_len, |out| {
+            // Original bytes not yet copied: a run of consecutive untouched fields.
+            let mut run = (0usize, 0usize);
+            let flush = |out: &mut Vec<u8>, run: (usize, usize)| {
+                out.extend_from_slice(raw.get(run.0..run.1).unwrap_or_default());
+            };
+            for n in FieldBits::new(present) {
+                let Some(spec) = dict.spec(n) else { continue };
+                if touched & bit(n) != 0 {
+                    flush(out, run);
+                    run = (0, 0);
+                    let value = self.ops.iter().flatten().find(|(m, _)| *m == n).and_then(|(_, v)| *v);
+                    push_value(out, spec, value.unwrap_or_default());
+                } else {
+                    let (start, end) = msg.encoded_range(n, spec);
+                    if run.1 == start && run.1 != 0 {
+                        run.1 = end;
+                    } else {
+                        flush(out, run);
+                        run = (start, end);
+                    }
+                }
             }
-            let Some(spec) = dict.spec(n) else { return FieldSource::Absent };
-            let span = self.msg.spans.get(usize::from(n)).copied().unwrap_or_default();
-            let start = usize::from(span.off).saturating_sub(spec.length.prefix_digits());
-            let end = usize::from(span.off) + usize::from(span.len);
-            self.msg.raw.get(start..end).map_or(FieldSource::Absent, FieldSource::Encoded)
-        };
-        encode(&self.header, self.mti, present, dict, source)
+            flush(out, run);
+        })
+    }
+}
+
+impl Message {
+    /// Where field `n` (present) lies in the payload, length prefix included.
+    #[inline]
+    fn encoded_range(&self, n: u8, spec: &FieldSpec) -> (usize, usize) {
+        let span = self.spans.get(usize::from(n)).copied().unwrap_or_default();
+        let start = usize::from(span.off).saturating_sub(spec.length.prefix_digits());
+        (start, usize::from(span.off) + usize::from(span.len))
     }
 }
 
@@ -459,39 +565,27 @@ pub(crate) fn encode_error(spec: &FieldSpec, len: usize, kind: ErrorKind, at: us
     }
 }
 
-/// Where an encoder takes a field's bytes from.
-pub(crate) enum FieldSource<'a> {
-    Absent,
-    /// A bare value: the encoder writes the length prefix.
-    Value(&'a [u8]),
-    /// Already encoded bytes (prefix included), copied as is.
-    Encoded(&'a [u8]),
+/// Append a field value with its length prefix (if the field has one).
+#[inline]
+pub(crate) fn push_value(out: &mut Vec<u8>, spec: &FieldSpec, value: &[u8]) {
+    let digits = spec.length.prefix_digits();
+    if digits > 0 {
+        crate::header::push_digits(out, value.len(), digits);
+    }
+    out.extend_from_slice(value);
 }
 
-/// Write header + MTI + bitmap + fields. `present` must not have bit 1; values must already
-/// be validated.
-pub(crate) fn encode<'s>(
+/// Write header + MTI + bitmap, then let `write_fields` append the fields of `present`
+/// (bit 1 is ignored and recomputed), which must add exactly `fields_len` bytes. Values must
+/// already be validated.
+pub(crate) fn encode_with(
     header: &Header,
     mti: Mti,
     present: Bitmap,
-    dict: &Dictionary,
-    source: impl Fn(u8) -> FieldSource<'s>,
+    fields_len: usize,
+    write_fields: impl FnOnce(&mut Vec<u8>),
 ) -> Result<Bytes, EncodeError> {
-    let mut present = present & !bit(1);
-    let mut fields_len = 0;
-    let mut fields = present;
-    while fields != 0 {
-        let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
-        fields &= !bit(n);
-        fields_len += match source(n) {
-            FieldSource::Absent => {
-                present &= !bit(n);
-                0
-            }
-            FieldSource::Encoded(e) => e.len(),
-            FieldSource::Value(v) => v.len() + dict.spec(n).map_or(0, |s| s.length.prefix_digits()),
-        };
-    }
+    let present = present & !bit(1);
     let secondary = present & Bitmap::from(u64::MAX) != 0;
     let bitmap = if secondary { present | bit(1) } else { present };
     let total = HEADER_LEN + 4 + if secondary { 16 } else { 8 } + fields_len;
@@ -503,21 +597,8 @@ pub(crate) fn encode<'s>(
     out.extend_from_slice(&mti.0);
     let bytes = bitmap.to_be_bytes();
     out.extend_from_slice(if secondary { &bytes[..] } else { &bytes[..8] });
-    let mut fields = present;
-    while fields != 0 {
-        let n = u8::try_from(fields.leading_zeros() + 1).unwrap_or(128);
-        fields &= !bit(n);
-        match source(n) {
-            FieldSource::Absent => {}
-            FieldSource::Encoded(e) => out.extend_from_slice(e),
-            FieldSource::Value(v) => {
-                let digits = dict.spec(n).map_or(0, |s| s.length.prefix_digits());
-                if digits > 0 {
-                    crate::header::push_digits(&mut out, v.len(), digits);
-                }
-                out.extend_from_slice(v);
-            }
-        }
-    }
+    write_fields(&mut out);
+    // A length that does not add up would also cost a second allocation in `Bytes::from`.
+    debug_assert_eq!(out.len(), total, "encoded length differs from the computed one");
     Ok(Bytes::from(out))
 }
