@@ -15,7 +15,10 @@ use libfuzzer_sys::fuzz_target;
 fn check(raw: Bytes) {
     let as_message = Message::decode(raw.clone());
     let Ok(packet) = Packet::decode(raw) else {
-        assert!(as_message.is_err(), "Message::decode accepted what Packet::decode refused");
+        assert!(
+            as_message.is_err(),
+            "Message::decode accepted what Packet::decode refused"
+        );
         return;
     };
     let _ = to_json(&packet, false).to_string();
@@ -23,15 +26,31 @@ fn check(raw: Bytes) {
     let _ = describe_text(&packet, false);
     let _ = describe_text(&packet, true);
     if let Packet::Message(m) = &packet {
-        assert!(as_message.is_ok(), "Packet::decode accepted what Message::decode refused");
+        assert!(
+            as_message.is_ok(),
+            "Packet::decode accepted what Message::decode refused"
+        );
         let _ = format!("{m:?}\n{m}");
-        let _ = (m.amount(), m.stan(), m.acquirer_id(), m.forwarding_id(), m.response_code());
-        let _ = (m.original_data(), m.installment_request(), m.installment_response(), m.balances());
+        let _ = (
+            m.amount(),
+            m.stan(),
+            m.acquirer_id(),
+            m.forwarding_id(),
+            m.response_code(),
+        );
+        let _ = (
+            m.original_data(),
+            m.installment_request(),
+            m.installment_response(),
+            m.balances(),
+        );
         let rewritten = m.rewrite().finish().expect("a decoded message rewrites");
         let again = Message::decode(rewritten).expect("a rewritten message decodes");
         assert!(again.fields().eq(m.fields()), "the rewrite changed a field");
         assert_eq!(again.mti(), m.mti());
-        let rebuilt = MessageBuilder::from_message(m).build().expect("a decoded message rebuilds");
+        let rebuilt = MessageBuilder::from_message(m)
+            .build()
+            .expect("a decoded message rebuilds");
         let again = Message::decode(rebuilt).expect("a rebuilt message decodes");
         assert!(again.fields().eq(m.fields()), "the rebuild changed a field");
     }

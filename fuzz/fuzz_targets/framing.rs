@@ -10,13 +10,20 @@ use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Frames decoded, the error that stopped the stream, and the bytes consumed.
-fn run(stream: &[u8], max: usize, chunks: &mut dyn Iterator<Item = usize>) -> (Vec<Frame>, Option<String>, usize) {
+fn run(
+    stream: &[u8],
+    max: usize,
+    chunks: &mut dyn Iterator<Item = usize>,
+) -> (Vec<Frame>, Option<String>, usize) {
     let mut codec = FrameCodec::new(max);
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     let mut fed = 0;
     while fed < stream.len() {
-        let n = chunks.next().unwrap_or(stream.len()).clamp(1, stream.len() - fed);
+        let n = chunks
+            .next()
+            .unwrap_or(stream.len())
+            .clamp(1, stream.len() - fed);
         buf.extend_from_slice(&stream[fed..fed + n]);
         fed += n;
         loop {
@@ -31,7 +38,9 @@ fn run(stream: &[u8], max: usize, chunks: &mut dyn Iterator<Item = usize>) -> (V
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&seed, stream)) = data.split_first() else { return };
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
     let max = 1 + usize::from(seed) * 40; // 1 to 10201; the codec caps it at 9999
 
     let whole = run(stream, max, &mut std::iter::once(stream.len()));
@@ -54,7 +63,9 @@ fuzz_target!(|data: &[u8]| {
     let mut codec = FrameCodec::new(max);
     let mut out = BytesMut::new();
     for frame in whole.0 {
-        codec.encode(frame, &mut out).expect("a decoded frame re-encodes");
+        codec
+            .encode(frame, &mut out)
+            .expect("a decoded frame re-encodes");
     }
     assert_eq!(&out[..], &stream[..whole.2]);
 });

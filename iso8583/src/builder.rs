@@ -3,7 +3,9 @@
 use crate::dict::{Charset, Dictionary, LengthKind, CUPS};
 use crate::error::EncodeError;
 use crate::header::Header;
-use crate::message::{bit, check_value, encode_error, encode_with, push_value, Bitmap, FieldBits, Message};
+use crate::message::{
+    bit, check_value, encode_error, encode_with, push_value, Bitmap, FieldBits, Message,
+};
 use crate::mti::{Mti, ResponseCode};
 use bytes::Bytes;
 
@@ -118,7 +120,9 @@ impl MessageBuilder {
                 let padded = format!("{value:0>width$}", width = usize::from(w));
                 self.set(n, padded)
             }
-            Some((LengthKind::Fixed(w), Charset::Alnum | Charset::Text)) if value.len() < usize::from(w) => {
+            Some((LengthKind::Fixed(w), Charset::Alnum | Charset::Text))
+                if value.len() < usize::from(w) =>
+            {
                 let padded = format!("{value:<width$}", width = usize::from(w));
                 self.set(n, padded)
             }
@@ -141,14 +145,17 @@ impl MessageBuilder {
             return None;
         }
         let (start, len) = *self.spans.get(usize::from(n))?;
-        self.arena.get(start as usize..start as usize + len as usize)
+        self.arena
+            .get(start as usize..start as usize + len as usize)
     }
 
     /// The stored value of field `n`, present or not (empty if never set).
     #[inline]
     fn value(&self, n: u8) -> &[u8] {
         let (start, len) = self.spans.get(usize::from(n)).copied().unwrap_or_default();
-        self.arena.get(start as usize..start as usize + len as usize).unwrap_or_default()
+        self.arena
+            .get(start as usize..start as usize + len as usize)
+            .unwrap_or_default()
     }
 
     /// Validate every field and encode the frame payload (header + body).
@@ -158,9 +165,14 @@ impl MessageBuilder {
         }
         let mut fields_len = 0;
         for n in FieldBits::new(self.present) {
-            let spec = self.dict.spec(n).filter(|_| n != 65 && n != 1).ok_or(EncodeError::UndefinedField(n))?;
+            let spec = self
+                .dict
+                .spec(n)
+                .filter(|_| n != 65 && n != 1)
+                .ok_or(EncodeError::UndefinedField(n))?;
             let value = self.value(n);
-            check_value(spec, value).map_err(|(kind, at)| encode_error(spec, value.len(), kind, at))?;
+            check_value(spec, value)
+                .map_err(|(kind, at)| encode_error(spec, value.len(), kind, at))?;
             fields_len += spec.length.prefix_digits() + value.len();
         }
         encode_with(&self.header, self.mti, self.present, fields_len, |out| {

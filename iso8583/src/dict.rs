@@ -90,7 +90,9 @@ impl Dictionary {
     /// The spec of field `number`, if the layout defines it.
     #[must_use]
     pub fn spec(&self, number: u8) -> Option<&FieldSpec> {
-        self.fields.get(usize::from(number)).and_then(Option::as_ref)
+        self.fields
+            .get(usize::from(number))
+            .and_then(Option::as_ref)
     }
 
     /// Every defined field in ascending order.
@@ -135,7 +137,13 @@ const CUPS_SPECS: &[FieldSpec] = &[
     f(15, "Settlement date", Numeric, Fixed(4), Clear),
     f(16, "Conversion date", Numeric, Fixed(4), Clear),
     f(18, "Merchant type", Numeric, Fixed(4), Clear),
-    f(19, "Acquiring institution country code", Numeric, Fixed(3), Clear),
+    f(
+        19,
+        "Acquiring institution country code",
+        Numeric,
+        Fixed(3),
+        Clear,
+    ),
     f(22, "POS entry mode", Numeric, Fixed(3), Clear),
     f(23, "Card sequence number", Numeric, Fixed(3), Clear),
     f(25, "POS condition code", Numeric, Fixed(2), Clear),
@@ -146,11 +154,23 @@ const CUPS_SPECS: &[FieldSpec] = &[
     f(35, "Track 2 data", Track, LlVar(37), Secret),
     f(36, "Track 3 data", Track, LllVar(104), Secret),
     f(37, "Retrieval reference number", Alnum, Fixed(12), Clear),
-    f(38, "Authorisation identification response", Alnum, Fixed(6), Clear),
+    f(
+        38,
+        "Authorisation identification response",
+        Alnum,
+        Fixed(6),
+        Clear,
+    ),
     f(39, "Response code", Alnum, Fixed(2), Clear),
     f(41, "Card acceptor terminal ID", Text, Fixed(8), Clear),
     f(42, "Card acceptor ID", Text, Fixed(15), Clear),
-    f(43, "Card acceptor name and location", Text, Fixed(40), Clear),
+    f(
+        43,
+        "Card acceptor name and location",
+        Text,
+        Fixed(40),
+        Clear,
+    ),
     f(44, "Additional response data", Text, LlVar(25), Clear),
     f(45, "Track 1 data", Text, LlVar(79), Secret),
     f(48, "Additional data, private", Text, LllVar(512), Clear),
@@ -158,16 +178,34 @@ const CUPS_SPECS: &[FieldSpec] = &[
     f(50, "Settlement currency code", Alnum, Fixed(3), Clear),
     f(51, "Billing currency code", Alnum, Fixed(3), Clear),
     f(52, "PIN data", Binary, Fixed(8), Secret),
-    f(53, "Security related control information", Numeric, Fixed(16), Clear),
+    f(
+        53,
+        "Security related control information",
+        Numeric,
+        Fixed(16),
+        Clear,
+    ),
     f(54, "Balance amounts", Text, LllVar(40), Clear),
     f(55, "ICC system related data", Binary, LllVar(255), Clear),
     f(57, "Additional data, issuer", Text, LllVar(100), Clear),
     f(59, "Detail inquiry", Text, LllVar(600), Clear),
     f(60, "Reserved, private", Text, LllVar(100), Clear),
-    f(61, "Cardholder authentication information", Text, LllVar(200), Secret),
+    f(
+        61,
+        "Cardholder authentication information",
+        Text,
+        LllVar(200),
+        Secret,
+    ),
     f(62, "Switching data", Text, LllVar(200), Clear),
     f(63, "Financial network data", Text, LllVar(512), Clear),
-    f(70, "Network management information code", Numeric, Fixed(3), Clear),
+    f(
+        70,
+        "Network management information code",
+        Numeric,
+        Fixed(3),
+        Clear,
+    ),
     f(90, "Original data elements", Numeric, Fixed(42), Clear),
     f(96, "Message security code", Binary, Fixed(8), Secret),
     f(100, "Receiving institution ID", Numeric, LlVar(11), Clear),
@@ -205,7 +243,10 @@ mod tests {
         assert_eq!(CUPS.spec(90).map(|s| s.length), Some(LengthKind::Fixed(42)));
         assert_eq!(CUPS.spec(2).map(|s| s.sensitivity), Some(Sensitivity::Pan));
         for secret in [14u8, 35, 36, 45, 52, 61] {
-            assert_eq!(CUPS.spec(secret).map(|s| s.sensitivity), Some(Sensitivity::Secret));
+            assert_eq!(
+                CUPS.spec(secret).map(|s| s.sensitivity),
+                Some(Sensitivity::Secret)
+            );
         }
         assert!(CUPS.spec(200).is_none());
     }

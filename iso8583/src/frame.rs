@@ -193,9 +193,13 @@ mod tests {
     fn encode_writes_prefix() {
         let mut codec = FrameCodec::default();
         let mut dst = BytesMut::new();
-        codec.encode(Bytes::from_static(b"hello"), &mut dst).unwrap();
+        codec
+            .encode(Bytes::from_static(b"hello"), &mut dst)
+            .unwrap();
         codec.encode(Frame::KeepAlive, &mut dst).unwrap();
         assert_eq!(&dst[..], b"0005hello0000");
-        assert!(codec.encode(Bytes::from(vec![0u8; 3000]), &mut dst).is_err());
+        assert!(codec
+            .encode(Bytes::from(vec![0u8; 3000]), &mut dst)
+            .is_err());
     }
 }

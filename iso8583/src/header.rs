@@ -43,7 +43,10 @@ impl InstId {
         let raw: &[u8; 11] = raw.try_into().ok()?;
         let len = raw.iter().position(|&b| b == b' ').unwrap_or(11);
         let (digits, pad) = raw.split_at(len);
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || pad.iter().any(|&b| b != b' ') {
+        if digits.is_empty()
+            || !digits.iter().all(u8::is_ascii_digit)
+            || pad.iter().any(|&b| b != b' ')
+        {
             return None;
         }
         Some(Self {
@@ -111,7 +114,10 @@ fn digits_value(raw: &[u8]) -> Option<u32> {
     if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(raw.iter().fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0')))
+    Some(
+        raw.iter()
+            .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0')),
+    )
 }
 
 impl Header {
@@ -134,7 +140,8 @@ impl Header {
     /// Parse the first 46 bytes of `payload` (a frame payload: header then body). Checks the
     /// header's own constants and that the total length equals `payload.len()`.
     pub fn parse(payload: &[u8]) -> Result<Self, DecodeError> {
-        let h = |n: u8, kind: ErrorKind, off: usize| DecodeError::new(kind, Location::Header(n), off);
+        let h =
+            |n: u8, kind: ErrorKind, off: usize| DecodeError::new(kind, Location::Header(n), off);
         let raw: &[u8; HEADER_LEN] = payload
             .get(..HEADER_LEN)
             .and_then(|s| s.try_into().ok())
@@ -146,7 +153,8 @@ impl Header {
         if *flag & 0x7F != FLAG_PRODUCTION {
             return Err(h(2, ErrorKind::IllegalContent, 1));
         }
-        let total = digits_value(&[*l0, *l1, *l2, *l3]).ok_or_else(|| h(3, ErrorKind::IllegalContent, 2))?;
+        let total = digits_value(&[*l0, *l1, *l2, *l3])
+            .ok_or_else(|| h(3, ErrorKind::IllegalContent, 2))?;
         if total as usize != payload.len() {
             return Err(h(3, ErrorKind::BadLength, 2));
         }
@@ -157,8 +165,11 @@ impl Header {
         let (txn_info, rest) = rest.split_at(8);
         let (user_info, reject) = rest.split_at(1);
         let dest = InstId::from_header(dest).ok_or_else(|| h(4, ErrorKind::IllegalContent, 6))?;
-        let source = InstId::from_header(source).ok_or_else(|| h(5, ErrorKind::IllegalContent, 17))?;
-        let reject: [u8; 5] = reject.try_into().map_err(|_| h(10, ErrorKind::BadLength, 41))?;
+        let source =
+            InstId::from_header(source).ok_or_else(|| h(5, ErrorKind::IllegalContent, 17))?;
+        let reject: [u8; 5] = reject
+            .try_into()
+            .map_err(|_| h(10, ErrorKind::BadLength, 41))?;
         if !reject.iter().all(u8::is_ascii_digit) {
             return Err(h(10, ErrorKind::IllegalContent, 41));
         }
@@ -167,9 +178,13 @@ impl Header {
             total_len: u16::try_from(total).map_err(|_| h(3, ErrorKind::BadLength, 2))?,
             dest,
             source,
-            reserved: reserved.try_into().map_err(|_| h(6, ErrorKind::BadLength, 28))?,
+            reserved: reserved
+                .try_into()
+                .map_err(|_| h(6, ErrorKind::BadLength, 28))?,
             batch: batch.first().copied().unwrap_or_default(),
-            txn_info: txn_info.try_into().map_err(|_| h(8, ErrorKind::BadLength, 32))?,
+            txn_info: txn_info
+                .try_into()
+                .map_err(|_| h(8, ErrorKind::BadLength, 32))?,
             user_info: user_info.first().copied().unwrap_or_default(),
             reject: RejectCode(reject),
         })
@@ -237,7 +252,11 @@ pub fn build_reject(original: &[u8], code: RejectCode, from: InstId) -> Option<V
     let mut out = Vec::with_capacity(total);
     out.push(HEADER_LEN as u8);
     let flag = orig_header.get(1).copied().unwrap_or(FLAG_PRODUCTION);
-    out.push(if flag & 0x7F == FLAG_PRODUCTION { flag } else { FLAG_PRODUCTION });
+    out.push(if flag & 0x7F == FLAG_PRODUCTION {
+        flag
+    } else {
+        FLAG_PRODUCTION
+    });
     push_digits(&mut out, total, 4);
     out.extend_from_slice(dest_raw);
     out.extend_from_slice(from.padded());
@@ -252,7 +271,10 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let mut h = Header::new(InstId::new("00010000").unwrap(), InstId::new("01030000").unwrap());
+        let mut h = Header::new(
+            InstId::new("00010000").unwrap(),
+            InstId::new("01030000").unwrap(),
+        );
         h.user_info = 7;
         h.txn_info = *b"00000000";
         let mut out = Vec::new();
@@ -293,14 +315,25 @@ mod tests {
         }
         let mut raw = sample();
         raw.push(b'0');
-        assert_eq!(Header::parse(&raw).unwrap_err().reject_code().as_str(), "00031");
-        assert_eq!(Header::parse(&raw[..20]).unwrap_err().kind, ErrorKind::BadLength);
+        assert_eq!(
+            Header::parse(&raw).unwrap_err().reject_code().as_str(),
+            "00031"
+        );
+        assert_eq!(
+            Header::parse(&raw[..20]).unwrap_err().kind,
+            ErrorKind::BadLength
+        );
     }
 
     #[test]
     fn reject_wraps_the_original() {
         let raw = sample();
-        let rej = build_reject(&raw, RejectCode::UNPARSEABLE, InstId::new("00010000").unwrap()).unwrap();
+        let rej = build_reject(
+            &raw,
+            RejectCode::UNPARSEABLE,
+            InstId::new("00010000").unwrap(),
+        )
+        .unwrap();
         let h = Header::parse(&rej).unwrap();
         assert_eq!(h.reject.as_str(), "09990");
         assert_eq!(h.dest.as_str(), "01030000");

@@ -9,7 +9,9 @@ use crate::dict::{Charset, Dictionary, FieldSpec, LengthKind, CUPS};
 use crate::error::{DecodeError, EncodeError, ErrorKind, Location};
 use crate::header::{Header, InstId, HEADER_LEN};
 use crate::mti::{Mti, ResponseCode};
-use crate::subfields::{Balance, F60, InstallmentRequest, InstallmentResponse, OriginalData, SubfieldError};
+use crate::subfields::{
+    Balance, InstallmentRequest, InstallmentResponse, OriginalData, SubfieldError, F60,
+};
 use bytes::Bytes;
 
 /// The bitmap as one `u128`: bit for field `n` is `1 << (128 - n)`, so the big-endian bytes
@@ -91,7 +93,10 @@ pub struct Message {
 pub enum Packet {
     Message(Message),
     /// A reject: the reject header and the original header + body it refers to.
-    Reject { header: Header, original: Bytes },
+    Reject {
+        header: Header,
+        original: Bytes,
+    },
 }
 
 impl Packet {
@@ -114,7 +119,9 @@ pub(crate) fn check_value(spec: &FieldSpec, value: &[u8]) -> Result<(), (ErrorKi
     let max = usize::from(spec.length.max());
     match spec.length {
         LengthKind::Fixed(_) if value.len() != max => return Err((ErrorKind::BadLength, 0)),
-        LengthKind::LlVar(_) | LengthKind::LllVar(_) if value.len() > max => return Err((ErrorKind::TooLong, 0)),
+        LengthKind::LlVar(_) | LengthKind::LllVar(_) if value.len() > max => {
+            return Err((ErrorKind::TooLong, 0))
+        }
         _ => {}
     }
     // Fast path: one branch-free pass over the value (it vectorises); the position of the
@@ -123,10 +130,13 @@ pub(crate) fn check_value(spec: &FieldSpec, value: &[u8]) -> Result<(), (ErrorKi
         Charset::Binary => true,
         Charset::Numeric => all_bytes(value, is_digit),
         Charset::Track => all_bytes(value, |b| is_digit(b) | (b == b'=') | (b == b'D')),
-        Charset::Alnum => all_bytes(value, |b| is_digit(b) | ((b | 0x20).wrapping_sub(b'a') < 26) | (b == b' ')),
+        Charset::Alnum => all_bytes(value, |b| {
+            is_digit(b) | ((b | 0x20).wrapping_sub(b'a') < 26) | (b == b' ')
+        }),
         Charset::Text => all_bytes(value, |b| (b >= 0x20) & (b != 0x7F)),
         Charset::SignedNumeric => {
-            matches!(value.first(), Some(b'C' | b'D')) && all_bytes(value.get(1..).unwrap_or_default(), is_digit)
+            matches!(value.first(), Some(b'C' | b'D'))
+                && all_bytes(value.get(1..).unwrap_or_default(), is_digit)
         }
     };
     if clean {
@@ -135,11 +145,18 @@ pub(crate) fn check_value(spec: &FieldSpec, value: &[u8]) -> Result<(), (ErrorKi
     let bad = match spec.charset {
         Charset::Binary => None,
         Charset::Numeric => value.iter().position(|b| !b.is_ascii_digit()),
-        Charset::Track => value.iter().position(|&b| !(b.is_ascii_digit() || b == b'=' || b == b'D')),
-        Charset::Alnum => value.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b' ')),
+        Charset::Track => value
+            .iter()
+            .position(|&b| !(b.is_ascii_digit() || b == b'=' || b == b'D')),
+        Charset::Alnum => value
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b' ')),
         Charset::Text => value.iter().position(|&b| b < 0x20 || b == 0x7F),
         Charset::SignedNumeric => match value.split_first() {
-            Some((b'C' | b'D', digits)) => digits.iter().position(|b| !b.is_ascii_digit()).map(|p| p + 1),
+            Some((b'C' | b'D', digits)) => digits
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .map(|p| p + 1),
             _ => Some(0),
         },
     };
@@ -164,7 +181,9 @@ fn ascii_number(raw: &[u8]) -> Option<u64> {
     if raw.is_empty() || raw.len() > 19 {
         return None;
     }
-    raw.iter().try_fold(0u64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0')))
+    raw.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
 }
 
 impl Message {
@@ -178,12 +197,20 @@ impl Message {
     pub fn decode_with(raw: Bytes, dict: &'static Dictionary) -> Result<Message, DecodeError> {
         let header = Header::parse(&raw)?;
         if header.reject != crate::error::RejectCode::NONE {
-            return Err(DecodeError::new(ErrorKind::IllegalContent, Location::Header(10), 41));
+            return Err(DecodeError::new(
+                ErrorKind::IllegalContent,
+                Location::Header(10),
+                41,
+            ));
         }
         Self::decode_parts(raw, header, dict)
     }
 
-    fn decode_parts(raw: Bytes, header: Header, dict: &'static Dictionary) -> Result<Message, DecodeError> {
+    fn decode_parts(
+        raw: Bytes,
+        header: Header,
+        dict: &'static Dictionary,
+    ) -> Result<Message, DecodeError> {
         let unparseable = |loc, off| DecodeError::new(ErrorKind::Unparseable, loc, off);
         let buf: &[u8] = &raw;
         let mti = buf
@@ -219,10 +246,14 @@ impl Message {
                 LengthKind::Fixed(len) => usize::from(len),
                 var => {
                     let digits = var.prefix_digits();
-                    let prefix = buf.get(pos..pos + digits).ok_or_else(|| err(ErrorKind::BadLength, pos))?;
+                    let prefix = buf
+                        .get(pos..pos + digits)
+                        .ok_or_else(|| err(ErrorKind::BadLength, pos))?;
                     let len = prefix
                         .iter()
-                        .try_fold(0usize, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + usize::from(b - b'0')))
+                        .try_fold(0usize, |acc, &b| {
+                            b.is_ascii_digit().then(|| acc * 10 + usize::from(b - b'0'))
+                        })
                         .ok_or_else(|| err(ErrorKind::BadLengthPrefix, pos))?;
                     if len > usize::from(var.max()) {
                         return Err(err(ErrorKind::TooLong, pos));
@@ -231,7 +262,9 @@ impl Message {
                     len
                 }
             };
-            let value = buf.get(pos..pos + len).ok_or_else(|| err(ErrorKind::BadLength, field_start))?;
+            let value = buf
+                .get(pos..pos + len)
+                .ok_or_else(|| err(ErrorKind::BadLength, field_start))?;
             check_value(spec, value).map_err(|(kind, at)| err(kind, pos + at))?;
             if let Some(span) = spans.get_mut(usize::from(n)) {
                 // Offsets fit u16: a payload is at most 9999 bytes (4-digit length).
@@ -244,7 +277,11 @@ impl Message {
             last = n;
         }
         if pos != buf.len() {
-            let loc = if last == 0 { Location::Bitmap } else { Location::Field(last) };
+            let loc = if last == 0 {
+                Location::Bitmap
+            } else {
+                Location::Field(last)
+            };
             return Err(DecodeError::new(ErrorKind::BadLength, loc, pos));
         }
         Ok(Message {
@@ -291,14 +328,18 @@ impl Message {
             return None;
         }
         let span = self.spans.get(usize::from(n))?;
-        self.raw.get(usize::from(span.off)..usize::from(span.off) + usize::from(span.len))
+        self.raw
+            .get(usize::from(span.off)..usize::from(span.off) + usize::from(span.len))
     }
 
     /// The value of field `n` as a shared slice of the message buffer (no copy).
     #[must_use]
     pub fn field_bytes(&self, n: u8) -> Option<Bytes> {
         let span = self.spans.get(usize::from(n)).filter(|_| self.has(n))?;
-        Some(self.raw.slice(usize::from(span.off)..usize::from(span.off) + usize::from(span.len)))
+        Some(
+            self.raw
+                .slice(usize::from(span.off)..usize::from(span.off) + usize::from(span.len)),
+        )
     }
 
     /// The value of field `n` as text (`None` if absent or not UTF-8, e.g. GBK in F43).
@@ -320,7 +361,8 @@ impl Message {
 
     /// Present fields with their values, ascending.
     pub fn fields(&self) -> impl Iterator<Item = (u8, &[u8])> + '_ {
-        self.field_numbers().filter_map(move |n| Some((n, self.field(n)?)))
+        self.field_numbers()
+            .filter_map(move |n| Some((n, self.field(n)?)))
     }
 
     /// F2, the primary account number (digits). Sensitive: render with [`crate::mask_pan`].
@@ -501,7 +543,8 @@ impl<'a> Rewrite<'a> {
             }
             match value {
                 Some(v) => {
-                    check_value(spec, v).map_err(|(kind, at)| encode_error(spec, v.len(), kind, at))?;
+                    check_value(spec, v)
+                        .map_err(|(kind, at)| encode_error(spec, v.len(), kind, at))?;
                     fields_len += spec.length.prefix_digits() + v.len();
                     present |= bit(n);
                 }
@@ -521,7 +564,12 @@ impl<'a> Rewrite<'a> {
                 if touched & bit(n) != 0 {
                     flush(out, run);
                     run = (0, 0);
-                    let value = self.ops.iter().flatten().find(|(m, _)| *m == n).and_then(|(_, v)| *v);
+                    let value = self
+                        .ops
+                        .iter()
+                        .flatten()
+                        .find(|(m, _)| *m == n)
+                        .and_then(|(_, v)| *v);
                     push_value(out, spec, value.unwrap_or_default());
                 } else {
                     let (start, end) = msg.encoded_range(n, spec);
@@ -548,7 +596,12 @@ impl Message {
     }
 }
 
-pub(crate) fn encode_error(spec: &FieldSpec, len: usize, kind: ErrorKind, at: usize) -> EncodeError {
+pub(crate) fn encode_error(
+    spec: &FieldSpec,
+    len: usize,
+    kind: ErrorKind,
+    at: usize,
+) -> EncodeError {
     match kind {
         ErrorKind::BadLength | ErrorKind::TooLong => EncodeError::BadLength {
             field: spec.number,
@@ -599,6 +652,10 @@ pub(crate) fn encode_with(
     out.extend_from_slice(if secondary { &bytes[..] } else { &bytes[..8] });
     write_fields(&mut out);
     // A length that does not add up would also cost a second allocation in `Bytes::from`.
-    debug_assert_eq!(out.len(), total, "encoded length differs from the computed one");
+    debug_assert_eq!(
+        out.len(),
+        total,
+        "encoded length differs from the computed one"
+    );
     Ok(Bytes::from(out))
 }

@@ -41,7 +41,10 @@ impl Mti {
     /// function 0 to 3, origin 0). Anything else is an unknown transaction type (`09990`).
     #[must_use]
     pub fn is_known(self) -> bool {
-        self.0[0] == b'0' && matches!(self.0[1], b'1' | b'2' | b'4' | b'8') && matches!(self.0[2], b'0'..=b'3') && self.0[3] == b'0'
+        self.0[0] == b'0'
+            && matches!(self.0[1], b'1' | b'2' | b'4' | b'8')
+            && matches!(self.0[2], b'0'..=b'3')
+            && self.0[3] == b'0'
     }
 
     /// Requests and advices expect an answer; responses do not.
@@ -161,7 +164,9 @@ impl ResponseCode {
     #[must_use]
     pub fn parse(raw: &[u8]) -> Option<ResponseCode> {
         let raw: [u8; 2] = raw.try_into().ok()?;
-        raw.iter().all(u8::is_ascii_alphanumeric).then_some(ResponseCode(raw))
+        raw.iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(ResponseCode(raw))
     }
 
     #[must_use]
@@ -196,7 +201,10 @@ mod tests {
         let m = Mti::parse(b"0200").unwrap();
         assert!(m.is_known() && m.is_request());
         assert_eq!(m.response(), Mti::FINANCIAL_RESPONSE);
-        assert_eq!(Mti::REVERSAL_ADVICE_RESPONSE.request(), Mti::REVERSAL_ADVICE);
+        assert_eq!(
+            Mti::REVERSAL_ADVICE_RESPONSE.request(),
+            Mti::REVERSAL_ADVICE
+        );
         assert!(Mti::FINANCIAL_ADVICE.is_request());
         assert!(!Mti(*b"0500").is_known());
         assert!(!Mti(*b"0201").is_known());
@@ -207,9 +215,15 @@ mod tests {
     #[test]
     fn response_codes_have_meanings() {
         assert_eq!(ResponseCode::ALL.len(), 39);
-        assert_eq!(ResponseCode::parse(b"C1"), Some(ResponseCode::NOT_SIGNED_ON));
+        assert_eq!(
+            ResponseCode::parse(b"C1"),
+            Some(ResponseCode::NOT_SIGNED_ON)
+        );
         assert!(ResponseCode::parse(b"0 ").is_none());
         assert!(ResponseCode::parse(b"XZ").unwrap().meaning().is_none());
-        assert_eq!(ResponseCode::ISSUER_TIMEOUT.meaning(), Some("Switch received no issuer response in time"));
+        assert_eq!(
+            ResponseCode::ISSUER_TIMEOUT.meaning(),
+            Some("Switch received no issuer response in time")
+        );
     }
 }

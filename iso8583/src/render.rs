@@ -29,11 +29,18 @@ pub fn mask_pan(pan: &[u8]) -> MaskedPan {
     if len > 10 {
         for (i, slot) in buf.iter_mut().enumerate().take(len) {
             if i < 6 || i >= len - 4 {
-                *slot = pan.get(i).copied().filter(u8::is_ascii_digit).unwrap_or(b'?');
+                *slot = pan
+                    .get(i)
+                    .copied()
+                    .filter(u8::is_ascii_digit)
+                    .unwrap_or(b'?');
             }
         }
     }
-    MaskedPan { buf, len: u8::try_from(len).unwrap_or(19) }
+    MaskedPan {
+        buf,
+        len: u8::try_from(len).unwrap_or(19),
+    }
 }
 
 impl MaskedPan {
@@ -60,7 +67,11 @@ impl fmt::Debug for MaskedPan {
 pub fn render_value(spec: &FieldSpec, value: &[u8], reveal: bool) -> String {
     match (spec.sensitivity, reveal) {
         (Sensitivity::Pan, false) => mask_pan(value).to_string(),
-        (Sensitivity::Secret, false) => "*".repeat(if spec.charset == Charset::Binary { value.len() * 2 } else { value.len() }),
+        (Sensitivity::Secret, false) => "*".repeat(if spec.charset == Charset::Binary {
+            value.len() * 2
+        } else {
+            value.len()
+        }),
         _ if spec.charset == Charset::Binary => hex::encode_upper(value),
         _ => String::from_utf8_lossy(value).into_owned(),
     }
@@ -88,7 +99,12 @@ impl fmt::Display for Message {
         writeln!(f, "MTI {}", self.mti())?;
         for (n, v) in self.fields() {
             if let Some(spec) = self.dictionary().spec(n) {
-                writeln!(f, "  F{n:<3} {:<40} {}", spec.name, render_value(spec, v, false))?;
+                writeln!(
+                    f,
+                    "  F{n:<3} {:<40} {}",
+                    spec.name,
+                    render_value(spec, v, false)
+                )?;
             }
         }
         Ok(())
@@ -122,7 +138,11 @@ pub fn describe_text(packet: &Packet, reveal: bool) -> String {
             out.push_str(&format!("MTI {}\n", m.mti()));
             for (n, v) in m.fields() {
                 if let Some(spec) = m.dictionary().spec(n) {
-                    out.push_str(&format!("  F{n:<3} {:<40} {}\n", spec.name, render_value(spec, v, true)));
+                    out.push_str(&format!(
+                        "  F{n:<3} {:<40} {}\n",
+                        spec.name,
+                        render_value(spec, v, true)
+                    ));
                 }
             }
         }
@@ -153,7 +173,10 @@ fn header_json(h: &Header) -> Value {
 }
 
 fn field_json(spec: &FieldSpec, v: &[u8], reveal: bool) -> Value {
-    if spec.charset != Charset::Binary && std::str::from_utf8(v).is_err() && (reveal || spec.sensitivity == Sensitivity::Clear) {
+    if spec.charset != Charset::Binary
+        && std::str::from_utf8(v).is_err()
+        && (reveal || spec.sensitivity == Sensitivity::Clear)
+    {
         // Text that is not UTF-8 (GBK merchant names): keep it exact as hex.
         return json!({ "hex": hex::encode_upper(v) });
     }
@@ -185,7 +208,10 @@ pub fn to_json(packet: &Packet, reveal: bool) -> Value {
                 }
             }
             if reveal {
-                obj.insert("original_hex".into(), Value::String(hex::encode_upper(original)));
+                obj.insert(
+                    "original_hex".into(),
+                    Value::String(hex::encode_upper(original)),
+                );
             }
             Value::Object(obj)
         }
@@ -211,9 +237,14 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> JsonError {
 }
 
 fn header_from_json(h: Option<&Value>) -> Result<Header, JsonError> {
-    let h = h.and_then(Value::as_object).ok_or(JsonError::Missing("header"))?;
+    let h = h
+        .and_then(Value::as_object)
+        .ok_or(JsonError::Missing("header"))?;
     let id = |key: &'static str| -> Result<InstId, JsonError> {
-        let s = h.get(key).and_then(Value::as_str).ok_or(JsonError::Missing(key))?;
+        let s = h
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or(JsonError::Missing(key))?;
         InstId::new(s).ok_or_else(|| invalid(format!("header.{key}"), "must be 1 to 11 digits"))
     };
     let byte = |key: &'static str, default: u8| -> Result<u8, JsonError> {
@@ -230,16 +261,31 @@ fn header_from_json(h: Option<&Value>) -> Result<Header, JsonError> {
     header.batch = byte("batch", 0)?;
     header.user_info = byte("user_info", 0)?;
     if let Some(r) = h.get("reserved") {
-        let raw = r.as_str().and_then(|s| hex::decode(s).ok()).ok_or_else(|| invalid("header.reserved", "must be hex"))?;
-        header.reserved = raw.try_into().map_err(|_| invalid("header.reserved", "must be 3 bytes"))?;
+        let raw = r
+            .as_str()
+            .and_then(|s| hex::decode(s).ok())
+            .ok_or_else(|| invalid("header.reserved", "must be hex"))?;
+        header.reserved = raw
+            .try_into()
+            .map_err(|_| invalid("header.reserved", "must be 3 bytes"))?;
     }
     if let Some(t) = h.get("txn_info") {
-        let s = t.as_str().ok_or_else(|| invalid("header.txn_info", "must be a string"))?;
-        header.txn_info = s.as_bytes().try_into().map_err(|_| invalid("header.txn_info", "must be 8 characters"))?;
+        let s = t
+            .as_str()
+            .ok_or_else(|| invalid("header.txn_info", "must be a string"))?;
+        header.txn_info = s
+            .as_bytes()
+            .try_into()
+            .map_err(|_| invalid("header.txn_info", "must be 8 characters"))?;
     }
     if let Some(r) = h.get("reject") {
-        let s = r.as_str().ok_or_else(|| invalid("header.reject", "must be a string"))?;
-        let raw: [u8; 5] = s.as_bytes().try_into().map_err(|_| invalid("header.reject", "must be 5 digits"))?;
+        let s = r
+            .as_str()
+            .ok_or_else(|| invalid("header.reject", "must be a string"))?;
+        let raw: [u8; 5] = s
+            .as_bytes()
+            .try_into()
+            .map_err(|_| invalid("header.reject", "must be 5 digits"))?;
         if !raw.iter().all(u8::is_ascii_digit) {
             return Err(invalid("header.reject", "must be 5 digits"));
         }
@@ -257,7 +303,10 @@ fn from_json_with(value: &Value, dict: &'static Dictionary) -> Result<Vec<u8>, J
     let header = header_from_json(value.get("header"))?;
     if header.reject != crate::RejectCode::NONE {
         let original = match (value.get("original_hex"), value.get("original")) {
-            (Some(h), _) => h.as_str().and_then(|s| hex::decode(s).ok()).ok_or_else(|| invalid("original_hex", "must be hex"))?,
+            (Some(h), _) => h
+                .as_str()
+                .and_then(|s| hex::decode(s).ok())
+                .ok_or_else(|| invalid("original_hex", "must be hex"))?,
             (None, Some(inner)) => from_json_with(inner, dict)?,
             (None, None) => return Err(JsonError::Missing("original or original_hex")),
         };
@@ -266,23 +315,40 @@ fn from_json_with(value: &Value, dict: &'static Dictionary) -> Result<Vec<u8>, J
         out.extend_from_slice(&original);
         return Ok(out);
     }
-    let mti_str = value.get("mti").and_then(Value::as_str).ok_or(JsonError::Missing("mti"))?;
+    let mti_str = value
+        .get("mti")
+        .and_then(Value::as_str)
+        .ok_or(JsonError::Missing("mti"))?;
     let mti = Mti::parse(mti_str.as_bytes()).ok_or_else(|| invalid("mti", "must be 4 digits"))?;
     let mut b = MessageBuilder::new(mti, header);
-    let fields = value.get("fields").and_then(Value::as_object).ok_or(JsonError::Missing("fields"))?;
+    let fields = value
+        .get("fields")
+        .and_then(Value::as_object)
+        .ok_or(JsonError::Missing("fields"))?;
     for (key, v) in fields {
-        let n: u8 = key.parse().map_err(|_| invalid(format!("fields.{key}"), "field number must be 2 to 128"))?;
-        let spec = dict.spec(n).ok_or_else(|| invalid(format!("fields.{key}"), "field not defined in the dictionary"))?;
+        let n: u8 = key
+            .parse()
+            .map_err(|_| invalid(format!("fields.{key}"), "field number must be 2 to 128"))?;
+        let spec = dict.spec(n).ok_or_else(|| {
+            invalid(
+                format!("fields.{key}"),
+                "field not defined in the dictionary",
+            )
+        })?;
         let bytes = match v {
-            Value::String(s) if spec.charset == Charset::Binary => {
-                hex::decode(s).map_err(|_| invalid(format!("fields.{key}"), "binary field must be hex"))?
-            }
+            Value::String(s) if spec.charset == Charset::Binary => hex::decode(s)
+                .map_err(|_| invalid(format!("fields.{key}"), "binary field must be hex"))?,
             Value::String(s) => s.as_bytes().to_vec(),
             Value::Object(o) => o
                 .get("hex")
                 .and_then(Value::as_str)
                 .and_then(|s| hex::decode(s).ok())
-                .ok_or_else(|| invalid(format!("fields.{key}"), "object form must be {\"hex\": \"...\"}"))?,
+                .ok_or_else(|| {
+                    invalid(
+                        format!("fields.{key}"),
+                        "object form must be {\"hex\": \"...\"}",
+                    )
+                })?,
             Value::Number(num) => num.to_string().into_bytes(),
             _ => return Err(invalid(format!("fields.{key}"), "must be a string")),
         };
@@ -298,7 +364,10 @@ mod tests {
     #[test]
     fn pan_masking() {
         assert_eq!(mask_pan(b"6222020000000123").as_str(), "622202******0123");
-        assert_eq!(mask_pan(b"6222020000000000123").as_str(), "622202*********0123");
+        assert_eq!(
+            mask_pan(b"6222020000000000123").as_str(),
+            "622202*********0123"
+        );
         assert_eq!(mask_pan(b"12345678901").as_str(), "123456*8901");
         assert_eq!(mask_pan(b"1234567890").as_str(), "**********");
         assert_eq!(mask_pan(b"").as_str(), "");

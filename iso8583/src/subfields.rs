@@ -15,21 +15,35 @@ pub struct SubfieldError {
 }
 
 fn err(field: u8, position: usize, reason: &'static str) -> SubfieldError {
-    SubfieldError { field, position, reason }
+    SubfieldError {
+        field,
+        position,
+        reason,
+    }
 }
 
 /// Read `len` ASCII digits at `pos` of `raw` as a number.
 fn digits(field: u8, raw: &[u8], pos: usize, len: usize) -> Result<u64, SubfieldError> {
-    let s = raw.get(pos..pos + len).ok_or(err(field, pos, "too short"))?;
-    s.iter()
-        .enumerate()
-        .try_fold(0u64, |acc, (i, &b)| if b.is_ascii_digit() { Ok(acc * 10 + u64::from(b - b'0')) } else { Err(err(field, pos + i, "not a digit")) })
+    let s = raw
+        .get(pos..pos + len)
+        .ok_or(err(field, pos, "too short"))?;
+    s.iter().enumerate().try_fold(0u64, |acc, (i, &b)| {
+        if b.is_ascii_digit() {
+            Ok(acc * 10 + u64::from(b - b'0'))
+        } else {
+            Err(err(field, pos + i, "not a digit"))
+        }
+    })
 }
 
 fn write_digits(out: &mut Vec<u8>, value: u64, width: usize) {
     let s = format!("{value:0>width$}");
     // A value wider than its slot is cut to the rightmost digits; callers bound values.
-    out.extend_from_slice(s.as_bytes().get(s.len().saturating_sub(width)..).unwrap_or_default());
+    out.extend_from_slice(
+        s.as_bytes()
+            .get(s.len().saturating_sub(width)..)
+            .unwrap_or_default(),
+    );
 }
 
 /// How the installment fee is charged (F48 IP position 4).
@@ -68,13 +82,20 @@ impl InstallmentRequest {
             return Err(err(48, 0, "usage tag is not IP"));
         }
         if raw.len() != F48_IP_LEN {
-            return Err(err(48, raw.len().min(F48_IP_LEN), "IP usage must be 62 bytes after the tag"));
+            return Err(err(
+                48,
+                raw.len().min(F48_IP_LEN),
+                "IP usage must be 62 bytes after the tag",
+            ));
         }
         let periods = digits(48, raw, 2, 2)?;
         if periods == 0 {
             return Err(err(48, 2, "zero periods"));
         }
-        let project_code: [u8; 30] = raw.get(4..34).and_then(|s| s.try_into().ok()).ok_or(err(48, 4, "too short"))?;
+        let project_code: [u8; 30] =
+            raw.get(4..34)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(err(48, 4, "too short"))?;
         if project_code.iter().any(|&b| b < 0x20 || b == 0x7F) {
             return Err(err(48, 4, "illegal character in project code"));
         }
@@ -115,7 +136,9 @@ impl InstallmentRequest {
     /// The project code without trailing spaces (lossy for non-UTF-8 bytes).
     #[must_use]
     pub fn project_code_str(&self) -> String {
-        String::from_utf8_lossy(&self.project_code).trim_end().to_owned()
+        String::from_utf8_lossy(&self.project_code)
+            .trim_end()
+            .to_owned()
     }
 
     /// A project code from text, space-filled (cut at 30 bytes).
@@ -149,7 +172,11 @@ impl InstallmentResponse {
             return Err(err(57, 0, "usage tag is not IP"));
         }
         if raw.len() != F57_IP_LEN {
-            return Err(err(57, raw.len().min(F57_IP_LEN), "IP usage must be 83 bytes after the tag"));
+            return Err(err(
+                57,
+                raw.len().min(F57_IP_LEN),
+                "IP usage must be 83 bytes after the tag",
+            ));
         }
         let first_amount = digits(57, raw, 2, 12)?;
         let currency = digits(57, raw, 14, 3)?;
@@ -170,7 +197,11 @@ impl InstallmentResponse {
         out.extend_from_slice(b"IP");
         write_digits(&mut out, u64::try_from(self.first_amount).unwrap_or(0), 12);
         write_digits(&mut out, u64::from(self.currency), 3);
-        write_digits(&mut out, u64::try_from(self.cardholder_fee).unwrap_or(0), 12);
+        write_digits(
+            &mut out,
+            u64::try_from(self.cardholder_fee).unwrap_or(0),
+            12,
+        );
         write_digits(&mut out, u64::from(self.subsidy_rate), 6);
         out.extend_from_slice(&[b' '; 50]);
         out
@@ -269,9 +300,15 @@ impl OriginalData {
         if raw.len() != 42 {
             return Err(err(90, raw.len().min(42), "must be 42 digits"));
         }
-        let mti = raw.get(..4).and_then(Mti::parse).ok_or(err(90, 0, "original MTI"))?;
+        let mti = raw
+            .get(..4)
+            .and_then(Mti::parse)
+            .ok_or(err(90, 0, "original MTI"))?;
         let stan = digits(90, raw, 4, 6)?;
-        let transmission: [u8; 10] = raw.get(10..20).and_then(|s| s.try_into().ok()).ok_or(err(90, 10, "too short"))?;
+        let transmission: [u8; 10] =
+            raw.get(10..20)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(err(90, 10, "too short"))?;
         digits(90, raw, 10, 10)?;
         Ok(Self {
             mti,
@@ -284,7 +321,13 @@ impl OriginalData {
 
     /// The F90 of a message that refers to an original with these key fields.
     #[must_use]
-    pub fn new(mti: Mti, stan: u32, transmission: [u8; 10], acquirer: &InstId, forwarding: &InstId) -> Self {
+    pub fn new(
+        mti: Mti,
+        stan: u32,
+        transmission: [u8; 10],
+        acquirer: &InstId,
+        forwarding: &InstId,
+    ) -> Self {
         Self {
             mti,
             stan,
@@ -309,7 +352,9 @@ impl OriginalData {
 /// An institution ID as a number, the form F90 compares by.
 #[must_use]
 pub fn inst_number(id: &InstId) -> u64 {
-    id.as_bytes().iter().fold(0u64, |acc, &b| acc * 10 + u64::from(b.wrapping_sub(b'0') % 10))
+    id.as_bytes().iter().fold(0u64, |acc, &b| {
+        acc * 10 + u64::from(b.wrapping_sub(b'0') % 10)
+    })
 }
 
 /// One F54 balance record (20 bytes).
@@ -332,21 +377,32 @@ impl Balance {
             .enumerate()
             .map(|(i, rec)| {
                 let base = i * 20;
-                let account_type: [u8; 2] = rec.get(..2).and_then(|s| s.try_into().ok()).ok_or(err(54, base, "record"))?;
-                let amount_type: [u8; 2] = rec.get(2..4).and_then(|s| s.try_into().ok()).ok_or(err(54, base + 2, "record"))?;
+                let account_type: [u8; 2] = rec
+                    .get(..2)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(err(54, base, "record"))?;
+                let amount_type: [u8; 2] = rec
+                    .get(2..4)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(err(54, base + 2, "record"))?;
                 digits(54, rec, 0, 4).map_err(|e| err(54, base + e.position, e.reason))?;
-                let currency: [u8; 3] = rec.get(4..7).and_then(|s| s.try_into().ok()).ok_or(err(54, base + 4, "record"))?;
+                let currency: [u8; 3] = rec
+                    .get(4..7)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(err(54, base + 4, "record"))?;
                 let sign = match rec.get(7) {
                     Some(b'C') => 1,
                     Some(b'D') => -1,
                     _ => return Err(err(54, base + 7, "sign must be C or D")),
                 };
-                let amount = digits(54, rec, 8, 12).map_err(|e| err(54, base + e.position, e.reason))?;
+                let amount =
+                    digits(54, rec, 8, 12).map_err(|e| err(54, base + e.position, e.reason))?;
                 Ok(Balance {
                     account_type,
                     amount_type,
                     currency,
-                    amount: sign * i64::try_from(amount).map_err(|_| err(54, base + 8, "amount"))?,
+                    amount: sign
+                        * i64::try_from(amount).map_err(|_| err(54, base + 8, "amount"))?,
                 })
             })
             .collect()
@@ -439,8 +495,18 @@ mod tests {
     #[test]
     fn balances_round_trip() {
         let recs = vec![
-            Balance { account_type: *b"10", amount_type: *b"01", currency: *b"156", amount: 12_345 },
-            Balance { account_type: *b"10", amount_type: *b"02", currency: *b"156", amount: -5 },
+            Balance {
+                account_type: *b"10",
+                amount_type: *b"01",
+                currency: *b"156",
+                amount: 12_345,
+            },
+            Balance {
+                account_type: *b"10",
+                amount_type: *b"02",
+                currency: *b"156",
+                amount: -5,
+            },
         ];
         let raw = Balance::encode_all(&recs);
         assert_eq!(&raw[..20], b"1001156C000000012345");

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "loadgen", version, about = "Drive a cardswitch with acquirer traffic and report")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Drive a cardswitch with acquirer traffic and report"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,9 +53,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -60,13 +72,38 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo { config, connections, requests, window } => {
-                let spec = loadgen::demo::DemoSpec { config: config.unwrap_or_else(loadgen::demo::default_config), connections, requests, window };
+            Command::Demo {
+                config,
+                connections,
+                requests,
+                window,
+            } => {
+                let spec = loadgen::demo::DemoSpec {
+                    config: config.unwrap_or_else(loadgen::demo::default_config),
+                    connections,
+                    requests,
+                    window,
+                };
                 loadgen::demo::run(spec).await
             }
-            Command::Run { target, acquirer, switch_id, connections, requests, window } => {
+            Command::Run {
+                target,
+                acquirer,
+                switch_id,
+                connections,
+                requests,
+                window,
+            } => {
                 loadgen::traffic::seed_stan();
-                let spec = loadgen::traffic::LoadSpec { target, acquirer, switch_id, connections, requests_per_connection: requests, window, answer_timeout: std::time::Duration::from_secs(30) };
+                let spec = loadgen::traffic::LoadSpec {
+                    target,
+                    acquirer,
+                    switch_id,
+                    connections,
+                    requests_per_connection: requests,
+                    window,
+                    answer_timeout: std::time::Duration::from_secs(30),
+                };
                 let report = loadgen::traffic::run(spec, |_| {}).await?;
                 loadgen::traffic::print_report(&report);
                 Ok(report)
@@ -76,7 +113,10 @@ fn main() -> ExitCode {
     match result {
         Ok(report) if report.unanswered == 0 => ExitCode::SUCCESS,
         Ok(report) => {
-            eprintln!("loadgen: {} requests were never answered", report.unanswered);
+            eprintln!(
+                "loadgen: {} requests were never answered",
+                report.unanswered
+            );
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -94,12 +94,21 @@ fn next_stan() -> u32 {
 
 /// Seed the STAN counter from the clock so consecutive runs do not reuse keys.
 pub fn seed_stan() {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     STAN.store(nanos % 900_000, Ordering::Relaxed);
 }
 
 /// Build one request of the given type.
-pub fn build_request(kind: TxnType, seq: u64, acquirer: InstId, switch_id: InstId, stan: u32) -> Result<bytes::Bytes, iso8583::EncodeError> {
+pub fn build_request(
+    kind: TxnType,
+    seq: u64,
+    acquirer: InstId,
+    switch_id: InstId,
+    stan: u32,
+) -> Result<bytes::Bytes, iso8583::EncodeError> {
     let now = chrono::Utc::now();
     let local = chrono::Local::now();
     let mut b = MessageBuilder::new(Mti::FINANCIAL_REQUEST, Header::new(switch_id, acquirer));
@@ -115,14 +124,28 @@ pub fn build_request(kind: TxnType, seq: u64, acquirer: InstId, switch_id: InstI
         _ => 1_000 + i64::try_from(seq % 5_000).unwrap_or(0) * 3,
     };
     b.set(2, &pan)
-        .set(3, if kind == TxnType::Balance { "300000" } else { "000000" })
+        .set(
+            3,
+            if kind == TxnType::Balance {
+                "300000"
+            } else {
+                "000000"
+            },
+        )
         .set(7, now.format("%m%d%H%M%S").to_string())
         .set_numeric(11, u64::from(stan))
         .set(12, local.format("%H%M%S").to_string())
         .set(13, local.format("%m%d").to_string())
         .set(18, "5411")
         .set(22, "051")
-        .set(25, if kind == TxnType::Installment { "64" } else { "00" })
+        .set(
+            25,
+            if kind == TxnType::Installment {
+                "64"
+            } else {
+                "00"
+            },
+        )
         .set(32, acquirer.as_bytes())
         .set(33, acquirer.as_bytes())
         .set_text(37, &format!("{:012}", seq % 1_000_000_000_000))
@@ -155,9 +178,15 @@ struct ConnResult {
     latency: Histogram<u64>,
 }
 
-async fn run_connection(spec: Arc<LoadSpec>, conn: usize, progress: Arc<AtomicU64>) -> anyhow::Result<ConnResult> {
-    let acquirer = InstId::new(&spec.acquirer).ok_or_else(|| anyhow::anyhow!("bad acquirer ID {}", spec.acquirer))?;
-    let switch_id = InstId::new(&spec.switch_id).ok_or_else(|| anyhow::anyhow!("bad switch ID {}", spec.switch_id))?;
+async fn run_connection(
+    spec: Arc<LoadSpec>,
+    conn: usize,
+    progress: Arc<AtomicU64>,
+) -> anyhow::Result<ConnResult> {
+    let acquirer = InstId::new(&spec.acquirer)
+        .ok_or_else(|| anyhow::anyhow!("bad acquirer ID {}", spec.acquirer))?;
+    let switch_id = InstId::new(&spec.switch_id)
+        .ok_or_else(|| anyhow::anyhow!("bad switch ID {}", spec.switch_id))?;
     let stream = TcpStream::connect(spec.target).await?;
     stream.set_nodelay(true)?;
     let mut framed = Framed::new(stream, FrameCodec::default());
@@ -176,7 +205,11 @@ async fn run_connection(spec: Arc<LoadSpec>, conn: usize, progress: Arc<AtomicU6
             let seq = res.sent * spec.connections as u64 + conn as u64;
             let kind = TxnType::demo_mix(seq);
             let stan = next_stan();
-            framed.feed(Frame::Message(build_request(kind, seq, acquirer, switch_id, stan)?)).await?;
+            framed
+                .feed(Frame::Message(build_request(
+                    kind, seq, acquirer, switch_id, stan,
+                )?))
+                .await?;
             pending.insert(stan, (Instant::now(), kind));
             *res.by_type.entry(kind).or_default() += 1;
             res.sent += 1;
@@ -197,15 +230,21 @@ async fn run_connection(spec: Arc<LoadSpec>, conn: usize, progress: Arc<AtomicU6
         if msg.mti().is_request() {
             continue;
         }
-        let Some((sent_at, _)) = msg.stan().and_then(|s| pending.remove(&s)) else { continue };
-        let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        let Some((sent_at, _)) = msg.stan().and_then(|s| pending.remove(&s)) else {
+            continue;
+        };
+        let micros = u64::try_from(sent_at.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let _ = res.latency.record(micros.min(60_000_000));
         res.answered += 1;
         progress.fetch_add(1, Ordering::Relaxed);
         if rejected {
             res.rejected += 1;
         } else {
-            let code = msg.response_code().map_or_else(|| "??".to_owned(), |c| c.to_string());
+            let code = msg
+                .response_code()
+                .map_or_else(|| "??".to_owned(), |c| c.to_string());
             *res.by_code.entry(code).or_default() += 1;
         }
     }
@@ -218,7 +257,9 @@ pub async fn run(spec: LoadSpec, mut on_progress: impl FnMut(u64)) -> anyhow::Re
     let spec = Arc::new(spec);
     let progress = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..spec.connections).map(|c| tokio::spawn(run_connection(spec.clone(), c, progress.clone()))).collect();
+    let tasks: Vec<_> = (0..spec.connections)
+        .map(|c| tokio::spawn(run_connection(spec.clone(), c, progress.clone())))
+        .collect();
     let all = futures::future::join_all(tasks);
     tokio::pin!(all);
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
@@ -258,18 +299,30 @@ pub async fn run(spec: LoadSpec, mut on_progress: impl FnMut(u64)) -> anyhow::Re
 
 /// Print the report for people.
 pub fn print_report(r: &Report) {
-    println!("sent {}  answered {}  unanswered {}  in {:.2} s  ({:.0} tx/s)", r.sent, r.answered, r.unanswered, r.elapsed.as_secs_f64(), r.throughput());
+    println!(
+        "sent {}  answered {}  unanswered {}  in {:.2} s  ({:.0} tx/s)",
+        r.sent,
+        r.answered,
+        r.unanswered,
+        r.elapsed.as_secs_f64(),
+        r.throughput()
+    );
     println!("by transaction:");
     for (k, v) in &r.by_type {
         println!("  {:<28} {v:>8}", k.label());
     }
     println!("by response code:");
     for (code, n) in &r.by_code {
-        let meaning = iso8583::ResponseCode::parse(code.as_bytes()).and_then(iso8583::ResponseCode::meaning).unwrap_or("");
+        let meaning = iso8583::ResponseCode::parse(code.as_bytes())
+            .and_then(iso8583::ResponseCode::meaning)
+            .unwrap_or("");
         println!("  {code} {meaning:<45} {n:>8}");
     }
     if r.rejected > 0 {
-        println!("  rejects (header reject code)                     {:>8}", r.rejected);
+        println!(
+            "  rejects (header reject code)                     {:>8}",
+            r.rejected
+        );
     }
     let ms = |q: f64| r.latency.value_at_quantile(q) as f64 / 1000.0;
     println!(

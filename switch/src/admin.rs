@@ -20,7 +20,11 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
 
 fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/metrics") => respond(StatusCode::OK, "text/plain; version=0.0.4", crate::server::render_metrics()),
+        ("GET", "/metrics") => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            crate::server::render_metrics(),
+        ),
         ("GET", "/healthz") => {
             let issuers: Vec<serde_json::Value> = shared
                 .routes
@@ -41,14 +45,19 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
 /// Serve until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         actix::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let resp = route(&req, &shared);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(error = %e, "admin connection ended");
             }
         });

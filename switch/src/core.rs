@@ -36,8 +36,12 @@ impl TxnKind {
             (m, Some(b"20"), _) if m == Mti::FINANCIAL_ADVICE.0 => TxnKind::Refund,
             (m, Some(b"03"), _) if m == Mti::AUTH_REQUEST.0 => TxnKind::Preauth,
             (m, Some(b"20"), _) if m == Mti::AUTH_REQUEST.0 => TxnKind::PreauthVoid,
-            (m, Some(b"00"), Some(6)) if m == Mti::FINANCIAL_REQUEST.0 => TxnKind::PreauthCompletion,
-            (m, Some(b"00"), Some(64)) if m == Mti::FINANCIAL_REQUEST.0 => TxnKind::InstallmentPurchase,
+            (m, Some(b"00"), Some(6)) if m == Mti::FINANCIAL_REQUEST.0 => {
+                TxnKind::PreauthCompletion
+            }
+            (m, Some(b"00"), Some(64)) if m == Mti::FINANCIAL_REQUEST.0 => {
+                TxnKind::InstallmentPurchase
+            }
             (m, Some(b"00"), _) if m == Mti::FINANCIAL_REQUEST.0 => TxnKind::Purchase,
             (m, Some(b"20"), _) if m == Mti::FINANCIAL_REQUEST.0 => TxnKind::Void,
             (m, Some(b"30"), _) if m == Mti::FINANCIAL_REQUEST.0 => TxnKind::BalanceInquiry,
@@ -50,13 +54,26 @@ impl TxnKind {
     /// (SPEC.md section 8). Balance inquiries are never reversed.
     #[must_use]
     pub fn is_reversible(self) -> bool {
-        !matches!(self, TxnKind::BalanceInquiry | TxnKind::NetworkManagement | TxnKind::Reversal | TxnKind::Unknown)
+        !matches!(
+            self,
+            TxnKind::BalanceInquiry
+                | TxnKind::NetworkManagement
+                | TxnKind::Reversal
+                | TxnKind::Unknown
+        )
     }
 
     /// Related transactions name their original in F90.
     #[must_use]
     pub fn needs_original(self) -> bool {
-        matches!(self, TxnKind::Void | TxnKind::Refund | TxnKind::PreauthVoid | TxnKind::PreauthCompletion | TxnKind::Reversal)
+        matches!(
+            self,
+            TxnKind::Void
+                | TxnKind::Refund
+                | TxnKind::PreauthVoid
+                | TxnKind::PreauthCompletion
+                | TxnKind::Reversal
+        )
     }
 
     #[must_use]
@@ -79,7 +96,9 @@ impl TxnKind {
 }
 
 /// The transaction key of SPEC.md section 7: F7 + F11 + F32 + F33.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TxnKey {
     /// F7 `MMDDhhmmss` as a number.
     pub transmission: u64,
@@ -103,7 +122,10 @@ impl TxnKey {
     /// The key an F90 names.
     #[must_use]
     pub fn of_original(od: &iso8583::subfields::OriginalData) -> TxnKey {
-        let transmission = od.transmission.iter().fold(0u64, |a, &b| a * 10 + u64::from(b.wrapping_sub(b'0') % 10));
+        let transmission = od
+            .transmission
+            .iter()
+            .fold(0u64, |a, &b| a * 10 + u64::from(b.wrapping_sub(b'0') % 10));
         TxnKey {
             transmission,
             stan: od.stan,
@@ -142,14 +164,20 @@ pub fn missing_mandatory(msg: &Message, kind: TxnKind) -> Option<u8> {
 /// Fields echoed from a request into a switch-generated response. Never the sensitive ones
 /// (tracks, PIN block, expiry, CVN2).
 pub const RESPONSE_ECHO: &[u8] = &[
-    2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 15, 16, 18, 19, 23, 25, 28, 32, 33, 37, 41, 42, 44, 48, 49, 50, 51, 60, 70, 90, 100,
-    102, 103, 121, 122, 123,
+    2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 15, 16, 18, 19, 23, 25, 28, 32, 33, 37, 41, 42, 44, 48,
+    49, 50, 51, 60, 70, 90, 100, 102, 103, 121, 122, 123,
 ];
 
 /// A response from the switch itself to `request` (decline or network management answer):
 /// response MTI, source = switch, dest = the requester, header fields 6-9 echoed.
 #[must_use]
-pub fn switch_response(request: &Message, switch_id: InstId, code: ResponseCode, settlement_mmdd: &[u8; 4], reason: Option<&str>) -> MessageBuilder {
+pub fn switch_response(
+    request: &Message,
+    switch_id: InstId,
+    code: ResponseCode,
+    settlement_mmdd: &[u8; 4],
+    reason: Option<&str>,
+) -> MessageBuilder {
     let mut b = MessageBuilder::response_to(request, RESPONSE_ECHO, code);
     let mut h: Header = request.header().response();
     h.source = switch_id;
@@ -158,7 +186,12 @@ pub fn switch_response(request: &Message, switch_id: InstId, code: ResponseCode,
         b.set(15, settlement_mmdd);
     }
     if let Some(text) = reason {
-        b.set(44, text.as_bytes().get(..25.min(text.len())).unwrap_or_default());
+        b.set(
+            44,
+            text.as_bytes()
+                .get(..25.min(text.len()))
+                .unwrap_or_default(),
+        );
     }
     b
 }
@@ -186,9 +219,20 @@ pub fn build_reversal(
     b.set(7, transmission);
     b.set_numeric(11, u64::from(stan % 1_000_000));
     b.set(15, settlement_mmdd);
-    b.set(60, template.f60().unwrap_or(F60(b"0000")).with_reason(reason));
-    if let (Some(orig_stan), Some(f7), Some(acq), Some(fwd)) = (template.stan(), template.transmission_time(), template.acquirer_id(), template.forwarding_id()) {
-        b.set(90, OriginalData::new(template.mti().request(), orig_stan, f7, &acq, &fwd).encode());
+    b.set(
+        60,
+        template.f60().unwrap_or(F60(b"0000")).with_reason(reason),
+    );
+    if let (Some(orig_stan), Some(f7), Some(acq), Some(fwd)) = (
+        template.stan(),
+        template.transmission_time(),
+        template.acquirer_id(),
+        template.forwarding_id(),
+    ) {
+        b.set(
+            90,
+            OriginalData::new(template.mti().request(), orig_stan, f7, &acq, &fwd).encode(),
+        );
     }
     b.build()
 }
@@ -198,7 +242,10 @@ mod tests {
     use super::*;
 
     fn msg(mti: &[u8; 4], pc: &str, cond: &str, extra: &[(u8, &str)]) -> Message {
-        let h = Header::new(InstId::new("00010000").unwrap(), InstId::new("01030000").unwrap());
+        let h = Header::new(
+            InstId::new("00010000").unwrap(),
+            InstId::new("01030000").unwrap(),
+        );
         let mut b = MessageBuilder::new(Mti(*mti), h);
         b.set(3, pc).set(25, cond);
         for (n, v) in extra {
@@ -253,8 +300,17 @@ mod tests {
         assert_eq!(missing_mandatory(&bal, TxnKind::BalanceInquiry), None);
         assert_eq!(missing_mandatory(&bal, TxnKind::Purchase), Some(4));
         let without_mcc: Vec<_> = full.iter().copied().filter(|(n, _)| *n != 18).collect();
-        assert_eq!(missing_mandatory(&msg(b"0200", "000000", "00", &without_mcc), TxnKind::Purchase), Some(18));
+        assert_eq!(
+            missing_mandatory(
+                &msg(b"0200", "000000", "00", &without_mcc),
+                TxnKind::Purchase
+            ),
+            Some(18)
+        );
         let key = TxnKey::of(&m).unwrap();
-        assert_eq!((key.transmission, key.stan, key.acquirer), (1_121_093_000, 1, 1_030_000));
+        assert_eq!(
+            (key.transmission, key.stan, key.acquirer),
+            (1_121_093_000, 1, 1_030_000)
+        );
     }
 }

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "switch", version, about = "cardswitch: a CUPS-style card-payment switch")]
+#[command(
+    name = "switch",
+    version,
+    about = "cardswitch: a CUPS-style card-payment switch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -131,7 +131,12 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let key = TxnKey { transmission: 1_121_093_000, stan: 1, acquirer: 1_030_000, forwarding: 1_030_000 };
+        let key = TxnKey {
+            transmission: 1_121_093_000,
+            stan: 1,
+            acquirer: 1_030_000,
+            forwarding: 1_030_000,
+        };
         let recs = [
             SwitchRecord::Outcome(OutcomeRecord {
                 key,
@@ -142,7 +147,11 @@ mod tests {
                 answered_ms: 5,
                 reversal_reason: None,
             }),
-            SwitchRecord::AdviceDone(AdviceDoneRecord { issuer: "03010000".into(), advice_stan: 19, answered: true }),
+            SwitchRecord::AdviceDone(AdviceDoneRecord {
+                issuer: "03010000".into(),
+                advice_stan: 19,
+                answered: true,
+            }),
         ];
         for r in recs {
             let bytes = r.encode().unwrap();

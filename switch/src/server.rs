@@ -30,7 +30,10 @@ pub struct StartOptions {
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), tick_ms: 50 }
+        Self {
+            clock: Arc::new(SystemClock),
+            tick_ms: 50,
+        }
     }
 }
 
@@ -65,12 +68,18 @@ impl SwitchHandle {
 }
 
 fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
         use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-        let buckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
+        let buckets = [
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            20.0, 30.0,
+        ];
         let builder = PrometheusBuilder::new();
-        let builder = builder.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets).unwrap_or_else(|_| PrometheusBuilder::new());
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (several switches in one test process):
@@ -81,7 +90,11 @@ fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 }
 
 /// Replay the journal: today's keys for duplicate detection, advices still unanswered.
-fn replay(shared_seen: &DashMap<crate::core::TxnKey, u32>, records: Vec<crate::journal::Record>, today: u32) -> BTreeMap<(String, u32), bytes::Bytes> {
+fn replay(
+    shared_seen: &DashMap<crate::core::TxnKey, u32>,
+    records: Vec<crate::journal::Record>,
+    today: u32,
+) -> BTreeMap<(String, u32), bytes::Bytes> {
     let mut advices = BTreeMap::new();
     let mut undecodable = 0u64;
     for r in records {
@@ -100,7 +113,10 @@ fn replay(shared_seen: &DashMap<crate::core::TxnKey, u32>, records: Vec<crate::j
         }
     }
     if undecodable > 0 {
-        tracing::error!(undecodable, "journal records that could not be decoded were skipped");
+        tracing::error!(
+            undecodable,
+            "journal records that could not be decoded were skipped"
+        );
     }
     advices
 }
@@ -109,18 +125,38 @@ fn replay(shared_seen: &DashMap<crate::core::TxnKey, u32>, records: Vec<crate::j
 pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHandle> {
     let _ = prometheus();
     let durability = config.journal.durability;
-    let (journal, replayed) = FileJournal::open(&config.journal.dir, JournalOptions { durability, ..JournalOptions::default() })
-        .with_context(|| format!("opening journal {}", config.journal.dir.display()))?;
+    let (journal, replayed) = FileJournal::open(
+        &config.journal.dir,
+        JournalOptions {
+            durability,
+            ..JournalOptions::default()
+        },
+    )
+    .with_context(|| format!("opening journal {}", config.journal.dir.display()))?;
     if replayed.summary.torn_records > 0 {
-        tracing::warn!(torn = replayed.summary.torn_records, "journal had a torn last record; ignored");
+        tracing::warn!(
+            torn = replayed.summary.torn_records,
+            "journal had a torn last record; ignored"
+        );
     }
-    tracing::info!(records = replayed.summary.records, segments = replayed.summary.segments, "journal replayed");
-    let switch_id = InstId::new(config.switch.id.as_str()).context("switch.id is not a valid institution ID")?;
+    tracing::info!(
+        records = replayed.summary.records,
+        segments = replayed.summary.segments,
+        "journal replayed"
+    );
+    let switch_id = InstId::new(config.switch.id.as_str())
+        .context("switch.id is not a valid institution ID")?;
     let mut routes = HashMap::new();
     for inst in config.issuers() {
-        let (Some(id), Some(settings)) = (InstId::new(inst.id.as_str()), inst.issuer.as_ref()) else { continue };
+        let (Some(id), Some(settings)) = (InstId::new(inst.id.as_str()), inst.issuer.as_ref())
+        else {
+            continue;
+        };
         let timeout = i64::try_from(settings.timeout.as_millis()).unwrap_or(i64::MAX);
-        routes.insert(id, Arc::new(IssuerRoute::new(id, timeout, settings.max_in_flight)));
+        routes.insert(
+            id,
+            Arc::new(IssuerRoute::new(id, timeout, settings.max_in_flight)),
+        );
     }
     let listeners = config.listeners.clone();
     let arbiters = config.switch.arbiter_count();
@@ -228,8 +264,17 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             }
         })
     })?;
-    let (acquirer_addr, issuer_addr, admin_addr) = ready_rx.recv().context("switch thread ended before binding")??;
-    Ok(SwitchHandle { acquirer_addr, issuer_addr, admin_addr, shared, stop: Some(stop_tx), thread: Some(thread) })
+    let (acquirer_addr, issuer_addr, admin_addr) = ready_rx
+        .recv()
+        .context("switch thread ended before binding")??;
+    Ok(SwitchHandle {
+        acquirer_addr,
+        issuer_addr,
+        admin_addr,
+        shared,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -238,7 +283,13 @@ enum Side {
     Issuer,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, workers: Vec<actix::ArbiterHandle>, max_conn: usize, side: Side) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    workers: Vec<actix::ArbiterHandle>,
+    max_conn: usize,
+    side: Side,
+) {
     let open = Arc::new(AtomicUsize::new(0));
     let mut next = 0usize;
     loop {
@@ -251,31 +302,34 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, workers: Vec<ac
             }
         };
         if open.load(Ordering::Relaxed) >= max_conn {
-            metrics::counter!("switch_links_refused_total", "reason" => "max_connections").increment(1);
+            metrics::counter!("switch_links_refused_total", "reason" => "max_connections")
+                .increment(1);
             tracing::warn!(%peer, "connection limit reached; refusing");
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let Ok(std_stream) = stream.into_std() else { continue };
+        let Ok(std_stream) = stream.into_std() else {
+            continue;
+        };
         let shared = shared.clone();
         let open = open.clone();
         open.fetch_add(1, Ordering::Relaxed);
-        let Some(worker) = workers.get(next % workers.len().max(1)) else { continue };
+        let Some(worker) = workers.get(next % workers.len().max(1)) else {
+            continue;
+        };
         next = next.wrapping_add(1);
         // Each link lives on one worker arbiter (one per core); the stream is re-registered
         // with that arbiter's reactor.
         worker.spawn(async move {
             match tokio::net::TcpStream::from_std(std_stream) {
-                Ok(stream) => {
-                    match side {
-                        Side::Acquirer => {
-                            AcquirerLink::start(shared, stream, peer);
-                        }
-                        Side::Issuer => {
-                            IssuerLink::start(shared, stream, peer);
-                        }
+                Ok(stream) => match side {
+                    Side::Acquirer => {
+                        AcquirerLink::start(shared, stream, peer);
                     }
-                }
+                    Side::Issuer => {
+                        IssuerLink::start(shared, stream, peer);
+                    }
+                },
                 Err(e) => tracing::warn!(error = %e, "could not register connection"),
             }
             open.fetch_sub(1, Ordering::Relaxed);
@@ -291,15 +345,25 @@ pub fn render_metrics() -> String {
 
 /// Keep one link to an issuer that listens (`connect = "host:port"`): dial, run the link
 /// until it ends, then dial again with exponential backoff, until shutdown.
-async fn dial_loop(shared: Arc<Shared>, route: Arc<IssuerRoute>, target: String, min: Duration, max: Duration) {
+async fn dial_loop(
+    shared: Arc<Shared>,
+    route: Arc<IssuerRoute>,
+    target: String,
+    min: Duration,
+    max: Duration,
+) {
     let mut backoff = min;
     while !shared.draining.load(Ordering::Relaxed) {
         match tokio::net::TcpStream::connect(&target).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let peer = stream
+                    .peer_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                if IssuerLink::start_dialled(shared.clone(), stream, peer, route.clone(), tx).is_none() {
+                if IssuerLink::start_dialled(shared.clone(), stream, peer, route.clone(), tx)
+                    .is_none()
+                {
                     tracing::warn!(issuer = %route.id, %target, "no free link slot for a dialled link");
                 } else {
                     backoff = min;

@@ -74,7 +74,11 @@ impl IssuerRoute {
             return None;
         }
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| (start + i) % n).filter_map(|i| links.get(i)).find(|l| l.in_flight.load(Ordering::Relaxed) < self.max_in_flight).cloned()
+        (0..n)
+            .map(|i| (start + i) % n)
+            .filter_map(|i| links.get(i))
+            .find(|l| l.in_flight.load(Ordering::Relaxed) < self.max_in_flight)
+            .cloned()
     }
 
     /// The signed-on link in `slot`.
@@ -104,16 +108,28 @@ impl IssuerRoute {
 
     pub fn sign_on(&self, handle: LinkHandle) {
         self.links.rcu(|links| {
-            let mut v: Vec<LinkHandle> = links.iter().filter(|l| l.slot != handle.slot).cloned().collect();
+            let mut v: Vec<LinkHandle> = links
+                .iter()
+                .filter(|l| l.slot != handle.slot)
+                .cloned()
+                .collect();
             v.push(handle.clone());
             v
         });
-        metrics::gauge!("switch_issuer_links_signed_on", "issuer" => self.id.to_string()).set(self.links.load().len() as f64);
+        metrics::gauge!("switch_issuer_links_signed_on", "issuer" => self.id.to_string())
+            .set(self.links.load().len() as f64);
     }
 
     pub fn sign_off(&self, slot: u8) {
-        self.links.rcu(|links| links.iter().filter(|l| l.slot != slot).cloned().collect::<Vec<_>>());
-        metrics::gauge!("switch_issuer_links_signed_on", "issuer" => self.id.to_string()).set(self.links.load().len() as f64);
+        self.links.rcu(|links| {
+            links
+                .iter()
+                .filter(|l| l.slot != slot)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        metrics::gauge!("switch_issuer_links_signed_on", "issuer" => self.id.to_string())
+            .set(self.links.load().len() as f64);
     }
 
     /// Next STAN for a route-generated message (slot 9).
@@ -146,7 +162,11 @@ impl Shared {
     #[must_use]
     pub fn settlement_date(&self, now_ms: i64) -> NaiveDate {
         let cutover = self.config.load().switch.settlement_cutover;
-        let local = chrono::Local.timestamp_millis_opt(now_ms).single().map(|t| t.naive_local()).unwrap_or_default();
+        let local = chrono::Local
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .map(|t| t.naive_local())
+            .unwrap_or_default();
         if local.time() >= cutover {
             local.date().succ_opt().unwrap_or(local.date())
         } else {
@@ -172,7 +192,10 @@ impl Shared {
     /// F7 `MMDDhhmmss` (UTC per ISO 8583 convention) for a switch-generated message.
     #[must_use]
     pub fn transmission_now(&self) -> [u8; 10] {
-        let t = chrono::Utc.timestamp_millis_opt(self.clock.now_millis()).single().unwrap_or_default();
+        let t = chrono::Utc
+            .timestamp_millis_opt(self.clock.now_millis())
+            .single()
+            .unwrap_or_default();
         let s = t.format("%m%d%H%M%S").to_string();
         s.as_bytes().try_into().unwrap_or(*b"0101000000")
     }

@@ -27,7 +27,11 @@ pub fn write_config(dir: &Path, extra_acquirer: &str) -> Config {
 }
 
 pub fn write_config_with(dir: &Path, extra_acquirer: &str, extra_issuer: &str) -> Config {
-    std::fs::write(dir.join("bins.csv"), "prefix,issuer,card_type,installment\n622202,03010000,debit,Y\n625800,03020000,credit,N\n").unwrap();
+    std::fs::write(
+        dir.join("bins.csv"),
+        "prefix,issuer,card_type,installment\n622202,03010000,debit,Y\n625800,03020000,credit,N\n",
+    )
+    .unwrap();
     let toml = format!(
         r#"
 [switch]
@@ -86,15 +90,33 @@ impl TestSwitch {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config_with(dir.path(), extra_acquirer, extra_issuer);
         let clock = ManualClock::starting_now();
-        let handle = start(config, StartOptions { clock: Arc::new(clock.clone()), tick_ms: 5 }).unwrap();
-        Self { handle: Some(handle), clock, dir }
+        let handle = start(
+            config,
+            StartOptions {
+                clock: Arc::new(clock.clone()),
+                tick_ms: 5,
+            },
+        )
+        .unwrap();
+        Self {
+            handle: Some(handle),
+            clock,
+            dir,
+        }
     }
 
     /// Start again on the same journal directory.
     pub fn restart(&mut self) {
         self.handle.take().unwrap().shutdown().unwrap();
         let config = write_config(self.dir.path(), "");
-        let handle = start(config, StartOptions { clock: Arc::new(self.clock.clone()), tick_ms: 5 }).unwrap();
+        let handle = start(
+            config,
+            StartOptions {
+                clock: Arc::new(self.clock.clone()),
+                tick_ms: 5,
+            },
+        )
+        .unwrap();
         self.handle = Some(handle);
     }
 
@@ -137,7 +159,11 @@ pub struct Peer {
 impl Peer {
     pub async fn connect(addr: std::net::SocketAddr, id: &str) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
-        Self { framed: Framed::new(stream, FrameCodec::default()), id: InstId::new(id).unwrap(), stan: 0 }
+        Self {
+            framed: Framed::new(stream, FrameCodec::default()),
+            id: InstId::new(id).unwrap(),
+            stan: 0,
+        }
     }
 
     pub fn header(&self) -> Header {
@@ -154,7 +180,11 @@ impl Peer {
 
     /// Next frame (keep-alives included), or panic after the guard time.
     pub async fn next_frame(&mut self) -> Frame {
-        tokio::time::timeout(GUARD, self.framed.next()).await.expect("no frame within the guard time").expect("link closed").unwrap()
+        tokio::time::timeout(GUARD, self.framed.next())
+            .await
+            .expect("no frame within the guard time")
+            .expect("link closed")
+            .unwrap()
     }
 
     /// Next message, skipping keep-alives.
@@ -180,7 +210,10 @@ impl Peer {
     /// Whether the switch closed the link (read returns end of stream or an error).
     pub async fn closed(&mut self) -> bool {
         loop {
-            match tokio::time::timeout(GUARD, self.framed.next()).await.expect("link neither closed nor answered") {
+            match tokio::time::timeout(GUARD, self.framed.next())
+                .await
+                .expect("link neither closed nor answered")
+            {
                 None | Some(Err(_)) => return true,
                 Some(Ok(Frame::KeepAlive)) => {}
                 Some(Ok(Frame::Message(_))) => return false,
@@ -196,7 +229,10 @@ impl Peer {
     pub async fn network(&mut self, code: u16) -> Message {
         let stan = self.next_stan();
         let mut b = MessageBuilder::new(Mti::NETWORK_REQUEST, self.header());
-        b.set(7, "1121093000").set_numeric(11, u64::from(stan)).set(33, self.id.as_bytes()).set_numeric(70, u64::from(code));
+        b.set(7, "1121093000")
+            .set_numeric(11, u64::from(stan))
+            .set(33, self.id.as_bytes())
+            .set_numeric(70, u64::from(code));
         self.send(b.build().unwrap()).await;
         self.recv().await
     }
@@ -228,7 +264,13 @@ impl Peer {
 
     /// Answer a forwarded request as the issuer would.
     pub async fn answer(&mut self, req: &Message, code: &str) {
-        let mut b = MessageBuilder::response_to(req, &[2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100], iso8583::ResponseCode::parse(code.as_bytes()).unwrap());
+        let mut b = MessageBuilder::response_to(
+            req,
+            &[
+                2, 3, 4, 7, 11, 12, 13, 15, 18, 25, 32, 33, 37, 41, 42, 49, 60, 100,
+            ],
+            iso8583::ResponseCode::parse(code.as_bytes()).unwrap(),
+        );
         if code == "00" {
             b.set(38, "A1B2C3");
         }

@@ -21,7 +21,11 @@ async fn approval_end_to_end_rewrites_and_restores_keys() {
     assert_eq!(fwd.mti(), Mti::FINANCIAL_REQUEST);
     assert_eq!(fwd.header().dest.as_str(), ISS);
     assert_eq!(fwd.header().source.as_str(), SWITCH);
-    assert_eq!(fwd.header().user_info, 0, "the switch writes its own header towards the issuer");
+    assert_eq!(
+        fwd.header().user_info,
+        0,
+        "the switch writes its own header towards the issuer"
+    );
     assert_eq!(fwd.field(100), Some(&b"03010000"[..]));
     assert!(fwd.has(15), "F15 settlement date set by the switch");
     assert_eq!(fwd.amount(), Some(1234));
@@ -34,7 +38,11 @@ async fn approval_end_to_end_rewrites_and_restores_keys() {
     assert_eq!(resp.stan(), Some(1), "acquirer's STAN restored");
     assert_eq!(resp.header().dest.as_str(), ACQ);
     assert_eq!(resp.header().source.as_str(), SWITCH);
-    assert_eq!(resp.header().user_info, 0x5A, "header fields 6-9 of the acquirer's request echoed");
+    assert_eq!(
+        resp.header().user_info,
+        0x5A,
+        "header fields 6-9 of the acquirer's request echoed"
+    );
     assert_eq!(resp.field(38), Some(&b"A1B2C3"[..]));
     assert!(resp.has(15));
 }
@@ -56,10 +64,21 @@ async fn pipelined_requests_match_by_key_even_answered_out_of_order() {
     let mut got = Vec::new();
     for _ in 0..3 {
         let r = acq.recv().await;
-        got.push((r.stan().unwrap(), r.amount().unwrap(), r.response_code().unwrap().as_str().to_owned()));
+        got.push((
+            r.stan().unwrap(),
+            r.amount().unwrap(),
+            r.response_code().unwrap().as_str().to_owned(),
+        ));
     }
     got.sort();
-    assert_eq!(got, vec![(1, 100, "05".into()), (2, 200, "00".into()), (3, 300, "51".into())]);
+    assert_eq!(
+        got,
+        vec![
+            (1, 100, "05".into()),
+            (2, 200, "00".into()),
+            (3, 300, "51".into())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -137,7 +156,11 @@ async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360()
     assert_eq!(rev.f60().unwrap().reason_code(), Some(&b"4361"[..]));
     let od = OriginalData::parse(rev.field(90).unwrap()).unwrap();
     assert_eq!(od.mti, Mti::FINANCIAL_REQUEST);
-    assert_eq!(od.stan, fwd.stan().unwrap(), "F90 names the original as the issuer saw it");
+    assert_eq!(
+        od.stan,
+        fwd.stan().unwrap(),
+        "F90 names the original as the issuer saw it"
+    );
     assert_eq!(rev.amount(), Some(5000));
     iss.answer(&rev, "00").await;
 
@@ -146,7 +169,10 @@ async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360()
     let late = iss.recv().await;
     assert_eq!(late.mti(), Mti::REVERSAL_ADVICE);
     assert_eq!(late.f60().unwrap().reason_code(), Some(&b"4360"[..]));
-    assert_eq!(OriginalData::parse(late.field(90).unwrap()).unwrap().stan, fwd.stan().unwrap());
+    assert_eq!(
+        OriginalData::parse(late.field(90).unwrap()).unwrap().stan,
+        fwd.stan().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -160,16 +186,28 @@ async fn unanswered_reversal_advice_is_resent_until_answered() {
     sw.clock.advance(Duration::from_millis(20_001));
     assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "98");
     let first = iss.recv().await;
-    sw.clock.advance(Duration::from_millis(switch::actors::route::ADVICE_RETRY_MS as u64));
+    sw.clock.advance(Duration::from_millis(
+        switch::actors::route::ADVICE_RETRY_MS as u64,
+    ));
     let again = iss.recv().await;
-    assert_eq!(again.raw(), first.raw(), "store-and-forward resends the same advice");
+    assert_eq!(
+        again.raw(),
+        first.raw(),
+        "store-and-forward resends the same advice"
+    );
     iss.answer(&again, "00").await;
     // Answered: no third send even after another interval; an echo-free keep-alive is all.
-    sw.clock.advance(Duration::from_millis(switch::actors::route::ADVICE_RETRY_MS as u64));
+    sw.clock.advance(Duration::from_millis(
+        switch::actors::route::ADVICE_RETRY_MS as u64,
+    ));
     let m = acq.purchase(PAN, 1).build().unwrap();
     acq.send(m).await;
     let next = iss.recv().await;
-    assert_eq!(next.mti(), Mti::FINANCIAL_REQUEST, "no resend of an answered advice");
+    assert_eq!(
+        next.mti(),
+        Mti::FINANCIAL_REQUEST,
+        "no resend of an answered advice"
+    );
 }
 
 #[tokio::test]
@@ -211,7 +249,11 @@ async fn duplicate_key_is_declined_94_and_survives_restart() {
     let _iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
     acq.send(m).await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "94", "journal replay restores the day's keys");
+    assert_eq!(
+        acq.recv().await.response_code().unwrap().as_str(),
+        "94",
+        "journal replay restores the day's keys"
+    );
 }
 
 #[tokio::test]
@@ -255,12 +297,19 @@ async fn keepalives_are_ignored_and_sent_when_idle_and_idle_links_close() {
     acq.send(m).await;
     let fwd = iss.recv().await;
     iss.answer(&fwd, "00").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00", "the keep-alive was not answered");
+    assert_eq!(
+        acq.recv().await.response_code().unwrap().as_str(),
+        "00",
+        "the keep-alive was not answered"
+    );
 
     sw.clock.advance(Duration::from_secs(121));
     assert_eq!(acq.next_frame().await, Frame::KeepAlive);
     sw.clock.advance(Duration::from_secs(60));
-    assert!(acq.closed().await, "nothing received for 180 s closes the link");
+    assert!(
+        acq.closed().await,
+        "nothing received for 180 s closes the link"
+    );
 }
 
 #[tokio::test]
@@ -287,7 +336,10 @@ async fn unknown_institution_link_is_closed_and_source_mismatch_rejected() {
     assert!(stranger.closed().await);
 
     let mut acq = sw.acquirer().await;
-    assert_eq!(acq.network(301).await.response_code().unwrap().as_str(), "00");
+    assert_eq!(
+        acq.network(301).await.response_code().unwrap().as_str(),
+        "00"
+    );
     // Same link, now claiming another configured institution (an issuer): rejected.
     acq.id = iso8583::InstId::new(ISS).unwrap();
     let m = acq.purchase(PAN, 1).build().unwrap();
@@ -333,18 +385,29 @@ async fn graceful_shutdown_answers_everything_in_flight() {
     // The in-flight one is still answered by its issuer.
     iss.answer(&fwd, "00").await;
     let r = acq.recv().await;
-    assert_eq!((r.amount(), r.response_code().unwrap().as_str()), (Some(42), "00"));
+    assert_eq!(
+        (r.amount(), r.response_code().unwrap().as_str()),
+        (Some(42), "00")
+    );
     stopper.join().unwrap().unwrap();
     let replay = switch::journal::read_all(sw.dir.path().join("journal")).unwrap();
-    assert!(replay.records.len() >= 4, "requests and outcomes journalled and flushed");
+    assert!(
+        replay.records.len() >= 4,
+        "requests and outcomes journalled and flushed"
+    );
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
-    tokio::time::timeout(GUARD, s.read_to_string(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(GUARD, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     out
 }
 
@@ -361,10 +424,22 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
 
     let health = http_get(sw.h().admin_addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.contains(r#""status":"ok""#) && health.contains(r#""issuer":"03010000","signed_on_links":1"#), "{health}");
+    assert!(
+        health.contains(r#""status":"ok""#)
+            && health.contains(r#""issuer":"03010000","signed_on_links":1"#),
+        "{health}"
+    );
     let metrics = http_get(sw.h().admin_addr, "/metrics").await;
     assert!(metrics.contains("switch_transactions_total{"), "{metrics}");
-    assert!(metrics.contains("switch_latency_seconds_bucket"), "latency histogram has real buckets");
-    assert!(!metrics.contains(PAN) && !metrics.contains("TERM0001"), "no card data or terminal labels");
-    assert!(http_get(sw.h().admin_addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    assert!(
+        metrics.contains("switch_latency_seconds_bucket"),
+        "latency histogram has real buckets"
+    );
+    assert!(
+        !metrics.contains(PAN) && !metrics.contains("TERM0001"),
+        "no card data or terminal labels"
+    );
+    assert!(http_get(sw.h().admin_addr, "/nope")
+        .await
+        .starts_with("HTTP/1.1 404"));
 }

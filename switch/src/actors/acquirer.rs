@@ -9,7 +9,10 @@ use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::state::Shared;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-use iso8583::{build_reject, Frame, FrameCodec, FramingError, InstId, Message, Packet, RejectCode, ResponseCode, HEADER_LEN};
+use iso8583::{
+    build_reject, Frame, FrameCodec, FramingError, InstId, Message, Packet, RejectCode,
+    ResponseCode, HEADER_LEN,
+};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -56,7 +59,14 @@ impl AcquirerLink {
     }
 
     /// Answer a request with a switch decision, journalled before it is sent.
-    fn decline(&mut self, msg: &Message, code: ResponseCode, reason: Option<&str>, ctx: &mut Context<Self>, record: Option<RequestRecord>) {
+    fn decline(
+        &mut self,
+        msg: &Message,
+        code: ResponseCode,
+        reason: Option<&str>,
+        ctx: &mut Context<Self>,
+        record: Option<RequestRecord>,
+    ) {
         let (date, f15) = self.shared.settlement_now();
         let response = switch_response(msg, self.shared.switch_id, code, &f15, reason).build();
         metrics::counter!("switch_transactions_total", "mti" => msg.mti().to_string(), "code" => code.to_string(), "issuer" => "switch").increment(1);
@@ -80,7 +90,11 @@ impl AcquirerLink {
         let journal = &*self.shared.journal;
         journal_then(journal, &SwitchRecord::Request(record), None);
         let addr = ctx.address();
-        journal_then(journal, &SwitchRecord::Outcome(outcome), Some(Box::new(move || addr.do_send(Deliver(bytes)))));
+        journal_then(
+            journal,
+            &SwitchRecord::Outcome(outcome),
+            Some(Box::new(move || addr.do_send(Deliver(bytes)))),
+        );
     }
 
     fn reject(&mut self, raw: &[u8], code: RejectCode, why: &str) {
@@ -95,16 +109,20 @@ impl AcquirerLink {
         let msg = match Packet::decode(raw.clone()) {
             Ok(Packet::Message(m)) => m,
             Ok(Packet::Reject { header, .. }) => {
-                metrics::counter!("switch_bad_responses_total", "reason" => "reject_from_acquirer").increment(1);
+                metrics::counter!("switch_bad_responses_total", "reason" => "reject_from_acquirer")
+                    .increment(1);
                 tracing::warn!(peer = %self.peer, reject = %header.reject, "acquirer sent a reject; dropped");
                 return;
             }
             Err(e) => {
-                let is_response = raw.get(HEADER_LEN + 2).is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
+                let is_response = raw
+                    .get(HEADER_LEN + 2)
+                    .is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
                 if raw.len() >= HEADER_LEN && !is_response {
                     self.reject(&raw, e.reject_code(), &e.to_string());
                 } else {
-                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable").increment(1);
+                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable")
+                        .increment(1);
                     tracing::warn!(peer = %self.peer, error = %e, "undecodable message dropped");
                 }
                 return;
@@ -119,7 +137,11 @@ impl AcquirerLink {
         let (inst, inst_id) = match (self.institution, inst, inst_id) {
             (Some(bound), Some(inst), Some(id)) if bound == id => (inst, id),
             (Some(_), _, _) => {
-                self.reject(&raw, RejectCode::new(0, 5, 5), "source ID differs from the link's institution");
+                self.reject(
+                    &raw,
+                    RejectCode::new(0, 5, 5),
+                    "source ID differs from the link's institution",
+                );
                 return;
             }
             (None, Some(inst), Some(id)) if inst.allows_addr(self.peer.ip()) => {
@@ -128,7 +150,8 @@ impl AcquirerLink {
                 (inst, id)
             }
             (None, _, _) => {
-                metrics::counter!("switch_links_refused_total", "reason" => "unknown_source").increment(1);
+                metrics::counter!("switch_links_refused_total", "reason" => "unknown_source")
+                    .increment(1);
                 tracing::warn!(peer = %self.peer, source = %source, "first message not from an acquirer configured for this address; closing link");
                 ctx.stop();
                 return;
@@ -164,7 +187,14 @@ impl AcquirerLink {
         self.on_financial(msg, kind, inst_id, require_sign_on, ctx);
     }
 
-    fn on_financial(&mut self, msg: Message, kind: TxnKind, link_inst: InstId, require_sign_on: bool, ctx: &mut Context<Self>) {
+    fn on_financial(
+        &mut self,
+        msg: Message,
+        kind: TxnKind,
+        link_inst: InstId,
+        require_sign_on: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let now = self.shared.clock.now_millis();
         if let Some(n) = missing_mandatory(&msg, kind) {
             tracing::info!(mti = %msg.mti(), field = n, "mandatory field missing");
@@ -183,7 +213,12 @@ impl AcquirerLink {
             self.decline(&msg, ResponseCode::NOT_SIGNED_ON, None, ctx, Some(record));
             return;
         }
-        if self.shared.seen.insert(key, date).is_some_and(|d| d == date) {
+        if self
+            .shared
+            .seen
+            .insert(key, date)
+            .is_some_and(|d| d == date)
+        {
             metrics::counter!("switch_duplicates_total").increment(1);
             // The original's record stays authoritative: answer 94 without journalling a
             // second request under the same key.
@@ -191,13 +226,23 @@ impl AcquirerLink {
             return;
         }
         if self.shared.draining.load(Ordering::Relaxed) {
-            self.decline(&msg, ResponseCode::ISSUER_INOPERATIVE, None, ctx, Some(record));
+            self.decline(
+                &msg,
+                ResponseCode::ISSUER_INOPERATIVE,
+                None,
+                ctx,
+                Some(record),
+            );
             return;
         }
         let cfg = self.shared.config.load();
         let Some(bin) = msg.pan().and_then(|pan| cfg.bins.lookup(pan)).copied() else {
             drop(cfg);
-            let code = if msg.pan().is_none() { ResponseCode::ORIGINAL_NOT_FOUND } else { ResponseCode::NO_SUCH_ISSUER };
+            let code = if msg.pan().is_none() {
+                ResponseCode::ORIGINAL_NOT_FOUND
+            } else {
+                ResponseCode::NO_SUCH_ISSUER
+            };
             self.decline(&msg, code, None, ctx, Some(record));
             return;
         };
@@ -210,7 +255,13 @@ impl AcquirerLink {
         };
         let Some(link) = route.pick() else {
             metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => "no_link").increment(1);
-            self.decline(&msg, ResponseCode::ISSUER_INOPERATIVE, Some("ISSUER NOT SIGNED ON"), ctx, Some(record));
+            self.decline(
+                &msg,
+                ResponseCode::ISSUER_INOPERATIVE,
+                Some("ISSUER NOT SIGNED ON"),
+                ctx,
+                Some(record),
+            );
             return;
         };
         link.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -230,16 +281,31 @@ impl AcquirerLink {
             let forward = match e {
                 SendError::Full(f) | SendError::Closed(f) => f,
             };
-            self.decline(&forward.request, ResponseCode::ISSUER_INOPERATIVE, Some("ISSUER BUSY"), ctx, Some(forward.record));
+            self.decline(
+                &forward.request,
+                ResponseCode::ISSUER_INOPERATIVE,
+                Some("ISSUER BUSY"),
+                ctx,
+                Some(forward.record),
+            );
         }
     }
 }
 
 fn text(msg: &Message, n: u8) -> String {
-    msg.field(n).map(|v| String::from_utf8_lossy(v).trim_end().to_owned()).unwrap_or_default()
+    msg.field(n)
+        .map(|v| String::from_utf8_lossy(v).trim_end().to_owned())
+        .unwrap_or_default()
 }
 
-fn request_record(msg: &Message, key: TxnKey, kind: TxnKind, link_inst: InstId, date: u32, now: i64) -> RequestRecord {
+fn request_record(
+    msg: &Message,
+    key: TxnKey,
+    kind: TxnKind,
+    link_inst: InstId,
+    date: u32,
+    now: i64,
+) -> RequestRecord {
     RequestRecord {
         key,
         kind,
@@ -250,7 +316,10 @@ fn request_record(msg: &Message, key: TxnKey, kind: TxnKind, link_inst: InstId, 
         pan: text(msg, 2),
         terminal: text(msg, 41),
         merchant: text(msg, 42),
-        mcc: msg.numeric(18).and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+        mcc: msg
+            .numeric(18)
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(0),
         rrn: text(msg, 37),
         currency: text(msg, 49),
         link_institution: link_inst.to_string(),
@@ -258,7 +327,10 @@ fn request_record(msg: &Message, key: TxnKey, kind: TxnKind, link_inst: InstId, 
         issuer_stan: None,
         settlement_date: date,
         received_ms: now,
-        original: msg.original_data().and_then(Result::ok).map(|od| TxnKey::of_original(&od)),
+        original: msg
+            .original_data()
+            .and_then(Result::ok)
+            .map(|od| TxnKey::of_original(&od)),
     }
 }
 
@@ -272,7 +344,8 @@ impl Actor for AcquirerLink {
             let now = act.shared.clock.now_millis();
             let cfg = act.shared.config.load();
             let idle = i64::try_from(cfg.switch.idle_timeout.as_millis()).unwrap_or(i64::MAX);
-            let keepalive = i64::try_from(cfg.switch.keepalive_send.as_millis()).unwrap_or(i64::MAX);
+            let keepalive =
+                i64::try_from(cfg.switch.keepalive_send.as_millis()).unwrap_or(i64::MAX);
             if now - act.last_recv >= idle {
                 metrics::counter!("switch_links_closed_total", "reason" => "idle").increment(1);
                 tracing::info!(peer = %act.peer, "acquirer link idle too long; closing");

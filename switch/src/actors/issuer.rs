@@ -11,7 +11,10 @@ use crate::state::{IssuerRoute, LinkHandle, Shared, ROUTE_SLOT};
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use iso8583::subfields::reason;
-use iso8583::{build_reject, Frame, FrameCodec, FramingError, Header, InstId, Message, MessageBuilder, Mti, Packet, RejectCode, ResponseCode, HEADER_LEN};
+use iso8583::{
+    build_reject, Frame, FrameCodec, FramingError, Header, InstId, Message, MessageBuilder, Mti,
+    Packet, RejectCode, ResponseCode, HEADER_LEN,
+};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,7 +84,12 @@ impl IssuerLink {
         Self::start_bound(shared, stream, peer, None)
     }
 
-    fn start_bound(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, bound: Option<BindDialled>) -> Addr<Self> {
+    fn start_bound(
+        shared: Arc<Shared>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        bound: Option<BindDialled>,
+    ) -> Addr<Self> {
         let max = shared.config.load().switch.max_frame_bytes;
         let now = shared.clock.now_millis();
         IssuerLink::create(move |ctx| {
@@ -123,7 +131,16 @@ impl IssuerLink {
     ) -> Option<Addr<Self>> {
         let slot = route.take_slot()?;
         tracing::info!(%peer, issuer = %route.id, slot, "dialled issuer link up");
-        Some(Self::start_bound(shared, stream, peer, Some(BindDialled { route, slot, on_stop })))
+        Some(Self::start_bound(
+            shared,
+            stream,
+            peer,
+            Some(BindDialled {
+                route,
+                slot,
+                on_stop,
+            }),
+        ))
     }
 
     fn send(&mut self, payload: bytes::Bytes) {
@@ -132,7 +149,9 @@ impl IssuerLink {
     }
 
     fn issuer_label(&self) -> String {
-        self.route.as_ref().map_or_else(|| "unbound".to_owned(), |r| r.id.to_string())
+        self.route
+            .as_ref()
+            .map_or_else(|| "unbound".to_owned(), |r| r.id.to_string())
     }
 
     /// Next F11 for this link: `counter * 10 + slot`, skipping any still pending.
@@ -152,20 +171,36 @@ impl IssuerLink {
     }
 
     fn on_forward(&mut self, fwd: Forward, ctx: &mut Context<Self>) {
-        let Some(route) = self.route.clone() else { return };
+        let Some(route) = self.route.clone() else {
+            return;
+        };
         let stan = self.next_stan();
         let stan_digits = digits6(stan);
         let (_, f15) = self.shared.settlement_now();
         let mut header = Header::new(route.id, self.shared.switch_id);
         header.flag = fwd.request.header().flag;
-        let forwarded = fwd.request.rewrite().header(header).set(11, &stan_digits).set(15, &f15).set(100, route.id.as_bytes()).finish();
+        let forwarded = fwd
+            .request
+            .rewrite()
+            .header(header)
+            .set(11, &stan_digits)
+            .set(15, &f15)
+            .set(100, route.id.as_bytes())
+            .finish();
         let forwarded = match forwarded.map(Message::decode) {
             Ok(Ok(m)) => m,
             _ => {
                 tracing::error!(issuer = %route.id, "could not re-encode a request for the issuer");
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-                let resp = switch_response(&fwd.request, self.shared.switch_id, ResponseCode::SYSTEM_MALFUNCTION, &f15, None).build();
+                let resp = switch_response(
+                    &fwd.request,
+                    self.shared.switch_id,
+                    ResponseCode::SYSTEM_MALFUNCTION,
+                    &f15,
+                    None,
+                )
+                .build();
                 if let Ok(b) = resp {
                     fwd.reply_to.do_send(Deliver(b));
                 }
@@ -178,7 +213,11 @@ impl IssuerLink {
         journal_then(&*self.shared.journal, &SwitchRecord::Request(record), None);
         let now = self.shared.clock.now_millis();
         let deadline = now + route.timeout_ms;
-        let acq_stan: [u8; 6] = fwd.request.field(11).and_then(|s| s.try_into().ok()).unwrap_or(*b"000000");
+        let acq_stan: [u8; 6] = fwd
+            .request
+            .field(11)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or(*b"000000");
         self.send(forwarded.raw().clone());
         self.pending.insert(
             stan,
@@ -203,7 +242,8 @@ impl IssuerLink {
         let msg = match Packet::decode(raw.clone()) {
             Ok(Packet::Message(m)) => m,
             Ok(Packet::Reject { header, original }) => {
-                metrics::counter!("switch_issuer_rejects_total", "issuer" => self.issuer_label()).increment(1);
+                metrics::counter!("switch_issuer_rejects_total", "issuer" => self.issuer_label())
+                    .increment(1);
                 tracing::warn!(issuer = %self.issuer_label(), reject = %header.reject, "issuer rejected a message");
                 // The issuer did not process it: answer the acquirer 96, no reversal.
                 if let Ok(Packet::Message(orig)) = Packet::decode(original) {
@@ -214,7 +254,9 @@ impl IssuerLink {
                 return;
             }
             Err(e) => {
-                let is_response = raw.get(HEADER_LEN + 2).is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
+                let is_response = raw
+                    .get(HEADER_LEN + 2)
+                    .is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
                 if raw.len() >= HEADER_LEN && !is_response {
                     metrics::counter!("switch_rejects_total", "code" => e.reject_code().to_string()).increment(1);
                     tracing::warn!(issuer = %self.issuer_label(), error = %e, "issuer request rejected");
@@ -222,7 +264,8 @@ impl IssuerLink {
                         self.send(bytes::Bytes::from(r));
                     }
                 } else {
-                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable").increment(1);
+                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable")
+                        .increment(1);
                     tracing::warn!(issuer = %self.issuer_label(), error = %e, "undecodable issuer response dropped");
                 }
                 return;
@@ -231,11 +274,14 @@ impl IssuerLink {
         if self.route.is_none() && !self.bind(&msg, ctx) {
             return;
         }
-        let Some(route) = self.route.clone() else { return };
+        let Some(route) = self.route.clone() else {
+            return;
+        };
         if msg.header().source != route.id {
             if msg.mti().is_request() {
                 metrics::counter!("switch_rejects_total", "code" => "00055").increment(1);
-                if let Some(r) = build_reject(&raw, RejectCode::new(0, 5, 5), self.shared.switch_id) {
+                if let Some(r) = build_reject(&raw, RejectCode::new(0, 5, 5), self.shared.switch_id)
+                {
                     self.send(bytes::Bytes::from(r));
                 }
             }
@@ -250,7 +296,8 @@ impl IssuerLink {
             return;
         };
         let slot = (stan % 10) as u8;
-        if msg.mti() == Mti::NETWORK_RESPONSE && self.echo_deadline.is_some_and(|(_, s)| s == stan) {
+        if msg.mti() == Mti::NETWORK_RESPONSE && self.echo_deadline.is_some_and(|(_, s)| s == stan)
+        {
             self.echo_deadline = None;
             return;
         }
@@ -271,16 +318,23 @@ impl IssuerLink {
     fn bind(&mut self, msg: &Message, ctx: &mut Context<Self>) -> bool {
         let source = msg.header().source;
         let cfg = self.shared.config.load();
-        let inst = cfg.institution(source.as_str()).filter(|i| i.is_issuer() && i.allows_addr(self.peer.ip()));
-        let route = inst.and_then(|i| InstId::new(i.id.as_str())).and_then(|id| self.shared.route(&id)).cloned();
+        let inst = cfg
+            .institution(source.as_str())
+            .filter(|i| i.is_issuer() && i.allows_addr(self.peer.ip()));
+        let route = inst
+            .and_then(|i| InstId::new(i.id.as_str()))
+            .and_then(|id| self.shared.route(&id))
+            .cloned();
         let Some(route) = route else {
-            metrics::counter!("switch_links_refused_total", "reason" => "unknown_source").increment(1);
+            metrics::counter!("switch_links_refused_total", "reason" => "unknown_source")
+                .increment(1);
             tracing::warn!(peer = %self.peer, source = %source, "issuer link from an unconfigured institution or address; closing");
             ctx.stop();
             return false;
         };
         let Some(slot) = route.take_slot() else {
-            metrics::counter!("switch_links_refused_total", "reason" => "too_many_links").increment(1);
+            metrics::counter!("switch_links_refused_total", "reason" => "too_many_links")
+                .increment(1);
             tracing::warn!(peer = %self.peer, issuer = %route.id, "issuer has too many links; closing");
             ctx.stop();
             return false;
@@ -298,7 +352,11 @@ impl IssuerLink {
                 Some(1) => {
                     if let (Some(slot), Some(addr)) = (self.slot, self.self_addr.clone()) {
                         self.signed_on = true;
-                        route.sign_on(LinkHandle { slot, addr, in_flight: self.in_flight.clone() });
+                        route.sign_on(LinkHandle {
+                            slot,
+                            addr,
+                            in_flight: self.in_flight.clone(),
+                        });
                         tracing::info!(issuer = %route.id, slot, "issuer link signed on");
                     }
                     ResponseCode::APPROVED
@@ -328,12 +386,20 @@ impl IssuerLink {
         let code = msg.response_code();
         let Some(p) = self.pending.remove(&stan) else {
             // Late: the switch already answered 98. A late approval is reversed.
-            metrics::counter!("switch_late_responses_total", "issuer" => self.issuer_label()).increment(1);
-            let financial = matches!(msg.mti().request(), Mti::FINANCIAL_REQUEST | Mti::AUTH_REQUEST) && msg.processing_code().is_some_and(|p| &p[..2] != b"30");
+            metrics::counter!("switch_late_responses_total", "issuer" => self.issuer_label())
+                .increment(1);
+            let financial = matches!(
+                msg.mti().request(),
+                Mti::FINANCIAL_REQUEST | Mti::AUTH_REQUEST
+            ) && msg.processing_code().is_some_and(|p| &p[..2] != b"30");
             if code.is_some_and(ResponseCode::is_approved) && financial {
                 tracing::info!(issuer = %self.issuer_label(), stan, "late approval; reversing (4360)");
                 if let Some(actor) = self.route_actor() {
-                    actor.do_send(QueueReversal { template: msg, reason: reason::SWITCH_LATE_APPROVAL, original: None });
+                    actor.do_send(QueueReversal {
+                        template: msg,
+                        reason: reason::SWITCH_LATE_APPROVAL,
+                        original: None,
+                    });
                 }
             }
             return;
@@ -343,9 +409,19 @@ impl IssuerLink {
         let (_, f15) = self.shared.settlement_now();
         let mut header = p.acq_header.response();
         header.source = self.shared.switch_id;
-        let Ok(answer) = msg.rewrite().header(header).set(11, &p.acq_stan).set(15, &f15).finish() else {
+        let Ok(answer) = msg
+            .rewrite()
+            .header(header)
+            .set(11, &p.acq_stan)
+            .set(15, &f15)
+            .finish()
+        else {
             metrics::counter!("switch_bad_responses_total", "reason" => "re_encode").increment(1);
-            self.answer_from_switch(p, ResponseCode::SYSTEM_MALFUNCTION, Some(reason::ISSUER_TIMEOUT));
+            self.answer_from_switch(
+                p,
+                ResponseCode::SYSTEM_MALFUNCTION,
+                Some(reason::ISSUER_TIMEOUT),
+            );
             return;
         };
         let code = code.unwrap_or(ResponseCode::SYSTEM_MALFUNCTION);
@@ -372,9 +448,15 @@ impl IssuerLink {
             Some(Box::new(move || {
                 if reply_to.try_send(Deliver(answer)).is_err() && reverse_if_lost {
                     metrics::counter!("switch_undeliverable_total").increment(1);
-                    tracing::warn!("approval could not be delivered to the acquirer; reversing (4363)");
+                    tracing::warn!(
+                        "approval could not be delivered to the acquirer; reversing (4363)"
+                    );
                     if let Some(actor) = route_actor {
-                        actor.do_send(QueueReversal { template, reason: reason::UNDELIVERABLE, original: Some(p.key) });
+                        actor.do_send(QueueReversal {
+                            template,
+                            reason: reason::UNDELIVERABLE,
+                            original: Some(p.key),
+                        });
                     }
                 }
             })),
@@ -392,7 +474,10 @@ impl IssuerLink {
         let mut header = p.acq_header.response();
         header.source = self.shared.switch_id;
         let mut b = MessageBuilder::response_to(&p.forwarded, crate::core::RESPONSE_ECHO, code);
-        b.set_header(header).set(11, p.acq_stan).set(15, f15).remove(100);
+        b.set_header(header)
+            .set(11, p.acq_stan)
+            .set(15, f15)
+            .remove(100);
         let outcome = OutcomeRecord {
             key: p.key,
             settlement_date: p.settlement_date,
@@ -403,11 +488,19 @@ impl IssuerLink {
             reversal_reason: reversal,
         };
         if let (Some(reason), Some(actor)) = (reversal, self.route_actor()) {
-            actor.do_send(QueueReversal { template: p.forwarded, reason, original: Some(p.key) });
+            actor.do_send(QueueReversal {
+                template: p.forwarded,
+                reason,
+                original: Some(p.key),
+            });
         }
         let reply_to = p.reply_to;
         match b.build() {
-            Ok(bytes) => journal_then(&*self.shared.journal, &SwitchRecord::Outcome(outcome), Some(Box::new(move || reply_to.do_send(Deliver(bytes))))),
+            Ok(bytes) => journal_then(
+                &*self.shared.journal,
+                &SwitchRecord::Outcome(outcome),
+                Some(Box::new(move || reply_to.do_send(Deliver(bytes)))),
+            ),
             Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
         }
     }
@@ -418,11 +511,20 @@ impl IssuerLink {
                 break;
             }
             self.deadlines.pop_front();
-            if self.pending.get(&stan).is_some_and(|p| p.deadline == deadline) {
+            if self
+                .pending
+                .get(&stan)
+                .is_some_and(|p| p.deadline == deadline)
+            {
                 if let Some(p) = self.pending.remove(&stan) {
-                    metrics::counter!("switch_timeouts_total", "issuer" => self.issuer_label()).increment(1);
+                    metrics::counter!("switch_timeouts_total", "issuer" => self.issuer_label())
+                        .increment(1);
                     tracing::info!(issuer = %self.issuer_label(), stan, "issuer timeout; answering 98");
-                    self.answer_from_switch(p, ResponseCode::ISSUER_TIMEOUT, Some(reason::ISSUER_TIMEOUT));
+                    self.answer_from_switch(
+                        p,
+                        ResponseCode::ISSUER_TIMEOUT,
+                        Some(reason::ISSUER_TIMEOUT),
+                    );
                 }
             }
         }
@@ -434,7 +536,12 @@ impl IssuerLink {
         let cfg = self.shared.config.load();
         let idle = i64::try_from(cfg.switch.idle_timeout.as_millis()).unwrap_or(i64::MAX);
         let keepalive = i64::try_from(cfg.switch.keepalive_send.as_millis()).unwrap_or(i64::MAX);
-        let echo = self.route.as_ref().and_then(|r| cfg.institution(r.id.as_str())).and_then(|i| i.issuer.as_ref()).map(|s| (s.echo_interval, s.echo_timeout));
+        let echo = self
+            .route
+            .as_ref()
+            .and_then(|r| cfg.institution(r.id.as_str()))
+            .and_then(|i| i.issuer.as_ref())
+            .map(|s| (s.echo_interval, s.echo_timeout));
         drop(cfg);
         if now - self.last_recv >= idle {
             tracing::info!(peer = %self.peer, issuer = %self.issuer_label(), "issuer link idle too long; closing");
@@ -445,7 +552,8 @@ impl IssuerLink {
         if let Some((deadline, _)) = self.echo_deadline {
             if now >= deadline {
                 tracing::warn!(peer = %self.peer, issuer = %self.issuer_label(), "echo not answered; marking link down");
-                metrics::counter!("switch_links_closed_total", "reason" => "echo_timeout").increment(1);
+                metrics::counter!("switch_links_closed_total", "reason" => "echo_timeout")
+                    .increment(1);
                 ctx.stop();
                 return;
             }
@@ -464,10 +572,18 @@ impl IssuerLink {
     }
 
     fn send_echo(&mut self, deadline: i64) {
-        let Some(route) = self.route.clone() else { return };
+        let Some(route) = self.route.clone() else {
+            return;
+        };
         let stan = self.next_stan();
-        let mut b = MessageBuilder::new(Mti::NETWORK_REQUEST, Header::new(route.id, self.shared.switch_id));
-        b.set(7, self.shared.transmission_now()).set(11, digits6(stan)).set(33, self.shared.switch_id.as_bytes()).set(70, b"301");
+        let mut b = MessageBuilder::new(
+            Mti::NETWORK_REQUEST,
+            Header::new(route.id, self.shared.switch_id),
+        );
+        b.set(7, self.shared.transmission_now())
+            .set(11, digits6(stan))
+            .set(33, self.shared.switch_id.as_bytes())
+            .set(70, b"301");
         if let Ok(bytes) = b.build() {
             self.echo_deadline = Some((deadline, stan));
             self.send(bytes);
@@ -491,7 +607,10 @@ impl Actor for IssuerLink {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(65_536);
         self.self_addr = Some(ctx.address());
-        ctx.run_interval(Duration::from_millis(self.shared.tick_ms.max(1)), |act, ctx| act.tick(ctx));
+        ctx.run_interval(
+            Duration::from_millis(self.shared.tick_ms.max(1)),
+            |act, ctx| act.tick(ctx),
+        );
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -505,7 +624,11 @@ impl Actor for IssuerLink {
         let pending: Vec<u32> = self.pending.keys().copied().collect();
         for stan in pending {
             if let Some(p) = self.pending.remove(&stan) {
-                self.answer_from_switch(p, ResponseCode::ISSUER_TIMEOUT, Some(reason::ISSUER_TIMEOUT));
+                self.answer_from_switch(
+                    p,
+                    ResponseCode::ISSUER_TIMEOUT,
+                    Some(reason::ISSUER_TIMEOUT),
+                );
             }
         }
     }

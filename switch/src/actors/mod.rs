@@ -16,7 +16,11 @@ pub struct Deliver(pub Bytes);
 
 /// Append a record; run `then` once it is durable (or immediately with the error logged:
 /// answering is preferred over silence, the error is counted).
-pub fn journal_then(journal: &dyn Journal, record: &SwitchRecord, then: Option<Box<dyn FnOnce() + Send>>) {
+pub fn journal_then(
+    journal: &dyn Journal,
+    record: &SwitchRecord,
+    then: Option<Box<dyn FnOnce() + Send>>,
+) {
     match record.encode() {
         Ok(payload) => journal.append(
             record.kind(),

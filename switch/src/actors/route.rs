@@ -47,7 +47,11 @@ pub struct IssuerRouteActor {
 
 impl IssuerRouteActor {
     pub fn new(shared: Arc<Shared>, route: Arc<IssuerRoute>) -> Self {
-        Self { shared, route, queue: BTreeMap::new() }
+        Self {
+            shared,
+            route,
+            queue: BTreeMap::new(),
+        }
     }
 
     fn pump(&mut self) {
@@ -65,16 +69,22 @@ impl IssuerRouteActor {
             link.addr.do_send(Deliver(advice.payload.clone()));
             advice.attempts += 1;
             advice.next_at = now + ADVICE_RETRY_MS;
-            metrics::counter!("switch_advices_sent_total", "issuer" => self.route.id.to_string()).increment(1);
+            metrics::counter!("switch_advices_sent_total", "issuer" => self.route.id.to_string())
+                .increment(1);
         }
         for stan in given_up {
             self.queue.remove(&stan);
             tracing::error!(issuer = %self.route.id, stan, "advice unanswered after retries; left for manual handling");
             metrics::counter!("switch_advices_abandoned_total", "issuer" => self.route.id.to_string()).increment(1);
-            let rec = SwitchRecord::AdviceDone(AdviceDoneRecord { issuer: self.route.id.to_string(), advice_stan: stan, answered: false });
+            let rec = SwitchRecord::AdviceDone(AdviceDoneRecord {
+                issuer: self.route.id.to_string(),
+                advice_stan: stan,
+                answered: false,
+            });
             journal_then(&*self.shared.journal, &rec, None);
         }
-        metrics::gauge!("switch_advices_pending", "issuer" => self.route.id.to_string()).set(self.queue.len() as f64);
+        metrics::gauge!("switch_advices_pending", "issuer" => self.route.id.to_string())
+            .set(self.queue.len() as f64);
     }
 }
 
@@ -82,7 +92,10 @@ impl Actor for IssuerRouteActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_millis(self.shared.tick_ms.max(1)), |act, _| act.pump());
+        ctx.run_interval(
+            Duration::from_millis(self.shared.tick_ms.max(1)),
+            |act, _| act.pump(),
+        );
     }
 }
 
@@ -93,7 +106,15 @@ impl Handler<QueueReversal> for IssuerRouteActor {
         let stan = self.route.next_route_stan();
         let (_, f15) = self.shared.settlement_now();
         let f7 = self.shared.transmission_now();
-        let payload = match build_reversal(&msg.template, msg.reason, self.shared.switch_id, self.route.id, stan, &f7, &f15) {
+        let payload = match build_reversal(
+            &msg.template,
+            msg.reason,
+            self.shared.switch_id,
+            self.route.id,
+            stan,
+            &f7,
+            &f15,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(issuer = %self.route.id, error = %e, "could not build a reversal advice");
@@ -110,7 +131,14 @@ impl Handler<QueueReversal> for IssuerRouteActor {
         });
         journal_then(&*self.shared.journal, &rec, None);
         metrics::counter!("switch_reversals_generated_total", "issuer" => self.route.id.to_string(), "reason" => String::from_utf8_lossy(&msg.reason).into_owned()).increment(1);
-        self.queue.insert(stan, Advice { payload, attempts: 0, next_at: 0 });
+        self.queue.insert(
+            stan,
+            Advice {
+                payload,
+                attempts: 0,
+                next_at: 0,
+            },
+        );
         self.pump();
     }
 }
@@ -120,7 +148,11 @@ impl Handler<AdviceAnswered> for IssuerRouteActor {
 
     fn handle(&mut self, msg: AdviceAnswered, _ctx: &mut Self::Context) {
         if self.queue.remove(&msg.stan).is_some() {
-            let rec = SwitchRecord::AdviceDone(AdviceDoneRecord { issuer: self.route.id.to_string(), advice_stan: msg.stan, answered: true });
+            let rec = SwitchRecord::AdviceDone(AdviceDoneRecord {
+                issuer: self.route.id.to_string(),
+                advice_stan: msg.stan,
+                answered: true,
+            });
             journal_then(&*self.shared.journal, &rec, None);
         }
     }
@@ -140,7 +172,16 @@ impl Handler<Requeue> for IssuerRouteActor {
     fn handle(&mut self, msg: Requeue, _ctx: &mut Self::Context) {
         // Keep route-generated STANs clear of replayed ones.
         let counter = msg.stan / 10 + 1;
-        self.route.advice_counter.fetch_max(counter, std::sync::atomic::Ordering::Relaxed);
-        self.queue.insert(msg.stan, Advice { payload: msg.payload, attempts: 0, next_at: 0 });
+        self.route
+            .advice_counter
+            .fetch_max(counter, std::sync::atomic::Ordering::Relaxed);
+        self.queue.insert(
+            msg.stan,
+            Advice {
+                payload: msg.payload,
+                attempts: 0,
+                next_at: 0,
+            },
+        );
     }
 }
