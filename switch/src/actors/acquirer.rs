@@ -9,10 +9,7 @@ use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::state::Shared;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-use iso8583::{
-    build_reject, Frame, FrameCodec, FramingError, InstId, Message, Packet, RejectCode,
-    ResponseCode, HEADER_LEN,
-};
+use iso8583::{Frame, FrameCodec, FramingError, InstId, Message, Packet, RejectCode, ResponseCode};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -98,10 +95,9 @@ impl AcquirerLink {
     }
 
     fn reject(&mut self, raw: &[u8], code: RejectCode, why: &str) {
-        metrics::counter!("switch_rejects_total", "code" => code.to_string()).increment(1);
-        tracing::warn!(peer = %self.peer, reject = %code, why, "request rejected");
-        if let Some(r) = build_reject(raw, code, self.shared.switch_id) {
-            self.send(bytes::Bytes::from(r));
+        let peer = self.peer.to_string();
+        if let Some(r) = super::reject_for(raw, code, &why, &peer, self.shared.switch_id) {
+            self.send(r);
         }
     }
 
@@ -115,15 +111,11 @@ impl AcquirerLink {
                 return;
             }
             Err(e) => {
-                let is_response = raw
-                    .get(HEADER_LEN + 2)
-                    .is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
-                if raw.len() >= HEADER_LEN && !is_response {
-                    self.reject(&raw, e.reject_code(), &e.to_string());
-                } else {
-                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable")
-                        .increment(1);
-                    tracing::warn!(peer = %self.peer, error = %e, "undecodable message dropped");
+                let peer = self.peer.to_string();
+                if let Some(reject) =
+                    super::reject_for(&raw, e.reject_code(), &e, &peer, self.shared.switch_id)
+                {
+                    self.send(reject);
                 }
                 return;
             }
@@ -342,17 +334,23 @@ impl Actor for AcquirerLink {
         let tick = Duration::from_millis(self.shared.tick_ms.max(1));
         ctx.run_interval(tick, |act, ctx| {
             let now = act.shared.clock.now_millis();
-            let cfg = act.shared.config.load();
-            let idle = i64::try_from(cfg.switch.idle_timeout.as_millis()).unwrap_or(i64::MAX);
-            let keepalive =
-                i64::try_from(cfg.switch.keepalive_send.as_millis()).unwrap_or(i64::MAX);
-            if now - act.last_recv >= idle {
-                metrics::counter!("switch_links_closed_total", "reason" => "idle").increment(1);
-                tracing::info!(peer = %act.peer, "acquirer link idle too long; closing");
-                ctx.stop();
-            } else if now - act.last_send >= keepalive {
-                act.last_send = now;
-                act.writer.write(Frame::KeepAlive);
+            let action = super::idle_action(
+                now,
+                act.last_recv,
+                act.last_send,
+                &act.shared.config.load().switch,
+            );
+            match action {
+                super::IdleAction::Close => {
+                    metrics::counter!("switch_links_closed_total", "reason" => "idle").increment(1);
+                    tracing::info!(peer = %act.peer, "acquirer link idle too long; closing");
+                    ctx.stop();
+                }
+                super::IdleAction::KeepAlive => {
+                    act.last_send = now;
+                    act.writer.write(Frame::KeepAlive);
+                }
+                super::IdleAction::Nothing => {}
             }
         });
     }

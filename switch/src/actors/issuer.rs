@@ -12,8 +12,8 @@ use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use iso8583::subfields::reason;
 use iso8583::{
-    build_reject, Frame, FrameCodec, FramingError, Header, InstId, Message, MessageBuilder, Mti,
-    Packet, RejectCode, ResponseCode, HEADER_LEN,
+    Frame, FrameCodec, FramingError, Header, InstId, Message, MessageBuilder, Mti, Packet,
+    RejectCode, ResponseCode,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -254,19 +254,11 @@ impl IssuerLink {
                 return;
             }
             Err(e) => {
-                let is_response = raw
-                    .get(HEADER_LEN + 2)
-                    .is_some_and(|d| (d.wrapping_sub(b'0')) % 2 == 1);
-                if raw.len() >= HEADER_LEN && !is_response {
-                    metrics::counter!("switch_rejects_total", "code" => e.reject_code().to_string()).increment(1);
-                    tracing::warn!(issuer = %self.issuer_label(), error = %e, "issuer request rejected");
-                    if let Some(r) = build_reject(&raw, e.reject_code(), self.shared.switch_id) {
-                        self.send(bytes::Bytes::from(r));
-                    }
-                } else {
-                    metrics::counter!("switch_bad_responses_total", "reason" => "undecodable")
-                        .increment(1);
-                    tracing::warn!(issuer = %self.issuer_label(), error = %e, "undecodable issuer response dropped");
+                let link = self.issuer_label();
+                if let Some(reject) =
+                    super::reject_for(&raw, e.reject_code(), &e, &link, self.shared.switch_id)
+                {
+                    self.send(reject);
                 }
                 return;
             }
@@ -278,12 +270,17 @@ impl IssuerLink {
             return;
         };
         if msg.header().source != route.id {
-            if msg.mti().is_request() {
-                metrics::counter!("switch_rejects_total", "code" => "00055").increment(1);
-                if let Some(r) = build_reject(&raw, RejectCode::new(0, 5, 5), self.shared.switch_id)
-                {
-                    self.send(bytes::Bytes::from(r));
-                }
+            // Responses are never rejected: `reject_for` counts and drops them.
+            let link = self.issuer_label();
+            let why = "source ID differs from the link's institution";
+            if let Some(r) = super::reject_for(
+                &raw,
+                RejectCode::new(0, 5, 5),
+                &why,
+                &link,
+                self.shared.switch_id,
+            ) {
+                self.send(r);
             }
             return;
         }
@@ -534,8 +531,7 @@ impl IssuerLink {
         let now = self.shared.clock.now_millis();
         self.expire(now);
         let cfg = self.shared.config.load();
-        let idle = i64::try_from(cfg.switch.idle_timeout.as_millis()).unwrap_or(i64::MAX);
-        let keepalive = i64::try_from(cfg.switch.keepalive_send.as_millis()).unwrap_or(i64::MAX);
+        let idle = super::idle_action(now, self.last_recv, self.last_send, &cfg.switch);
         let echo = self
             .route
             .as_ref()
@@ -543,7 +539,7 @@ impl IssuerLink {
             .and_then(|i| i.issuer.as_ref())
             .map(|s| (s.echo_interval, s.echo_timeout));
         drop(cfg);
-        if now - self.last_recv >= idle {
+        if idle == super::IdleAction::Close {
             tracing::info!(peer = %self.peer, issuer = %self.issuer_label(), "issuer link idle too long; closing");
             metrics::counter!("switch_links_closed_total", "reason" => "idle").increment(1);
             ctx.stop();
@@ -565,7 +561,7 @@ impl IssuerLink {
                 return;
             }
         }
-        if now - self.last_send >= keepalive {
+        if idle == super::IdleAction::KeepAlive {
             self.last_send = now;
             self.writer.write(Frame::KeepAlive);
         }
