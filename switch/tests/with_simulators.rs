@@ -31,7 +31,7 @@ fn params(stans: &StanSource, pan: &str, amount: i64) -> TxnParams {
 }
 
 #[tokio::test]
-async fn purchase_decline_balance_and_installment_through_the_switch() {
+async fn purchase_decline_balance_cash_and_installment_through_the_switch() {
     let sw = TestSwitch::start();
     let (sim, client, stans) = setup(&sw).await;
 
@@ -76,6 +76,13 @@ async fn purchase_decline_balance_and_installment_through_the_switch() {
     let f57 = inst.installment_response().unwrap().unwrap();
     assert_eq!((f57.first_amount, f57.cardholder_fee), (103_320, 19_920));
 
+    let cash = client
+        .send(txn::cash_withdrawal(&params(&stans, PAN, 20_000)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cash.response_code(), Some(ResponseCode::APPROVED));
+    assert_eq!(cash.processing_code().map(|p| [p[0], p[1]]), Some(*b"01"));
+
     let unroutable = client
         .send(txn::purchase(&params(&stans, "9999990000000001", 1)).unwrap())
         .await
@@ -86,7 +93,7 @@ async fn purchase_decline_balance_and_installment_through_the_switch() {
     );
 
     let stats = sim.shutdown().await;
-    assert_eq!((stats.requests, stats.approved, stats.declined), (4, 3, 1));
+    assert_eq!((stats.requests, stats.approved, stats.declined), (5, 4, 1));
 }
 
 #[tokio::test]
