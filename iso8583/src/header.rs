@@ -75,6 +75,64 @@ impl InstId {
     }
 }
 
+impl InstId {
+    /// Maximum number of digits (the header's ID fields are 11 bytes).
+    pub const MAX_LEN: usize = 11;
+
+    /// Parse an ID; the error is a reason for people (configuration errors quote it).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::new(s).ok_or_else(|| {
+            if s.is_empty() || s.len() > Self::MAX_LEN {
+                format!(
+                    "institution ID {s:?} has {} characters; must be 1 to {} digits",
+                    s.chars().count(),
+                    Self::MAX_LEN
+                )
+            } else {
+                format!("institution ID {s:?} must contain only digits 0-9")
+            }
+        })
+    }
+
+    /// An ID from exactly its digits (alias of [`InstId::from_digits`]).
+    #[must_use]
+    pub fn from_bytes(digits: &[u8]) -> Option<Self> {
+        Self::from_digits(digits)
+    }
+
+    /// An ID from a header field or any space-padded form (trailing spaces ignored).
+    #[must_use]
+    pub fn from_header_field(raw: &[u8]) -> Option<Self> {
+        let end = raw.iter().rposition(|&c| c != b' ').map_or(0, |i| i + 1);
+        Self::from_digits(raw.get(..end)?)
+    }
+
+    /// The 11-byte header form (left-aligned, space padded).
+    #[must_use]
+    pub fn to_header_field(&self) -> [u8; 11] {
+        self.bytes
+    }
+}
+
+impl std::str::FromStr for InstId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl PartialEq<str> for InstId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for InstId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
 impl fmt::Display for InstId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -17,10 +17,8 @@
 //! `switch.toml` itself, so the switch behaves the same whatever its working directory.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::NaiveTime;
@@ -32,125 +30,9 @@ use crate::bins::{self, BinTable};
 // Identifiers
 // ---------------------------------------------------------------------------------------------
 
-/// An institution ID (SPEC.md section 1): 1 to 11 ASCII digits, leading zeros significant.
-///
-/// Stored inline (12 bytes, `Copy`) so BIN routes and hot-path lookups never allocate or
-/// chase pointers. Unused trailing bytes are always zero, which keeps the derived `Eq` and
-/// `Hash` consistent with the textual value.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InstitutionId {
-    len: u8,
-    digits: [u8; InstitutionId::MAX_LEN],
-}
-
-impl InstitutionId {
-    /// Maximum number of digits (the header's source/destination fields are 11 bytes).
-    pub const MAX_LEN: usize = 11;
-
-    /// Parses an ID; the error is a human-readable reason.
-    pub fn parse(s: &str) -> Result<InstitutionId, String> {
-        InstitutionId::from_bytes(s.as_bytes()).ok_or_else(|| {
-            if s.is_empty() || s.len() > Self::MAX_LEN {
-                format!(
-                    "institution ID {s:?} has {} characters; must be 1 to {} digits",
-                    s.chars().count(),
-                    Self::MAX_LEN
-                )
-            } else {
-                format!("institution ID {s:?} must contain only digits 0-9")
-            }
-        })
-    }
-
-    /// Builds an ID from exactly its digits; `None` if empty, too long or not all digits.
-    pub fn from_bytes(b: &[u8]) -> Option<InstitutionId> {
-        if b.is_empty() || b.len() > Self::MAX_LEN || !b.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let mut digits = [0u8; Self::MAX_LEN];
-        digits.get_mut(..b.len())?.copy_from_slice(b);
-        Some(InstitutionId {
-            len: b.len() as u8,
-            digits,
-        })
-    }
-
-    /// Builds an ID from an 11-byte header field (left-aligned, space-padded, SPEC 3).
-    pub fn from_header_field(b: &[u8]) -> Option<InstitutionId> {
-        InstitutionId::from_bytes(trim_trailing_spaces(b))
-    }
-
-    /// The header field form: left-aligned, space-padded to 11 bytes.
-    pub fn to_header_field(&self) -> [u8; InstitutionId::MAX_LEN] {
-        let mut out = [b' '; Self::MAX_LEN];
-        if let Some(dst) = out.get_mut(..self.as_bytes().len()) {
-            dst.copy_from_slice(self.as_bytes());
-        }
-        out
-    }
-
-    /// The digits as bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.digits
-            .get(..usize::from(self.len))
-            .unwrap_or(&self.digits)
-    }
-
-    /// The digits as a string slice.
-    pub fn as_str(&self) -> &str {
-        // Only ASCII digits are ever stored, so this cannot fail.
-        std::str::from_utf8(self.as_bytes()).unwrap_or("")
-    }
-}
-
-fn trim_trailing_spaces(b: &[u8]) -> &[u8] {
-    let end = b.iter().rposition(|&c| c != b' ').map_or(0, |i| i + 1);
-    b.get(..end).unwrap_or(b)
-}
-
-impl FromStr for InstitutionId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        InstitutionId::parse(s)
-    }
-}
-
-impl fmt::Display for InstitutionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for InstitutionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InstitutionId({:?})", self.as_str())
-    }
-}
-
-impl PartialEq<str> for InstitutionId {
-    fn eq(&self, other: &str) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl PartialEq<&str> for InstitutionId {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl PartialOrd for InstitutionId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for InstitutionId {
-    /// Textual order (the order operators see in reports).
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
+/// An institution ID (SPEC.md section 1): the codec's type, so IDs from configuration and
+/// from message headers compare without conversion.
+pub use iso8583::InstId as InstitutionId;
 
 // ---------------------------------------------------------------------------------------------
 // Error
@@ -1454,7 +1336,7 @@ timeout_ms = 20000
             InstitutionId::parse("01").unwrap()
         );
         assert!(InstitutionId::parse("01").unwrap() < InstitutionId::parse("1").unwrap());
-        assert_eq!(format!("{id:?}"), "InstitutionId(\"01030000\")");
+        assert_eq!(format!("{id:?}"), "InstId(01030000)");
     }
 
     #[test]

@@ -13,7 +13,6 @@ use actix::Actor;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use iso8583::InstId;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -144,12 +143,10 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         segments = replayed.summary.segments,
         "journal replayed"
     );
-    let switch_id = InstId::new(config.switch.id.as_str())
-        .context("switch.id is not a valid institution ID")?;
+    let switch_id = config.switch.id;
     let mut routes = HashMap::new();
     for inst in config.issuers() {
-        let (Some(id), Some(settings)) = (InstId::new(inst.id.as_str()), inst.issuer.as_ref())
-        else {
+        let (id, Some(settings)) = (inst.id, inst.issuer.as_ref()) else {
             continue;
         };
         let timeout = i64::try_from(settings.timeout.as_millis()).unwrap_or(i64::MAX);
@@ -209,7 +206,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             let max_conn = listeners.max_connections;
             let mut dialled = 0usize;
             for inst in shared.config.load().issuers() {
-                let (Some(id), Some(settings)) = (InstId::new(inst.id.as_str()), inst.issuer.as_ref()) else { continue };
+                let (id, Some(settings)) = (inst.id, inst.issuer.as_ref()) else { continue };
                 let Some(route) = shared.route(&id).cloned() else { continue };
                 for target in &settings.connect {
                     let Some(worker) = workers.get(dialled % workers.len().max(1)) else { continue };

@@ -125,7 +125,7 @@ impl AcquirerLink {
         // every source ID must belong to that institution (primary or branch ID).
         let source = msg.header().source;
         let inst = cfg.institution(source.as_str()).filter(|i| i.is_acquirer());
-        let inst_id = inst.and_then(|i| InstId::new(i.id.as_str()));
+        let inst_id = inst.map(|i| i.id);
         let (inst, inst_id) = match (self.institution, inst, inst_id) {
             (Some(bound), Some(inst), Some(id)) if bound == id => (inst, id),
             (Some(_), _, _) => {
@@ -239,7 +239,7 @@ impl AcquirerLink {
             return;
         };
         drop(cfg);
-        let issuer = InstId::new(bin.issuer.as_str());
+        let issuer = Some(bin.issuer);
         record.issuer = issuer.map(|i| i.to_string());
         let Some(route) = issuer.and_then(|i| self.shared.route(&i)).cloned() else {
             self.decline(&msg, ResponseCode::NO_SUCH_ISSUER, None, ctx, Some(record));

@@ -12,8 +12,8 @@ use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use iso8583::subfields::reason;
 use iso8583::{
-    Frame, FrameCodec, FramingError, Header, InstId, Message, MessageBuilder, Mti, Packet,
-    RejectCode, ResponseCode,
+    Frame, FrameCodec, FramingError, Header, Message, MessageBuilder, Mti, Packet, RejectCode,
+    ResponseCode,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -319,7 +319,7 @@ impl IssuerLink {
             .institution(source.as_str())
             .filter(|i| i.is_issuer() && i.allows_addr(self.peer.ip()));
         let route = inst
-            .and_then(|i| InstId::new(i.id.as_str()))
+            .map(|i| i.id)
             .and_then(|id| self.shared.route(&id))
             .cloned();
         let Some(route) = route else {
@@ -535,7 +535,7 @@ impl IssuerLink {
         let echo = self
             .route
             .as_ref()
-            .and_then(|r| cfg.institution(r.id.as_str()))
+            .and_then(|r| cfg.institution_by_id(&r.id))
             .and_then(|i| i.issuer.as_ref())
             .map(|s| (s.echo_interval, s.echo_timeout));
         drop(cfg);
