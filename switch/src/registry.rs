@@ -71,10 +71,9 @@ impl TxnCategory {
             TxnKind::BalanceInquiry => Some(TxnCategory::Balance),
             TxnKind::CashWithdrawal => Some(TxnCategory::Cash),
             TxnKind::Preauth | TxnKind::PreauthVoid => Some(TxnCategory::Preauth),
-            TxnKind::Void
-            | TxnKind::Reversal
-            | TxnKind::NetworkManagement
-            | TxnKind::Unknown => None,
+            TxnKind::Void | TxnKind::Reversal | TxnKind::NetworkManagement | TxnKind::Unknown => {
+                None
+            }
         }
     }
 
@@ -134,7 +133,9 @@ impl CategorySet {
 
     /// The members, in [`TxnCategory::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = TxnCategory> {
-        TxnCategory::ALL.into_iter().filter(move |&c| self.contains(c))
+        TxnCategory::ALL
+            .into_iter()
+            .filter(move |&c| self.contains(c))
     }
 
     /// Parses the CSV form: `*` (every category) or names separated by `|`, e.g.
@@ -201,9 +202,8 @@ impl<const N: usize> FixedId<N> {
         if s.starts_with(' ') {
             return Err(format!("ID {s:?} must not start with a space"));
         }
-        FixedId::from_field(s.as_bytes()).ok_or_else(|| {
-            format!("ID {s:?} must be 1 to {N} printable ASCII characters")
-        })
+        FixedId::from_field(s.as_bytes())
+            .ok_or_else(|| format!("ID {s:?} must be 1 to {N} printable ASCII characters"))
     }
 
     /// The field form (space-padded to `N` bytes).
@@ -301,13 +301,24 @@ pub struct Decline {
 }
 
 impl Decline {
-    pub const MERCHANT_UNKNOWN: Decline = Decline::new(ResponseCode::INVALID_MERCHANT, "MERCHANT UNKNOWN");
-    pub const MERCHANT_SUSPENDED: Decline = Decline::new(ResponseCode::INVALID_MERCHANT, "MERCHANT SUSPENDED");
-    pub const MCC_NOT_PERMITTED: Decline = Decline::new(ResponseCode::INVALID_MERCHANT, "MCC NOT PERMITTED");
-    pub const TERMINAL_UNKNOWN: Decline = Decline::new(ResponseCode::TERMINAL_MISMATCH, "TERMINAL NOT REGISTERED");
-    pub const TERMINAL_SUSPENDED: Decline = Decline::new(ResponseCode::TERMINAL_MISMATCH, "TERMINAL SUSPENDED");
-    pub const MERCHANT_CATEGORY: Decline = Decline::new(ResponseCode::NOT_PERMITTED_TERMINAL, "MERCH TXN NOT PERMITTED");
-    pub const TERMINAL_CATEGORY: Decline = Decline::new(ResponseCode::NOT_PERMITTED_TERMINAL, "TERM TXN NOT PERMITTED");
+    pub const MERCHANT_UNKNOWN: Decline =
+        Decline::new(ResponseCode::INVALID_MERCHANT, "MERCHANT UNKNOWN");
+    pub const MERCHANT_SUSPENDED: Decline =
+        Decline::new(ResponseCode::INVALID_MERCHANT, "MERCHANT SUSPENDED");
+    pub const MCC_NOT_PERMITTED: Decline =
+        Decline::new(ResponseCode::INVALID_MERCHANT, "MCC NOT PERMITTED");
+    pub const TERMINAL_UNKNOWN: Decline =
+        Decline::new(ResponseCode::TERMINAL_MISMATCH, "TERMINAL NOT REGISTERED");
+    pub const TERMINAL_SUSPENDED: Decline =
+        Decline::new(ResponseCode::TERMINAL_MISMATCH, "TERMINAL SUSPENDED");
+    pub const MERCHANT_CATEGORY: Decline = Decline::new(
+        ResponseCode::NOT_PERMITTED_TERMINAL,
+        "MERCH TXN NOT PERMITTED",
+    );
+    pub const TERMINAL_CATEGORY: Decline = Decline::new(
+        ResponseCode::NOT_PERMITTED_TERMINAL,
+        "TERM TXN NOT PERMITTED",
+    );
 
     #[must_use]
     pub const fn new(code: ResponseCode, reason: &'static str) -> Decline {
@@ -442,7 +453,9 @@ impl Registry {
                 let first_line = merchant_lines.get(first as usize).copied().unwrap_or(0);
                 return Err(csv.error(
                     1,
-                    format!("merchant {id} of acquirer {acquirer} already listed at line {first_line}"),
+                    format!(
+                        "merchant {id} of acquirer {acquirer} already listed at line {first_line}"
+                    ),
                 ));
             }
             reg.merchant_index.insert((acquirer, id), index);
@@ -466,22 +479,27 @@ impl Registry {
             let id = csv.parse(2, TerminalId::parse)?;
             let status = csv.parse(3, Status::parse)?;
             let categories = csv.parse(4, CategorySet::parse)?;
-            let &merchant_index = reg.merchant_index.get(&(acquirer, merchant)).ok_or_else(|| {
-                csv.error(
-                    1,
-                    format!(
-                        "merchant {merchant} of acquirer {acquirer} is not in {}",
-                        merchants_file.display()
-                    ),
-                )
-            })?;
+            let &merchant_index =
+                reg.merchant_index
+                    .get(&(acquirer, merchant))
+                    .ok_or_else(|| {
+                        csv.error(
+                            1,
+                            format!(
+                                "merchant {merchant} of acquirer {acquirer} is not in {}",
+                                merchants_file.display()
+                            ),
+                        )
+                    })?;
             let index = u32::try_from(reg.terminals.len())
                 .map_err(|_| csv.error(2, "too many terminals"))?;
             if let Some(&first) = reg.terminal_index.get(&(merchant_index, id)) {
                 let first_line = terminal_lines.get(first as usize).copied().unwrap_or(0);
                 return Err(csv.error(
                     2,
-                    format!("terminal {id} of merchant {merchant} already listed at line {first_line}"),
+                    format!(
+                        "terminal {id} of merchant {merchant} already listed at line {first_line}"
+                    ),
                 ));
             }
             reg.terminal_index.insert((merchant_index, id), index);
@@ -602,7 +620,6 @@ impl RegistryError {
             (None, None) => String::new(),
         }
     }
-
 }
 
 impl std::error::Error for RegistryError {}
@@ -650,6 +667,9 @@ impl<'a, const N: usize> CsvTable<'a, N> {
         file: &'a Path,
         columns: [&'static str; N],
     ) -> Result<Self, RegistryError> {
+        // Spreadsheets often save a UTF-8 byte order mark; it holds no newline, so line
+        // numbers are unaffected by dropping it.
+        let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
         let rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .trim(csv::Trim::All)
@@ -669,13 +689,23 @@ impl<'a, const N: usize> CsvTable<'a, N> {
         };
         let expected = columns.join(",");
         if !t.read()? {
-            return Err(t.error_at(None, None, format!("empty file: expected a header line `{expected}`")));
+            return Err(t.error_at(
+                None,
+                None,
+                format!("empty file: expected a header line `{expected}`"),
+            ));
         }
         for (i, name) in t.record.iter().enumerate() {
             let c = columns.iter().position(|c| c.eq_ignore_ascii_case(name));
             match c.and_then(|c| t.pos.get_mut(c)) {
                 Some(slot) if *slot == usize::MAX => *slot = i,
-                Some(_) => return Err(t.error_at(Some(t.line), None, format!("header lists column {name:?} twice"))),
+                Some(_) => {
+                    return Err(t.error_at(
+                        Some(t.line),
+                        None,
+                        format!("header lists column {name:?} twice"),
+                    ))
+                }
                 None => {
                     return Err(t.error_at(
                         Some(t.line),
@@ -738,7 +768,9 @@ impl<'a, const N: usize> CsvTable<'a, N> {
     /// where it started reading, i.e. before the comment and blank lines it skipped, so those
     /// are skipped here too.
     fn seek_record(&mut self, start: u64) {
-        let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.data.len());
+        let start = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
         if start >= self.offset {
             let skipped = self.data.get(self.offset..start).unwrap_or_default();
             self.line += skipped.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -748,7 +780,10 @@ impl<'a, const N: usize> CsvTable<'a, N> {
             let skip = match rest {
                 [b'\n', ..] => 1,
                 [b'\r', b'\n', ..] => 2,
-                [b'#', ..] => rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1),
+                [b'#', ..] => rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1),
                 _ => break,
             };
             let ends_line = rest.get(skip - 1) == Some(&b'\n');
@@ -784,10 +819,19 @@ impl<'a, const N: usize> CsvTable<'a, N> {
 
     /// An error about column `col` of the current record.
     pub(crate) fn error(&self, col: usize, reason: impl Into<String>) -> RegistryError {
-        self.error_at(Some(self.line), self.columns.get(col).copied(), reason.into())
+        self.error_at(
+            Some(self.line),
+            self.columns.get(col).copied(),
+            reason.into(),
+        )
     }
 
-    fn error_at(&self, line: Option<u64>, column: Option<&'static str>, reason: String) -> RegistryError {
+    fn error_at(
+        &self,
+        line: Option<u64>,
+        column: Option<&'static str>,
+        reason: String,
+    ) -> RegistryError {
         RegistryError {
             file: self.file.to_path_buf(),
             line,
@@ -834,8 +878,17 @@ acquirer,merchant_id,terminal_id,status,categories
         use TxnCategory::*;
         let reg = registry(MERCHANTS, TERMINALS).unwrap();
         let ok = |m: &str, t: &str| Ok::<_, Decline>((m.to_string(), t.to_string()));
+        // (F32, F42, F41, F18, category, expected).
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            TxnCategory,
+            Result<(String, String), Decline>,
+        );
         #[rustfmt::skip]
-        let cases: &[(&str, &str, &str, &str, TxnCategory, Result<(String, String), Decline>)] = &[
+        let cases: &[Case] = &[
             ("01030000", "MERCHANT0000001", "TERM0001", "5411", Purchase, ok("MERCHANT0000001", "TERM0001")),
             ("01030000", "MERCHANT0000001", "TERM0001", "5411", Installment, ok("MERCHANT0000001", "TERM0001")),
             ("01030000", "AGENT0000000001", "ATM00001", "6011", Cash, ok("AGENT0000000001", "ATM00001")),
@@ -882,9 +935,14 @@ acquirer,merchant_id,terminal_id,status,categories
             &format!("{TERMINALS}01030000,SHOP1,T1,active,*\n"),
         )
         .unwrap();
-        assert!(reg.terminal("01030000", b"SHOP1          ", b"T1      ").is_some());
+        assert!(reg
+            .terminal("01030000", b"SHOP1          ", b"T1      ")
+            .is_some());
         assert!(reg.terminal("01030000", b"SHOP1", b"T1").is_some());
-        assert_eq!(reg.merchant("01030000", b"SHOP1").unwrap().id.as_field(), b"SHOP1          ");
+        assert_eq!(
+            reg.merchant("01030000", b"SHOP1").unwrap().id.as_field(),
+            b"SHOP1          "
+        );
     }
 
     #[test]
@@ -920,8 +978,17 @@ acquirer,merchant_id,terminal_id,status,categories
         let m_head = "acquirer,merchant_id,name,mcc,status,categories,extra_mccs\n";
         let t_head = "acquirer,merchant_id,terminal_id,status,categories\n";
         let good_m = "01030000,M1,Shop,5411,active,*,\n";
+        // (merchants.csv, terminals.csv, file, line, column, part of the reason).
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<u64>,
+            Option<&'a str>,
+            &'a str,
+        );
         #[rustfmt::skip]
-        let cases: &[(&str, &str, &str, Option<u64>, Option<&str>, &str)] = &[
+        let cases: &[Case] = &[
             ("", t_head, "merchants.csv", None, None, "empty file"),
             ("acquirer,merchant_id\n", t_head, "merchants.csv", Some(1), None, "lacks column \"name\""),
             (&format!("{m_head}# c\n\n01030000,M1,Shop,541,active,*,\n"), t_head, "merchants.csv", Some(4), Some("mcc"), "4 digits"),
@@ -941,13 +1008,32 @@ acquirer,merchant_id,terminal_id,status,categories
             (good_m_file(), "acquirer,merchant_id,terminal_id,status,categories,extra\n", "terminals.csv", Some(1), None, "unknown column \"extra\""),
         ];
         for (m, t, file, line, column, reason) in cases {
-            let e = registry(m, t).err().unwrap_or_else(|| panic!("accepted {m:?} {t:?}"));
+            let e = registry(m, t)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {m:?} {t:?}"));
             assert_eq!(e.file, Path::new(file), "{e}");
             assert_eq!((e.line, e.column), (*line, *column), "{e}");
             assert!(e.reason.contains(reason), "{e}");
         }
         let e = registry(&format!("{m_head}01030000,M1,Shop,541,active,*,\n"), t_head).unwrap_err();
-        assert_eq!(e.to_string(), "merchants.csv: line 2 column mcc: MCC \"541\" must be 4 digits");
+        assert_eq!(
+            e.to_string(),
+            "merchants.csv: line 2 column mcc: MCC \"541\" must be 4 digits"
+        );
+    }
+
+    #[test]
+    fn byte_order_mark_and_crlf_accepted() {
+        let m = "\u{feff}acquirer,merchant_id,name,mcc,status,categories,extra_mccs\r\n\
+                 # comment\r\n01030000,M1,Shop,5411,active,*,\r\n";
+        let t =
+            "acquirer,merchant_id,terminal_id,status,categories\r\n\r\n01030000,M1,T1,active,*\r\n";
+        let reg = registry(m, t).unwrap();
+        assert!(reg
+            .check("01030000", b"M1", b"T1", b"5411", TxnCategory::Purchase)
+            .is_ok());
+        let t = format!("{t}01030000,M1,T1,active,*\r\n");
+        assert_eq!(registry(m, &t).unwrap_err().line, Some(4));
     }
 
     fn good_m_file() -> &'static str {
@@ -960,15 +1046,28 @@ acquirer,merchant_id,terminal_id,status,categories
         let mut m = String::from("acquirer,merchant_id,name,mcc,status,categories,extra_mccs\n");
         let mut t = String::from("acquirer,merchant_id,terminal_id,status,categories\n");
         for i in 0..25_000 {
-            writeln!(m, "01030000,M{i:014},\"Shop {i}, Ltd\",5411,active,purchase|refund,").unwrap();
+            writeln!(
+                m,
+                "01030000,M{i:014},\"Shop {i}, Ltd\",5411,active,purchase|refund,"
+            )
+            .unwrap();
             for j in 0..2 {
                 writeln!(t, "01030000,M{i:014},T{j:07},active,*").unwrap();
             }
         }
         let reg = registry(&m, &t).unwrap();
-        assert_eq!((reg.merchants().len(), reg.terminals().len()), (25_000, 50_000));
+        assert_eq!(
+            (reg.merchants().len(), reg.terminals().len()),
+            (25_000, 50_000)
+        );
         let (merchant, terminal) = reg
-            .check("01030000", b"M00000000012345", b"T0000001", b"5411", TxnCategory::Refund)
+            .check(
+                "01030000",
+                b"M00000000012345",
+                b"T0000001",
+                b"5411",
+                TxnCategory::Refund,
+            )
             .unwrap();
         assert_eq!(&*merchant.name, "Shop 12345, Ltd");
         assert_eq!(terminal.id.as_str(), "T0000001");
@@ -982,9 +1081,21 @@ acquirer,merchant_id,terminal_id,status,categories
             reg.check("01030000", m.as_bytes(), t.as_bytes(), mcc.as_bytes(), c)
                 .map(|_| ())
         };
-        assert_eq!(check("MERCHANT0000001", "TERM0001", "5411", TxnCategory::Purchase), Ok(()));
-        assert_eq!(check("MERCHANT0000001", "TERM0001", "5411", TxnCategory::Cash), Err(Decline::MERCHANT_CATEGORY));
-        assert_eq!(check("AGENT0000000001", "ATM00001", "6011", TxnCategory::Cash), Ok(()));
-        assert!(reg.merchants().iter().any(|m| m.status == Status::Suspended));
+        assert_eq!(
+            check("MERCHANT0000001", "TERM0001", "5411", TxnCategory::Purchase),
+            Ok(())
+        );
+        assert_eq!(
+            check("MERCHANT0000001", "TERM0001", "5411", TxnCategory::Cash),
+            Err(Decline::MERCHANT_CATEGORY)
+        );
+        assert_eq!(
+            check("AGENT0000000001", "ATM00001", "6011", TxnCategory::Cash),
+            Ok(())
+        );
+        assert!(reg
+            .merchants()
+            .iter()
+            .any(|m| m.status == Status::Suspended));
     }
 }
