@@ -146,6 +146,17 @@ pub struct RoutingSettings {
     pub bin_table: Option<PathBuf>,
 }
 
+/// `[registry]`: the acquirers' merchants and terminals (SPEC 9 rule 3) and their limits
+/// (rule 4). Without merchant and terminal files the registry rules are off; without a
+/// limits file there are no limits.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySettings {
+    /// Merchants and terminals, when configured.
+    pub registry: Option<std::sync::Arc<crate::registry::Registry>>,
+    /// Limit settings (empty: no limits).
+    pub limits: std::sync::Arc<crate::limits::LimitSettings>,
+}
+
 /// Settings that exist only for institutions with the `acquirer` role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcquirerSettings {
@@ -233,6 +244,8 @@ pub struct Config {
     pub institutions: Vec<Institution>,
     /// BIN routing table loaded from `routing.bin_table` (empty if none).
     pub bins: BinTable,
+    /// `[registry]`: merchants, terminals, limits.
+    pub registry: RegistrySettings,
     /// Primary and branch IDs -> index into `institutions`.
     by_id: HashMap<InstitutionId, usize>,
 }
@@ -307,6 +320,8 @@ struct RawConfig {
     logging: RawLogging,
     #[serde(default)]
     routing: RawRouting,
+    #[serde(default)]
+    registry: RawRegistry,
     /// Kept as raw values and deserialized one by one, so errors can name the index
     /// (`institution[2].timeout_ms`); toml's own errors do not carry array positions.
     #[serde(default)]
@@ -393,6 +408,14 @@ impl Default for RawLogging {
 #[serde(deny_unknown_fields, default)]
 struct RawRouting {
     bin_table: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawRegistry {
+    merchants: Option<String>,
+    terminals: Option<String>,
+    limits: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -564,6 +587,8 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         None => BinTable::empty(),
     };
 
+    let registry = load_registry(raw.registry, path, base)?;
+
     Ok(Config {
         path: path.to_path_buf(),
         switch: SwitchSettings {
@@ -585,7 +610,57 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         routing: RoutingSettings { bin_table },
         institutions,
         bins,
+        registry,
         by_id,
+    })
+}
+
+/// `[registry]`: whole-file problems point at the key naming the file; problems inside a
+/// file point at its line and column.
+fn load_registry(
+    raw: RawRegistry,
+    path: &Path,
+    base: &Path,
+) -> Result<RegistrySettings, ConfigError> {
+    let from = |key: &'static str| {
+        move |e: crate::registry::RegistryError| {
+            if e.line.is_none() && e.column.is_none() {
+                ConfigError::new(path, key, format!("{}: {}", e.file.display(), e.reason))
+            } else {
+                ConfigError::new(&e.file, e.location(), e.reason)
+            }
+        }
+    };
+    let registry = match (raw.merchants, raw.terminals) {
+        (Some(m), Some(t)) => Some(std::sync::Arc::new(
+            crate::registry::Registry::load(&base.join(m), &base.join(t))
+                .map_err(from("registry.merchants"))?,
+        )),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                path,
+                "registry.terminals",
+                "must be set together with registry.merchants",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                path,
+                "registry.merchants",
+                "must be set together with registry.terminals",
+            ))
+        }
+    };
+    let limits = match raw.limits {
+        Some(l) => {
+            crate::limits::LimitSettings::load(&base.join(l)).map_err(from("registry.limits"))?
+        }
+        None => crate::limits::LimitSettings::default(),
+    };
+    Ok(RegistrySettings {
+        registry,
+        limits: std::sync::Arc::new(limits),
     })
 }
 

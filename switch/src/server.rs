@@ -90,16 +90,28 @@ fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 
 /// Replay the journal: today's keys for duplicate detection, advices still unanswered.
 fn replay(
-    shared_seen: &DashMap<crate::core::TxnKey, u32>,
+    shared: &Shared,
     records: Vec<crate::journal::Record>,
     today: u32,
 ) -> BTreeMap<(String, u32), bytes::Bytes> {
+    let shared_seen = &shared.seen;
     let mut advices = BTreeMap::new();
+    // Today's requests by key, to rebuild limit usage from their approved outcomes.
+    let mut requests: HashMap<crate::core::TxnKey, crate::records::RequestRecord> = HashMap::new();
+    let mut usage = Vec::new();
     let mut undecodable = 0u64;
     for r in records {
         match SwitchRecord::decode(r.kind, &r.payload) {
             Ok(Some(SwitchRecord::Request(req))) if req.settlement_date == today => {
                 shared_seen.insert(req.key, req.settlement_date);
+                requests.insert(req.key, req);
+            }
+            Ok(Some(SwitchRecord::Outcome(out)))
+                if out.code == *b"00" && out.settlement_date == today =>
+            {
+                if let Some(r) = requests.get(&out.key).and_then(reservation_of) {
+                    usage.push(r);
+                }
             }
             Ok(Some(SwitchRecord::Advice(a))) => {
                 advices.insert((a.issuer, a.advice_stan), bytes::Bytes::from(a.payload));
@@ -111,6 +123,13 @@ fn replay(
             Err(_) => undecodable += 1,
         }
     }
+    if !usage.is_empty() {
+        tracing::info!(
+            transactions = usage.len(),
+            "daily limit usage rebuilt from the journal"
+        );
+    }
+    shared.limits.rebuild(usage);
     if undecodable > 0 {
         tracing::error!(
             undecodable,
@@ -166,10 +185,11 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         seen: DashMap::new(),
         in_flight: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
+        limits: crate::limits::LimitCounters::new(),
         tick_ms: options.tick_ms,
     });
     let (today, _) = shared.settlement_now();
-    let advices = replay(&shared.seen, replayed.records, today);
+    let advices = replay(&shared, replayed.records, today);
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -375,4 +395,15 @@ async fn dial_loop(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(max);
     }
+}
+
+/// The limit usage an approved request holds (SPEC.md section 9 rule 4), from its record.
+fn reservation_of(req: &crate::records::RequestRecord) -> Option<crate::limits::Reservation> {
+    Some(crate::limits::Reservation {
+        terminal: crate::registry::TerminalId::from_field(req.terminal.as_bytes())?,
+        merchant: crate::registry::MerchantId::from_field(req.merchant.as_bytes())?,
+        category: crate::registry::TxnCategory::of(req.kind)?,
+        amount: req.amount,
+        day: req.settlement_date,
+    })
 }

@@ -152,6 +152,8 @@ pub struct Shared {
     pub in_flight: AtomicUsize,
     /// Set when shutdown begins: acquirer requests are then declined `91`.
     pub draining: AtomicBool,
+    /// Daily limit usage per terminal and merchant (SPEC.md section 9 rule 4).
+    pub limits: crate::limits::LimitCounters,
     /// How often links check their timers (ms of real time).
     pub tick_ms: u64,
 }

@@ -27,6 +27,12 @@ pub fn write_config(dir: &Path, extra_acquirer: &str) -> Config {
 }
 
 pub fn write_config_with(dir: &Path, extra_acquirer: &str, extra_issuer: &str) -> Config {
+    // `[registry]` only when the test wrote the files (registry rules are off otherwise).
+    let registry = if dir.join("merchants.csv").exists() {
+        "[registry]\nmerchants = \"merchants.csv\"\nterminals = \"terminals.csv\"\nlimits = \"limits.csv\""
+    } else {
+        ""
+    };
     std::fs::write(
         dir.join("bins.csv"),
         "prefix,issuer,card_type,installment\n622202,03010000,debit,Y\n625800,03020000,credit,N\n",
@@ -47,6 +53,7 @@ dir = "journal"
 durability = "buffered"
 [routing]
 bin_table = "bins.csv"
+{registry}
 [[institution]]
 id = "01030000"
 name = "Test Acquirer"
@@ -87,7 +94,11 @@ impl TestSwitch {
     }
 
     pub fn start_config(extra_acquirer: &str, extra_issuer: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), extra_acquirer, extra_issuer)
+    }
+
+    /// Start with the given directory (tests may put registry files in it first).
+    pub fn start_in(dir: tempfile::TempDir, extra_acquirer: &str, extra_issuer: &str) -> Self {
         let config = write_config_with(dir.path(), extra_acquirer, extra_issuer);
         let clock = ManualClock::starting_now();
         let handle = start(

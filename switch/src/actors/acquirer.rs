@@ -5,7 +5,9 @@
 use super::issuer::Forward;
 use super::{journal_then, Deliver};
 use crate::core::{missing_mandatory, switch_response, TxnKey, TxnKind};
+use crate::limits::Reservation;
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
+use crate::registry::{Decline, MerchantId, TerminalId, TxnCategory};
 use crate::state::Shared;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
@@ -256,6 +258,19 @@ impl AcquirerLink {
             );
             return;
         };
+        let reservation = match self.registry_and_limits(
+            &msg,
+            kind,
+            link_inst,
+            record.settlement_date,
+        ) {
+            Ok(r) => r,
+            Err(decline) => {
+                metrics::counter!("switch_rule_declines_total", "code" => decline.code.to_string(), "reason" => decline.reason).increment(1);
+                self.decline(&msg, decline.code, Some(decline.reason), ctx, Some(record));
+                return;
+            }
+        };
         link.in_flight.fetch_add(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let forward = Forward {
@@ -265,6 +280,7 @@ impl AcquirerLink {
             kind,
             record,
             received_ms: now,
+            reservation,
         };
         if let Err(e) = link.addr.try_send(forward) {
             link.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -273,6 +289,9 @@ impl AcquirerLink {
             let forward = match e {
                 SendError::Full(f) | SendError::Closed(f) => f,
             };
+            if let Some(r) = &forward.reservation {
+                self.shared.limits.release(r);
+            }
             self.decline(
                 &forward.request,
                 ResponseCode::ISSUER_INOPERATIVE,
@@ -281,6 +300,50 @@ impl AcquirerLink {
                 Some(forward.record),
             );
         }
+    }
+}
+
+impl AcquirerLink {
+    /// SPEC.md section 9 rules 3 and 4: the merchant/terminal registry, then the limits,
+    /// which reserve the amount (released if the transaction does not end approved).
+    /// Related transactions (void, reversal) carry no category of their own: they are
+    /// checked against their original.
+    fn registry_and_limits(
+        &self,
+        msg: &Message,
+        kind: TxnKind,
+        acquirer: InstId,
+        day: u32,
+    ) -> Result<Option<Reservation>, Decline> {
+        let Some(category) = TxnCategory::of(kind) else {
+            return Ok(None);
+        };
+        let cfg = self.shared.config.load();
+        let merchant = msg.field(42).unwrap_or_default();
+        let terminal = msg.field(41).unwrap_or_default();
+        if let Some(registry) = &cfg.registry.registry {
+            registry.check(
+                acquirer.as_str(),
+                merchant,
+                terminal,
+                msg.field(18).unwrap_or_default(),
+                category,
+            )?;
+        }
+        if cfg.registry.limits.is_empty() {
+            return Ok(None);
+        }
+        let (Some(t), Some(m)) = (
+            TerminalId::from_field(terminal),
+            MerchantId::from_field(merchant),
+        ) else {
+            return Ok(None);
+        };
+        let amount = msg.amount().unwrap_or(0);
+        self.shared
+            .limits
+            .reserve(&cfg.registry.limits, &t, &m, category, amount, day)
+            .map(Some)
     }
 }
 

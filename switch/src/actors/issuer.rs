@@ -34,6 +34,8 @@ pub struct Forward {
     pub kind: TxnKind,
     pub record: RequestRecord,
     pub received_ms: i64,
+    /// Limit usage held until the transaction ends; released unless it ends approved.
+    pub reservation: Option<crate::limits::Reservation>,
 }
 
 /// An issuer response that arrived on a sibling link but belongs to this link's table.
@@ -54,6 +56,7 @@ struct Pending {
     deadline: i64,
     received_ms: i64,
     settlement_date: u32,
+    reservation: Option<crate::limits::Reservation>,
 }
 
 pub struct IssuerLink {
@@ -191,6 +194,9 @@ impl IssuerLink {
             Ok(Ok(m)) => m,
             _ => {
                 tracing::error!(issuer = %route.id, "could not re-encode a request for the issuer");
+                if let Some(r) = &fwd.reservation {
+                    self.shared.limits.release(r);
+                }
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let resp = switch_response(
@@ -231,6 +237,7 @@ impl IssuerLink {
                 deadline,
                 received_ms: fwd.received_ms,
                 settlement_date,
+                reservation: fwd.reservation,
             },
         );
         self.deadlines.push_back((deadline, stan));
@@ -422,6 +429,9 @@ impl IssuerLink {
             return;
         };
         let code = code.unwrap_or(ResponseCode::SYSTEM_MALFUNCTION);
+        if let (false, Some(r)) = (code.is_approved(), &p.reservation) {
+            self.shared.limits.release(r);
+        }
         let now = self.shared.clock.now_millis();
         let latency = (now - p.received_ms).max(0) as f64 / 1000.0;
         metrics::histogram!("switch_latency_seconds").record(latency);
@@ -462,6 +472,10 @@ impl IssuerLink {
 
     /// The switch answers the acquirer itself (timeout, link loss); optionally reverses.
     fn answer_from_switch(&mut self, p: Pending, code: ResponseCode, reversal: Option<[u8; 4]>) {
+        // The switch never approves: whatever was reserved is released.
+        if let Some(r) = &p.reservation {
+            self.shared.limits.release(r);
+        }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let (_, f15) = self.shared.settlement_now();
