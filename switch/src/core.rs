@@ -237,6 +237,35 @@ pub fn build_reversal(
     b.build()
 }
 
+/// SPEC.md section 9 rule 5 for an installment purchase (F25 = 64): F48 usage `IP` present
+/// and well formed (`30`), the card range and the issuer open for installments (`40`).
+/// Returns the decline with its F44 reason.
+pub fn installment_check(
+    msg: &Message,
+    bin_enabled: bool,
+    issuer_enabled: bool,
+) -> Result<(), (ResponseCode, &'static str)> {
+    match msg.installment_request() {
+        Some(Ok(_)) => {}
+        Some(Err(_)) => return Err((ResponseCode::FORMAT_ERROR, "F48 IP MALFORMED")),
+        None => return Err((ResponseCode::FORMAT_ERROR, "F48 IP MISSING")),
+    }
+    if !bin_enabled {
+        return Err((ResponseCode::NOT_SUPPORTED, "CARD NO INSTALLMENT"));
+    }
+    if !issuer_enabled {
+        return Err((ResponseCode::NOT_SUPPORTED, "ISSUER NO INSTALLMENT"));
+    }
+    Ok(())
+}
+
+/// SPEC.md section 11: an approved installment answer must carry F57 usage `IP` with a
+/// subsidy rate within 0 to 100 % (x 10^4). Anything else is treated as no approval.
+#[must_use]
+pub fn installment_approval_ok(resp: &Message) -> bool {
+    matches!(resp.installment_response(), Some(Ok(ip)) if ip.subsidy_rate <= 10_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +341,59 @@ mod tests {
             (key.transmission, key.stan, key.acquirer),
             (1_121_093_000, 1, 1_030_000)
         );
+    }
+
+    #[test]
+    fn installment_rule_table() {
+        use iso8583::subfields::{FeeMode, InstallmentRequest, InstallmentResponse};
+        let ip = InstallmentRequest {
+            periods: 6,
+            project_code: InstallmentRequest::project_code_from(""),
+            fee_mode: FeeMode::Spread,
+            fee_rate: 4320,
+            subsidy_rate: 0,
+        }
+        .encode();
+        let ip = String::from_utf8(ip).unwrap();
+        let good = msg(b"0200", "000000", "64", &[(48, &ip)]);
+        let bad = msg(b"0200", "000000", "64", &[(48, "IP06")]);
+        let missing = msg(b"0200", "000000", "64", &[]);
+        let code = |r: Result<(), (ResponseCode, &str)>| r.err().map(|(c, _)| c.to_string());
+        assert_eq!(code(installment_check(&good, true, true)), None);
+        assert_eq!(
+            code(installment_check(&bad, true, true)).as_deref(),
+            Some("30")
+        );
+        assert_eq!(
+            code(installment_check(&missing, true, true)).as_deref(),
+            Some("30")
+        );
+        assert_eq!(
+            code(installment_check(&good, false, true)).as_deref(),
+            Some("40")
+        );
+        assert_eq!(
+            code(installment_check(&good, true, false)).as_deref(),
+            Some("40")
+        );
+
+        let f57 = |rate: u32| {
+            let v = InstallmentResponse {
+                first_amount: 1,
+                currency: 156,
+                cardholder_fee: 0,
+                subsidy_rate: rate,
+            }
+            .encode();
+            msg(
+                b"0210",
+                "000000",
+                "64",
+                &[(57, &String::from_utf8(v).unwrap())],
+            )
+        };
+        assert!(installment_approval_ok(&f57(10_000)));
+        assert!(!installment_approval_ok(&f57(10_001)));
+        assert!(!installment_approval_ok(&missing));
     }
 }

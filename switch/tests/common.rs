@@ -19,6 +19,8 @@ pub const ACQ: &str = "01030000";
 pub const ISS: &str = "03010000";
 /// A PAN routed to ISS.
 pub const PAN: &str = "6222021234567890123";
+/// A PAN routed to ISS from a range not open for installments.
+pub const PAN_NO_INSTALLMENT: &str = "6222031234567890";
 /// A guard against hanging forever when a test fails; never used to wait for work.
 pub const GUARD: Duration = Duration::from_secs(10);
 
@@ -35,7 +37,7 @@ pub fn write_config_with(dir: &Path, extra_acquirer: &str, extra_issuer: &str) -
     };
     std::fs::write(
         dir.join("bins.csv"),
-        "prefix,issuer,card_type,installment\n622202,03010000,debit,Y\n625800,03020000,credit,N\n",
+        "prefix,issuer,card_type,installment\n622202,03010000,debit,Y\n622203,03010000,debit,N\n625800,03020000,credit,N\n",
     )
     .unwrap();
     let toml = format!(
@@ -66,6 +68,7 @@ roles = ["issuer"]
 timeout_ms = 20000
 echo_interval_secs = 60
 echo_timeout_secs = 10
+installment = true
 {extra_issuer}
 [[institution]]
 id = "03020000"

@@ -443,3 +443,62 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
         .await
         .starts_with("HTTP/1.1 404"));
 }
+
+fn installment(acq: &mut Peer, pan: &str, with_ip: bool) -> iso8583::MessageBuilder {
+    use iso8583::subfields::{FeeMode, InstallmentRequest};
+    let mut b = acq.purchase(pan, 600_000);
+    b.set(25, "64");
+    if with_ip {
+        let ip = InstallmentRequest {
+            periods: 6,
+            project_code: InstallmentRequest::project_code_from(""),
+            fee_mode: FeeMode::Spread,
+            fee_rate: 4_320,
+            subsidy_rate: 1_000,
+        };
+        b.set(48, ip.encode());
+    }
+    b
+}
+
+#[tokio::test]
+async fn installment_rules_30_40_and_approval_without_f57_is_96_plus_reversal() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+
+    let b = installment(&mut acq, PAN, false);
+    acq.send(b.build().unwrap()).await;
+    assert_eq!(
+        acq.recv().await.response_code().unwrap().as_str(),
+        "30",
+        "F48 IP missing"
+    );
+    let b = installment(&mut acq, PAN_NO_INSTALLMENT, true);
+    acq.send(b.build().unwrap()).await;
+    assert_eq!(
+        acq.recv().await.response_code().unwrap().as_str(),
+        "40",
+        "card range not open"
+    );
+
+    let b = installment(&mut acq, PAN, true);
+    acq.send(b.build().unwrap()).await;
+    let fwd = iss.recv().await;
+    assert_eq!(fwd.pos_condition(), Some(64));
+    assert!(
+        fwd.installment_request().unwrap().is_ok(),
+        "F48 IP passed through"
+    );
+    iss.answer(&fwd, "00").await; // no F57
+    let r = acq.recv().await;
+    assert_eq!(r.response_code().unwrap().as_str(), "96");
+    let rev = iss.recv().await;
+    assert_eq!(rev.mti(), Mti::REVERSAL_ADVICE);
+    assert_eq!(rev.f60().unwrap().reason_code(), Some(&b"4361"[..]));
+    assert_eq!(
+        rev.pos_condition(),
+        Some(64),
+        "installment reversal keeps F25 64"
+    );
+}

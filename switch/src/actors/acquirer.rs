@@ -4,7 +4,7 @@
 
 use super::issuer::Forward;
 use super::{journal_then, Deliver};
-use crate::core::{missing_mandatory, switch_response, TxnKey, TxnKind};
+use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
 use crate::limits::Reservation;
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::registry::{Decline, MerchantId, TerminalId, TxnCategory};
@@ -258,6 +258,19 @@ impl AcquirerLink {
             );
             return;
         };
+        if kind == TxnKind::InstallmentPurchase {
+            let issuer_enabled = self
+                .shared
+                .config
+                .load()
+                .institution_by_id(&route.id)
+                .and_then(|i| i.issuer.as_ref())
+                .is_some_and(|s| s.installment);
+            if let Err((code, reason)) = installment_check(&msg, bin.installment, issuer_enabled) {
+                self.decline(&msg, code, Some(reason), ctx, Some(record));
+                return;
+            }
+        }
         let reservation = match self.registry_and_limits(
             &msg,
             kind,

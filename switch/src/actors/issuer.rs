@@ -5,7 +5,7 @@
 use super::acquirer::AcquirerLink;
 use super::route::{IssuerRouteActor, QueueReversal};
 use super::{journal_then, Deliver};
-use crate::core::{switch_response, TxnKey, TxnKind};
+use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::state::{IssuerRoute, LinkHandle, Shared, ROUTE_SLOT};
 use actix::io::{FramedWrite, WriteHandler};
@@ -408,6 +408,21 @@ impl IssuerLink {
             }
             return;
         };
+        if p.kind == TxnKind::InstallmentPurchase
+            && code.is_some_and(ResponseCode::is_approved)
+            && !installment_approval_ok(&msg)
+        {
+            // SPEC 11 [choice]: an approval without a valid F57 IP is treated as not received.
+            metrics::counter!("switch_bad_responses_total", "reason" => "installment_f57")
+                .increment(1);
+            tracing::warn!(issuer = %self.issuer_label(), stan, "installment approval without a valid F57 IP; answering 96 and reversing");
+            self.answer_from_switch(
+                p,
+                ResponseCode::SYSTEM_MALFUNCTION,
+                Some(reason::ISSUER_TIMEOUT),
+            );
+            return;
+        }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let (_, f15) = self.shared.settlement_now();
