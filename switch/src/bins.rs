@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::InstitutionId;
 
@@ -169,44 +169,9 @@ pub struct BinRow {
     pub route: BinRoute,
 }
 
-/// A BIN table load error: which file, where in it, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BinError {
-    /// The file being read.
-    pub file: PathBuf,
-    /// 1-based line number, when the error is about a particular line.
-    pub line: Option<u64>,
-    /// CSV column name (`prefix`, `issuer`, `card_type`, `installment`), when known.
-    pub column: Option<&'static str>,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl BinError {
-    /// The location inside the file, e.g. `line 14 column prefix`, or `""` for whole-file
-    /// errors (unreadable file, empty header).
-    pub fn location(&self) -> String {
-        match (self.line, self.column) {
-            (Some(line), Some(col)) => format!("line {line} column {col}"),
-            (Some(line), None) => format!("line {line}"),
-            (None, Some(col)) => format!("column {col}"),
-            (None, None) => String::new(),
-        }
-    }
-}
-
-impl std::error::Error for BinError {}
-
-impl fmt::Display for BinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let location = self.location();
-        if location.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.reason)
-        } else {
-            write!(f, "{}: {}: {}", self.file.display(), location, self.reason)
-        }
-    }
-}
+/// A BIN table load error: which file, where in it (column `prefix`, `issuer`, `card_type`
+/// or `installment`), and why.
+pub type BinError = crate::datafile::DataFileError;
 
 /// Per-prefix data kept for the lookup: the route and the parent chain for short PANs.
 #[derive(Debug, Clone, Copy)]

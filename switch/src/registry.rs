@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use iso8583::ResponseCode;
 
@@ -595,45 +595,8 @@ impl Registry {
 // Errors and CSV reading (shared with limits.rs)
 // ---------------------------------------------------------------------------------------------
 
-/// Why a registry or limits file was rejected. Display: `<file>: line 14 column mcc: <reason>`
-/// (the same shape as the BIN table's errors).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryError {
-    /// The file being read.
-    pub file: PathBuf,
-    /// 1-based line number, when the error is about a particular line.
-    pub line: Option<u64>,
-    /// CSV column name, when known.
-    pub column: Option<&'static str>,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl RegistryError {
-    /// The location inside the file, e.g. `line 14 column mcc`, or `""` for whole-file errors.
-    #[must_use]
-    pub fn location(&self) -> String {
-        match (self.line, self.column) {
-            (Some(line), Some(col)) => format!("line {line} column {col}"),
-            (Some(line), None) => format!("line {line}"),
-            (None, Some(col)) => format!("column {col}"),
-            (None, None) => String::new(),
-        }
-    }
-}
-
-impl std::error::Error for RegistryError {}
-
-impl fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let location = self.location();
-        if location.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.reason)
-        } else {
-            write!(f, "{}: {}: {}", self.file.display(), location, self.reason)
-        }
-    }
-}
+/// Why a registry or limits file was rejected (the shared data-file error).
+pub type RegistryError = crate::datafile::DataFileError;
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, RegistryError> {
     std::fs::read(path).map_err(|e| RegistryError {

@@ -88,11 +88,7 @@ async fn limits_61_65_reserve_on_forward_release_on_decline_and_survive_restart(
     );
 
     // 9,000 approved.
-    let m = acq.purchase(PAN, 9_000).build().unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+    assert_eq!(through_issuer(&mut acq, &mut iss, 9_000, "00").await, "00");
 
     // 6,001 more would pass 15,000 a day.
     let (code, reason) = purchase_code(&mut acq, 6_001).await;
@@ -102,11 +98,7 @@ async fn limits_61_65_reserve_on_forward_release_on_decline_and_survive_restart(
     );
 
     // 6,000 is reserved, the issuer declines it: released again.
-    let m = acq.purchase(PAN, 6_000).build().unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "51").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "51");
+    assert_eq!(through_issuer(&mut acq, &mut iss, 6_000, "51").await, "51");
     drop((iss, acq));
 
     // After a restart the day's approved 9,000 still counts (rebuilt from the journal).
@@ -119,11 +111,7 @@ async fn limits_61_65_reserve_on_forward_release_on_decline_and_survive_restart(
     acq.next_stan();
     let (code, _) = purchase_code(&mut acq, 6_001).await;
     assert_eq!(code, "61", "usage rebuilt after restart");
-    let m = acq.purchase(PAN, 6_000).build().unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+    assert_eq!(through_issuer(&mut acq, &mut iss, 6_000, "00").await, "00");
 
     // Two approved today: the third is allowed by count but not amount; count limit is 3.
     let (code, reason) = purchase_code(&mut acq, 1).await;
@@ -131,6 +119,20 @@ async fn limits_61_65_reserve_on_forward_release_on_decline_and_survive_restart(
         (code.as_str(), reason.as_deref()),
         ("61", Some("TERM DAILY LIMIT"))
     );
+}
+
+/// A purchase the issuer answers with `issuer_code`; returns the code the acquirer got.
+async fn through_issuer(acq: &mut Peer, iss: &mut Peer, amount: u64, issuer_code: &str) -> String {
+    let m = acq.purchase(PAN, amount).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, issuer_code).await;
+    acq.recv()
+        .await
+        .response_code()
+        .unwrap()
+        .as_str()
+        .to_owned()
 }
 
 async fn purchase_code(acq: &mut Peer, amount: u64) -> (String, Option<String>) {
@@ -144,11 +146,7 @@ async fn daily_count_limit_declines_65() {
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
     for _ in 0..3 {
-        let m = acq.purchase(PAN, 1).build().unwrap();
-        acq.send(m).await;
-        let fwd = iss.recv().await;
-        iss.answer(&fwd, "00").await;
-        assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+        assert_eq!(through_issuer(&mut acq, &mut iss, 1, "00").await, "00");
     }
     let (code, reason) = purchase_code(&mut acq, 1).await;
     assert_eq!(
