@@ -1,4 +1,5 @@
-//! The admin HTTP endpoint: `GET /metrics` (Prometheus text), `GET /healthz`.
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text), `GET /healthz`,
+//! `POST /reload` (hot reload of every table; the answer says why a reload was refused).
 
 use crate::state::Shared;
 use bytes::Bytes;
@@ -38,6 +39,14 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
             });
             respond(StatusCode::OK, "application/json", body.to_string())
         }
+        ("POST", "/reload") => match crate::server::reload(shared) {
+            Ok(()) => respond(StatusCode::OK, "text/plain", "reloaded\n".into()),
+            Err(e) => respond(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "text/plain",
+                format!("{e}\n"),
+            ),
+        },
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }

@@ -252,10 +252,23 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
                 #[cfg(not(unix))]
                 let _ = tokio::signal::ctrl_c().await;
             };
+            #[cfg(unix)]
+            let hangups = {
+                let shared = shared.clone();
+                actix::spawn(async move {
+                    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading configuration");
+                        let _ = reload(&shared);
+                    }
+                })
+            };
             tokio::select! {
                 _ = stop_rx => {},
                 () = signal => tracing::info!("signal received"),
             }
+            #[cfg(unix)]
+            hangups.abort();
             tracing::info!(in_flight = shared.in_flight.load(Ordering::Relaxed), "shutting down: no new links, draining in-flight transactions");
             shared.draining.store(true, Ordering::SeqCst);
             acq_task.abort();
@@ -406,4 +419,50 @@ fn reservation_of(req: &crate::records::RequestRecord) -> Option<crate::limits::
         amount: req.amount,
         day: req.settlement_date,
     })
+}
+
+/// Hot reload (SIGHUP, `POST /reload`): load and validate every file again into a new
+/// snapshot and swap it in atomically; on any error keep the running snapshot and say why.
+/// In-flight transactions and limit counters are untouched. Listeners, the switch ID and the
+/// set of issuer routes are fixed at start: a change to them is refused (restart instead).
+pub fn reload(shared: &Shared) -> Result<(), String> {
+    let current = shared.config.load();
+    let result = Config::load(&current.path)
+        .map_err(|e| e.to_string())
+        .and_then(|new| {
+            if new.switch.id != current.switch.id {
+                return Err(format!(
+                    "{}: switch.id: cannot change without a restart",
+                    current.path.display()
+                ));
+            }
+            if new.listeners != current.listeners {
+                return Err(format!(
+                    "{}: listeners: cannot change without a restart",
+                    current.path.display()
+                ));
+            }
+            if let Some(added) = new.issuers().find(|i| shared.route(&i.id).is_none()) {
+                return Err(format!(
+                    "{}: institution {}: a new issuer needs a restart",
+                    current.path.display(),
+                    added.id
+                ));
+            }
+            Ok(new)
+        });
+    match result {
+        Ok(new) => {
+            let (bins, institutions) = (new.bins.len(), new.institutions.len());
+            shared.config.store(Arc::new(new));
+            metrics::counter!("switch_config_reloads_total", "result" => "ok").increment(1);
+            tracing::info!(bins, institutions, "configuration reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            metrics::counter!("switch_config_reloads_total", "result" => "rejected").increment(1);
+            tracing::error!(error = %e, "configuration reload rejected; keeping the running configuration");
+            Err(e)
+        }
+    }
 }
