@@ -1,5 +1,5 @@
 //! The admin HTTP endpoint: `GET /metrics` (Prometheus text), `GET /healthz`,
-//! `POST /reload` (hot reload of every table; the answer says why a reload was refused).
+//! `GET /advices` (advices waiting for their 0430), `POST /reload` (hot reload of every table; the answer says why a reload was refused).
 
 use crate::state::Shared;
 use bytes::Bytes;
@@ -51,6 +51,21 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
     }
 }
 
+/// `GET /advices`: the store-and-forward queue of every issuer (no card data).
+async fn advices(shared: &Shared) -> Response<Full<Bytes>> {
+    let mut all = Vec::new();
+    for route in shared.routes.values() {
+        if let Some(actor) = route.actor.get() {
+            if let Ok(list) = actor.send(crate::actors::route::ListAdvices).await {
+                all.extend(list);
+            }
+        }
+    }
+    all.sort_by(|a, b| (a.queued_ms, &a.issuer, a.stan).cmp(&(b.queued_ms, &b.issuer, b.stan)));
+    let body = serde_json::json!({ "pending": all.len(), "advices": all });
+    respond(StatusCode::OK, "application/json", body.to_string())
+}
+
 /// Serve until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
@@ -60,8 +75,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         actix::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let resp = route(&req, &shared);
-                async move { Ok::<_, std::convert::Infallible>(resp) }
+                let shared = shared.clone();
+                async move {
+                    let resp =
+                        if req.method() == hyper::Method::GET && req.uri().path() == "/advices" {
+                            advices(&shared).await
+                        } else {
+                            route(&req, &shared)
+                        };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

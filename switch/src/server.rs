@@ -89,11 +89,14 @@ fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 }
 
 /// Replay the journal: today's keys for duplicate detection, advices still unanswered.
+/// An advice from the journal still waiting for its 0430: payload, reason, when queued.
+type ReplayedAdvice = (bytes::Bytes, [u8; 4], i64);
+
 fn replay(
     shared: &Shared,
     records: Vec<crate::journal::Record>,
     today: u32,
-) -> BTreeMap<(String, u32), bytes::Bytes> {
+) -> BTreeMap<(String, u32), ReplayedAdvice> {
     let shared_seen = &shared.seen;
     let mut advices = BTreeMap::new();
     // Today's requests by key, to rebuild limit usage from their approved outcomes.
@@ -114,7 +117,10 @@ fn replay(
                 }
             }
             Ok(Some(SwitchRecord::Advice(a))) => {
-                advices.insert((a.issuer, a.advice_stan), bytes::Bytes::from(a.payload));
+                advices.insert(
+                    (a.issuer, a.advice_stan),
+                    (bytes::Bytes::from(a.payload), a.reason, a.queued_ms),
+                );
             }
             Ok(Some(SwitchRecord::AdviceDone(d))) => {
                 advices.remove(&(d.issuer, d.advice_stan));
@@ -216,9 +222,14 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             for route in shared.routes.values() {
                 let addr = IssuerRouteActor::new(shared.clone(), route.clone()).start();
                 let _ = route.actor.set(addr.clone());
-                for ((issuer, stan), payload) in &advices {
+                for ((issuer, stan), (payload, reason, queued_ms)) in &advices {
                     if issuer == &route.id.to_string() {
-                        addr.do_send(Requeue { stan: *stan, payload: payload.clone() });
+                        addr.do_send(Requeue {
+                            stan: *stan,
+                            payload: payload.clone(),
+                            reason: *reason,
+                            queued_ms: *queued_ms,
+                        });
                     }
                 }
             }

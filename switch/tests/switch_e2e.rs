@@ -573,3 +573,49 @@ async fn hot_reload_swaps_tables_under_traffic_and_keeps_the_old_snapshot_on_err
     iss.answer(&fwd, "00").await;
     assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
 }
+
+async fn pending_advices(sw: &TestSwitch) -> serde_json::Value {
+    let resp = http_get(sw.h().admin_addr, "/advices").await;
+    let body = resp.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test]
+async fn pending_advices_are_listed_and_resent_after_a_restart() {
+    let mut sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 321).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    sw.clock.advance(Duration::from_millis(20_001));
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "98");
+    let first = iss.recv().await;
+    let listed = pending_advices(&sw).await;
+    assert_eq!(listed["pending"], 1, "{listed}");
+    assert_eq!(listed["advices"][0]["reason"], "4361");
+    assert_eq!(listed["advices"][0]["attempts"], 1);
+    assert!(
+        !listed.to_string().contains(PAN),
+        "no card data in the listing"
+    );
+    drop((iss, acq));
+
+    // Not answered before a restart: the journal brings it back and it is sent again.
+    sw.restart();
+    let mut iss = sw.issuer().await;
+    let again = iss.recv().await;
+    assert_eq!(again.raw(), first.raw());
+    assert_eq!(
+        OriginalData::parse(again.field(90).unwrap()).unwrap().stan,
+        fwd.stan().unwrap()
+    );
+    iss.answer(&again, "00").await;
+    tokio::time::timeout(GUARD, async {
+        while pending_advices(&sw).await["pending"] != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("advice still pending after its 0430");
+}

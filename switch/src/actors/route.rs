@@ -37,6 +37,42 @@ struct Advice {
     payload: bytes::Bytes,
     attempts: u32,
     next_at: i64,
+    reason: [u8; 4],
+    queued_ms: i64,
+}
+
+/// One queued advice as the admin listing shows it (no card data).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdviceInfo {
+    pub issuer: String,
+    pub stan: u32,
+    pub reason: String,
+    pub attempts: u32,
+    pub queued_ms: i64,
+}
+
+/// List the advices still waiting for their 0430.
+#[derive(Message)]
+#[rtype(result = "Vec<AdviceInfo>")]
+pub struct ListAdvices;
+
+impl Handler<ListAdvices> for IssuerRouteActor {
+    type Result = MessageResult<ListAdvices>;
+
+    fn handle(&mut self, _msg: ListAdvices, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.queue
+                .iter()
+                .map(|(stan, a)| AdviceInfo {
+                    issuer: self.route.id.to_string(),
+                    stan: *stan,
+                    reason: String::from_utf8_lossy(&a.reason).into_owned(),
+                    attempts: a.attempts,
+                    queued_ms: a.queued_ms,
+                })
+                .collect(),
+        )
+    }
 }
 
 pub struct IssuerRouteActor {
@@ -130,6 +166,7 @@ impl Handler<QueueReversal> for IssuerRouteActor {
             queued_ms: self.shared.clock.now_millis(),
         });
         journal_then(&*self.shared.journal, &rec, None);
+        let queued_ms = self.shared.clock.now_millis();
         metrics::counter!("switch_reversals_generated_total", "issuer" => self.route.id.to_string(), "reason" => String::from_utf8_lossy(&msg.reason).into_owned()).increment(1);
         self.queue.insert(
             stan,
@@ -137,6 +174,8 @@ impl Handler<QueueReversal> for IssuerRouteActor {
                 payload,
                 attempts: 0,
                 next_at: 0,
+                reason: msg.reason,
+                queued_ms,
             },
         );
         self.pump();
@@ -164,6 +203,8 @@ impl Handler<AdviceAnswered> for IssuerRouteActor {
 pub struct Requeue {
     pub stan: u32,
     pub payload: bytes::Bytes,
+    pub reason: [u8; 4],
+    pub queued_ms: i64,
 }
 
 impl Handler<Requeue> for IssuerRouteActor {
@@ -181,6 +222,8 @@ impl Handler<Requeue> for IssuerRouteActor {
                 payload: msg.payload,
                 attempts: 0,
                 next_at: 0,
+                reason: msg.reason,
+                queued_ms: msg.queued_ms,
             },
         );
     }
