@@ -183,6 +183,10 @@ pub struct IssuerSettings {
     pub reconnect_max: Duration,
     /// Issuer enabled for installments (SPEC 9 rule 5).
     pub installment: bool,
+    /// Store-and-forward: an unanswered 0420 advice is resent after this long (SPEC 8).
+    pub advice_retry: Duration,
+    /// Store-and-forward: sends before an advice is reported for manual handling.
+    pub advice_max_attempts: u32,
 }
 
 /// One `[[institution]]`.
@@ -448,6 +452,8 @@ struct RawInstitution {
     reconnect_min_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
     installment: Option<bool>,
+    advice_retry_secs: Option<u64>,
+    advice_max_attempts: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,6 +773,13 @@ fn institution(ri: RawInstitution, prefix: &str, path: &Path) -> Result<Institut
             reconnect_min,
             reconnect_max,
             installment: ri.installment.unwrap_or(false),
+            advice_retry: secs(ri.advice_retry_secs.unwrap_or(30), 86_400)
+                .map_err(|r| err("advice_retry_secs", r))?,
+            advice_max_attempts: u32::try_from(
+                in_range(ri.advice_max_attempts.unwrap_or(10), 1, 1_000)
+                    .map_err(|r| err("advice_max_attempts", r))?,
+            )
+            .unwrap_or(10),
         })
     } else {
         let issuer_keys = [
@@ -778,6 +791,8 @@ fn institution(ri: RawInstitution, prefix: &str, path: &Path) -> Result<Institut
             ("reconnect_min_ms", ri.reconnect_min_ms.is_some()),
             ("reconnect_max_ms", ri.reconnect_max_ms.is_some()),
             ("installment", ri.installment.is_some()),
+            ("advice_retry_secs", ri.advice_retry_secs.is_some()),
+            ("advice_max_attempts", ri.advice_max_attempts.is_some()),
         ];
         if let Some((key, _)) = issuer_keys.iter().find(|(_, set)| *set) {
             return Err(not_role(key, "issuer"));

@@ -619,3 +619,34 @@ async fn pending_advices_are_listed_and_resent_after_a_restart() {
     .await
     .expect("advice still pending after its 0430");
 }
+
+#[tokio::test]
+async fn advice_retries_follow_the_issuer_settings_and_stop_at_max_attempts() {
+    let sw = TestSwitch::start_config("", "advice_retry_secs = 5\nadvice_max_attempts = 2");
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 55).build().unwrap();
+    acq.send(m).await;
+    let _fwd = iss.recv().await;
+    sw.clock.advance(Duration::from_millis(20_001));
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "98");
+    let first = iss.recv().await;
+    sw.clock.advance(Duration::from_secs(5));
+    assert_eq!(iss.recv().await.raw(), first.raw(), "second and last send");
+    sw.clock.advance(Duration::from_secs(5));
+    // Given up: reported for manual handling, not sent a third time.
+    tokio::time::timeout(GUARD, async {
+        while pending_advices(&sw).await["pending"] != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("advice not given up");
+    let m = acq.purchase(PAN, 56).build().unwrap();
+    acq.send(m).await;
+    assert_eq!(
+        iss.recv().await.mti(),
+        Mti::FINANCIAL_REQUEST,
+        "no third send"
+    );
+}

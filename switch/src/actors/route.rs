@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Resend interval of an unanswered advice.
+/// Resend interval of an unanswered advice when the issuer's `advice_retry_secs` is unset.
 pub const ADVICE_RETRY_MS: i64 = 30_000;
-/// Sends before an advice is reported for manual handling.
+/// Sends before an advice is reported for manual handling (`advice_max_attempts` default).
 pub const ADVICE_MAX_ATTEMPTS: u32 = 10;
 
 /// Queue a reversal of the transaction `template` describes.
@@ -92,19 +92,31 @@ impl IssuerRouteActor {
 
     fn pump(&mut self) {
         let now = self.shared.clock.now_millis();
+        let (retry_ms, max_attempts) = self
+            .shared
+            .config
+            .load()
+            .institution_by_id(&self.route.id)
+            .and_then(|i| i.issuer.as_ref())
+            .map_or((ADVICE_RETRY_MS, ADVICE_MAX_ATTEMPTS), |s| {
+                (
+                    i64::try_from(s.advice_retry.as_millis()).unwrap_or(ADVICE_RETRY_MS),
+                    s.advice_max_attempts,
+                )
+            });
         let mut given_up = Vec::new();
         for (stan, advice) in &mut self.queue {
             if advice.next_at > now {
                 continue;
             }
-            if advice.attempts >= ADVICE_MAX_ATTEMPTS {
+            if advice.attempts >= max_attempts {
                 given_up.push(*stan);
                 continue;
             }
             let Some(link) = self.route.pick() else { break };
             link.addr.do_send(Deliver(advice.payload.clone()));
             advice.attempts += 1;
-            advice.next_at = now + ADVICE_RETRY_MS;
+            advice.next_at = now + retry_ms;
             metrics::counter!("switch_advices_sent_total", "issuer" => self.route.id.to_string())
                 .increment(1);
         }
