@@ -15,6 +15,7 @@ pub mod datafile;
 pub mod journal;
 pub mod limits;
 pub mod logging;
+pub mod originals;
 pub mod records;
 pub mod registry;
 pub mod server;
