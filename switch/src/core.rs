@@ -196,12 +196,14 @@ pub fn switch_response(
     b
 }
 
-/// Build a 0420 reversal advice for the transaction `template` describes (the request as
-/// forwarded to the issuer, or the issuer's late response to it). F90 names the original
-/// as the issuer knows it (its F11 and F7, F32, F33); F60.1 carries `reason`.
+/// Build a 0420 reversal advice for the transaction `template` describes (the acquirer's
+/// request, or the issuer's late response). F90 names the original as the issuer knows it:
+/// `original_stan` (the F11 the switch sent it) with the template's F7, F32, F33; F60.1
+/// carries `reason`.
 #[allow(clippy::too_many_arguments)]
 pub fn build_reversal(
     template: &Message,
+    original_stan: u32,
     reason: [u8; 4],
     switch_id: InstId,
     issuer: InstId,
@@ -211,11 +213,12 @@ pub fn build_reversal(
 ) -> Result<bytes::Bytes, iso8583::EncodeError> {
     use iso8583::subfields::{OriginalData, F60};
     let mut b = MessageBuilder::new(Mti::REVERSAL_ADVICE, Header::new(issuer, switch_id));
-    for n in [2u8, 3, 4, 18, 22, 25, 32, 33, 37, 41, 42, 49, 100] {
+    for n in [2u8, 3, 4, 18, 22, 25, 32, 33, 37, 41, 42, 49] {
         if let Some(v) = template.field(n) {
             b.set(n, v);
         }
     }
+    b.set(100, issuer.as_bytes());
     b.set(7, transmission);
     b.set_numeric(11, u64::from(stan % 1_000_000));
     b.set(15, settlement_mmdd);
@@ -223,15 +226,14 @@ pub fn build_reversal(
         60,
         template.f60().unwrap_or(F60(b"0000")).with_reason(reason),
     );
-    if let (Some(orig_stan), Some(f7), Some(acq), Some(fwd)) = (
-        template.stan(),
+    if let (Some(f7), Some(acq), Some(fwd)) = (
         template.transmission_time(),
         template.acquirer_id(),
         template.forwarding_id(),
     ) {
         b.set(
             90,
-            OriginalData::new(template.mti().request(), orig_stan, f7, &acq, &fwd).encode(),
+            OriginalData::new(template.mti().request(), original_stan, f7, &acq, &fwd).encode(),
         );
     }
     b.build()

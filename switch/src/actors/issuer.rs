@@ -43,16 +43,14 @@ pub struct Forward {
 #[rtype(result = "()")]
 pub struct SiblingResponse(pub Message);
 
-/// One request waiting for the issuer.
+/// One request waiting for the issuer (keyed by the F11 the switch sent it).
 struct Pending {
     reply_to: Addr<AcquirerLink>,
-    /// The acquirer's header: fields 6-9 are echoed in the answer (SPEC.md section 3).
-    acq_header: Header,
-    acq_stan: [u8; 6],
+    /// The acquirer's request: its header fields 6-9 and F11 are restored in the answer
+    /// (SPEC.md section 3) and it is the template of a reversal.
+    request: Message,
     key: TxnKey,
     kind: TxnKind,
-    /// The request as sent to the issuer: template of a reversal.
-    forwarded: Message,
     deadline: i64,
     received_ms: i64,
     settlement_date: u32,
@@ -190,9 +188,9 @@ impl IssuerLink {
             .set(15, &f15)
             .set(100, route.id.as_bytes())
             .finish();
-        let forwarded = match forwarded.map(Message::decode) {
-            Ok(Ok(m)) => m,
-            _ => {
+        let forwarded = match forwarded {
+            Ok(bytes) => bytes,
+            Err(_) => {
                 tracing::error!(issuer = %route.id, "could not re-encode a request for the issuer");
                 if let Some(r) = &fwd.reservation {
                     self.shared.limits.release(r);
@@ -219,21 +217,14 @@ impl IssuerLink {
         journal_then(&*self.shared.journal, &SwitchRecord::Request(record), None);
         let now = self.shared.clock.now_millis();
         let deadline = now + route.timeout_ms;
-        let acq_stan: [u8; 6] = fwd
-            .request
-            .field(11)
-            .and_then(|s| s.try_into().ok())
-            .unwrap_or(*b"000000");
-        self.send(forwarded.raw().clone());
+        self.send(forwarded);
         self.pending.insert(
             stan,
             Pending {
                 reply_to: fwd.reply_to,
-                acq_header: *fwd.request.header(),
-                acq_stan,
+                request: fwd.request,
                 key: fwd.key,
                 kind: fwd.kind,
-                forwarded,
                 deadline,
                 received_ms: fwd.received_ms,
                 settlement_date,
@@ -254,8 +245,15 @@ impl IssuerLink {
                 tracing::warn!(issuer = %self.issuer_label(), reject = %header.reject, "issuer rejected a message");
                 // The issuer did not process it: answer the acquirer 96, no reversal.
                 if let Ok(Packet::Message(orig)) = Packet::decode(original) {
-                    if let Some(p) = orig.stan().and_then(|s| self.pending.remove(&s)) {
-                        self.answer_from_switch(p, ResponseCode::SYSTEM_MALFUNCTION, None);
+                    if let Some(stan) = orig.stan() {
+                        if let Some(p) = self.pending.remove(&stan) {
+                            self.answer_from_switch(
+                                stan,
+                                p,
+                                ResponseCode::SYSTEM_MALFUNCTION,
+                                None,
+                            );
+                        }
                     }
                 }
                 return;
@@ -401,6 +399,7 @@ impl IssuerLink {
                 if let Some(actor) = self.route_actor() {
                     actor.do_send(QueueReversal {
                         template: msg,
+                        original_stan: stan,
                         reason: reason::SWITCH_LATE_APPROVAL,
                         original: None,
                     });
@@ -417,6 +416,7 @@ impl IssuerLink {
                 .increment(1);
             tracing::warn!(issuer = %self.issuer_label(), stan, "installment approval without a valid F57 IP; answering 96 and reversing");
             self.answer_from_switch(
+                stan,
                 p,
                 ResponseCode::SYSTEM_MALFUNCTION,
                 Some(reason::ISSUER_TIMEOUT),
@@ -426,17 +426,19 @@ impl IssuerLink {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let (_, f15) = self.shared.settlement_now();
-        let mut header = p.acq_header.response();
+        let mut header = p.request.header().response();
         header.source = self.shared.switch_id;
+        let acq_stan = p.request.field(11).unwrap_or_default();
         let Ok(answer) = msg
             .rewrite()
             .header(header)
-            .set(11, &p.acq_stan)
+            .set(11, acq_stan)
             .set(15, &f15)
             .finish()
         else {
             metrics::counter!("switch_bad_responses_total", "reason" => "re_encode").increment(1);
             self.answer_from_switch(
+                stan,
                 p,
                 ResponseCode::SYSTEM_MALFUNCTION,
                 Some(reason::ISSUER_TIMEOUT),
@@ -450,7 +452,7 @@ impl IssuerLink {
         let now = self.shared.clock.now_millis();
         let latency = (now - p.received_ms).max(0) as f64 / 1000.0;
         metrics::histogram!("switch_latency_seconds").record(latency);
-        metrics::counter!("switch_transactions_total", "mti" => p.forwarded.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
+        metrics::counter!("switch_transactions_total", "mti" => p.request.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
         let outcome = OutcomeRecord {
             key: p.key,
             settlement_date: p.settlement_date,
@@ -463,7 +465,7 @@ impl IssuerLink {
         let reply_to = p.reply_to;
         let reverse_if_lost = code.is_approved() && p.kind.is_reversible();
         let route_actor = self.route_actor();
-        let template = p.forwarded;
+        let template = p.request;
         journal_then(
             &*self.shared.journal,
             &SwitchRecord::Outcome(outcome),
@@ -476,6 +478,7 @@ impl IssuerLink {
                     if let Some(actor) = route_actor {
                         actor.do_send(QueueReversal {
                             template,
+                            original_stan: stan,
                             reason: reason::UNDELIVERABLE,
                             original: Some(p.key),
                         });
@@ -486,7 +489,13 @@ impl IssuerLink {
     }
 
     /// The switch answers the acquirer itself (timeout, link loss); optionally reverses.
-    fn answer_from_switch(&mut self, p: Pending, code: ResponseCode, reversal: Option<[u8; 4]>) {
+    fn answer_from_switch(
+        &mut self,
+        issuer_stan: u32,
+        p: Pending,
+        code: ResponseCode,
+        reversal: Option<[u8; 4]>,
+    ) {
         // The switch never approves: whatever was reserved is released.
         if let Some(r) = &p.reservation {
             self.shared.limits.release(r);
@@ -495,15 +504,8 @@ impl IssuerLink {
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let (_, f15) = self.shared.settlement_now();
         let reversal = reversal.filter(|_| p.kind.is_reversible());
-        metrics::counter!("switch_transactions_total", "mti" => p.forwarded.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
-        // Answer from the forwarded copy with the acquirer's header and STAN restored.
-        let mut header = p.acq_header.response();
-        header.source = self.shared.switch_id;
-        let mut b = MessageBuilder::response_to(&p.forwarded, crate::core::RESPONSE_ECHO, code);
-        b.set_header(header)
-            .set(11, p.acq_stan)
-            .set(15, f15)
-            .remove(100);
+        metrics::counter!("switch_transactions_total", "mti" => p.request.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
+        let b = switch_response(&p.request, self.shared.switch_id, code, &f15, None);
         let outcome = OutcomeRecord {
             key: p.key,
             settlement_date: p.settlement_date,
@@ -515,7 +517,8 @@ impl IssuerLink {
         };
         if let (Some(reason), Some(actor)) = (reversal, self.route_actor()) {
             actor.do_send(QueueReversal {
-                template: p.forwarded,
+                template: p.request,
+                original_stan: issuer_stan,
                 reason,
                 original: Some(p.key),
             });
@@ -547,6 +550,7 @@ impl IssuerLink {
                         .increment(1);
                     tracing::info!(issuer = %self.issuer_label(), stan, "issuer timeout; answering 98");
                     self.answer_from_switch(
+                        stan,
                         p,
                         ResponseCode::ISSUER_TIMEOUT,
                         Some(reason::ISSUER_TIMEOUT),
@@ -646,10 +650,10 @@ impl Actor for IssuerLink {
             tracing::info!(issuer = %route.id, slot, pending = self.pending.len(), "issuer link closed");
         }
         // Nothing is left unanswered: what this link was waiting for times out now.
-        let pending: Vec<u32> = self.pending.keys().copied().collect();
-        for stan in pending {
-            if let Some(p) = self.pending.remove(&stan) {
+        for (stan, p) in std::mem::take(&mut self.pending) {
+            {
                 self.answer_from_switch(
+                    stan,
                     p,
                     ResponseCode::ISSUER_TIMEOUT,
                     Some(reason::ISSUER_TIMEOUT),

@@ -22,6 +22,8 @@ pub const ADVICE_MAX_ATTEMPTS: u32 = 10;
 #[rtype(result = "()")]
 pub struct QueueReversal {
     pub template: Message,
+    /// F11 of the original as sent to the issuer (the switch rewrites it per link).
+    pub original_stan: u32,
     pub reason: [u8; 4],
     pub original: Option<TxnKey>,
 }
@@ -156,6 +158,7 @@ impl Handler<QueueReversal> for IssuerRouteActor {
         let f7 = self.shared.transmission_now();
         let payload = match build_reversal(
             &msg.template,
+            msg.original_stan,
             msg.reason,
             self.shared.switch_id,
             self.route.id,
