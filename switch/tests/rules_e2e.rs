@@ -121,20 +121,6 @@ async fn limits_61_65_reserve_on_forward_release_on_decline_and_survive_restart(
     );
 }
 
-/// A purchase the issuer answers with `issuer_code`; returns the code the acquirer got.
-async fn through_issuer(acq: &mut Peer, iss: &mut Peer, amount: u64, issuer_code: &str) -> String {
-    let m = acq.purchase(PAN, amount).build().unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, issuer_code).await;
-    acq.recv()
-        .await
-        .response_code()
-        .unwrap()
-        .as_str()
-        .to_owned()
-}
-
 async fn purchase_code(acq: &mut Peer, amount: u64) -> (String, Option<String>) {
     let b = acq.purchase(PAN, amount);
     code_of(acq, b).await

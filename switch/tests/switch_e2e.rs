@@ -293,12 +293,8 @@ async fn keepalives_are_ignored_and_sent_when_idle_and_idle_links_close() {
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
     acq.send_frame(Frame::KeepAlive).await;
-    let m = acq.purchase(PAN, 1).build().unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
     assert_eq!(
-        acq.recv().await.response_code().unwrap().as_str(),
+        through_issuer(&mut acq, &mut iss, 1, "00").await,
         "00",
         "the keep-alive was not answered"
     );
@@ -359,11 +355,7 @@ async fn require_sign_on_declines_c1_until_signed_on() {
     acq.send(m).await;
     assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "C1");
     assert_eq!(acq.network(1).await.response_code().unwrap().as_str(), "00");
-    let m = acq.purchase(PAN, 1).build().unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+    assert_eq!(through_issuer(&mut acq, &mut iss, 1, "00").await, "00");
 }
 
 #[tokio::test]
@@ -416,11 +408,7 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
     let sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let m = acq.purchase(PAN, 100).build().unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+    assert_eq!(through_issuer(&mut acq, &mut iss, 100, "00").await, "00");
 
     let health = http_get(sw.h().admin_addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -649,4 +637,54 @@ async fn advice_retries_follow_the_issuer_settings_and_stop_at_max_attempts() {
         Mti::FINANCIAL_REQUEST,
         "no third send"
     );
+}
+
+#[tokio::test]
+async fn in_flight_cap_answers_91_at_once_without_a_reversal() {
+    // SPEC 8 "cannot forward": the cap per link is hit, 91 at once, nothing sent to the issuer.
+    let sw = TestSwitch::start_config("", "max_in_flight = 1");
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let first = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(first).await;
+    let fwd = iss.recv().await;
+    let second = acq.purchase(PAN, 2).build().unwrap();
+    acq.send(second).await;
+    let shed = acq.recv().await;
+    assert_eq!(
+        (shed.amount(), shed.response_code().unwrap().as_str()),
+        (Some(2), "91")
+    );
+    iss.answer(&fwd, "00").await;
+    let ok = acq.recv().await;
+    assert_eq!(
+        (ok.amount(), ok.response_code().unwrap().as_str()),
+        (Some(1), "00")
+    );
+    // The shed request never reached the issuer and is not reversed: the next thing the
+    // issuer sees is the next request.
+    assert_eq!(through_issuer(&mut acq, &mut iss, 3, "00").await, "00");
+}
+
+#[tokio::test]
+async fn branch_ids_are_accepted_as_source_on_the_institutions_link() {
+    let sw = TestSwitch::start_with(r#"branch_ids = ["01031100"]"#);
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    assert_eq!(
+        acq.network(301).await.response_code().unwrap().as_str(),
+        "00"
+    );
+    acq.id = iso8583::InstId::new("01031100").unwrap();
+    let r = through_issuer(&mut acq, &mut iss, 5, "00").await;
+    assert_eq!(r, "00", "a branch ID of the bound institution is its own");
+}
+
+#[tokio::test]
+async fn links_from_addresses_not_allowed_for_the_institution_are_closed() {
+    let sw = TestSwitch::start_with(r#"allowed_addrs = ["192.0.2.1"]"#);
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(m).await;
+    assert!(acq.closed().await, "127.0.0.1 is not an allowed address");
 }

@@ -291,3 +291,23 @@ impl Peer {
         self.send(b.build().unwrap()).await;
     }
 }
+
+/// A purchase that the issuer `iss` answers with `issuer_code`; returns the code the
+/// acquirer got back.
+pub async fn through_issuer(
+    acq: &mut Peer,
+    iss: &mut Peer,
+    amount: u64,
+    issuer_code: &str,
+) -> String {
+    let m = acq.purchase(PAN, amount).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, issuer_code).await;
+    acq.recv()
+        .await
+        .response_code()
+        .unwrap()
+        .as_str()
+        .to_owned()
+}
