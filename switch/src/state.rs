@@ -139,6 +139,19 @@ impl IssuerRoute {
     }
 }
 
+/// F15 `MMDD` of a settlement date `YYYYMMDD`. A transaction keeps the date it was
+/// accepted under on every message about it, even across a cut-over.
+#[must_use]
+pub fn f15_of(yyyymmdd: u32) -> [u8; 4] {
+    let mmdd = yyyymmdd % 10_000;
+    [
+        b'0' + (mmdd / 1000) as u8,
+        b'0' + (mmdd / 100 % 10) as u8,
+        b'0' + (mmdd / 10 % 10) as u8,
+        b'0' + (mmdd % 10) as u8,
+    ]
+}
+
 /// Everything the actors share.
 pub struct Shared {
     pub config: ArcSwap<Config>,
@@ -181,14 +194,7 @@ impl Shared {
     pub fn settlement_now(&self) -> (u32, [u8; 4]) {
         let d = self.settlement_date(self.clock.now_millis());
         let yyyymmdd = u32::try_from(d.year()).unwrap_or(0) * 10_000 + d.month() * 100 + d.day();
-        let mmdd = d.month() * 100 + d.day();
-        let f15 = [
-            b'0' + (mmdd / 1000) as u8,
-            b'0' + (mmdd / 100 % 10) as u8,
-            b'0' + (mmdd / 10 % 10) as u8,
-            b'0' + (mmdd % 10) as u8,
-        ];
-        (yyyymmdd, f15)
+        (yyyymmdd, f15_of(yyyymmdd))
     }
 
     /// F7 `MMDDhhmmss` (UTC per ISO 8583 convention) for a switch-generated message.

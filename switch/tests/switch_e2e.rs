@@ -688,3 +688,43 @@ async fn links_from_addresses_not_allowed_for_the_institution_are_closed() {
     acq.send(m).await;
     assert!(acq.closed().await, "127.0.0.1 is not an allowed address");
 }
+
+#[tokio::test]
+async fn a_transaction_keeps_its_settlement_date_across_the_cut_over() {
+    use chrono::{Local, TimeZone};
+    // 22:59:50 local: 10 s before the default 23:00 cut-over.
+    let today = Local::now().date_naive();
+    let before = Local
+        .from_local_datetime(&today.and_hms_opt(22, 59, 50).unwrap())
+        .earliest()
+        .unwrap();
+    let sw = TestSwitch::start_at(before.timestamp_millis());
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let m = acq.purchase(PAN, 1).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    assert_eq!(
+        fwd.field(15),
+        Some(today.format("%m%d").to_string().as_bytes())
+    );
+
+    sw.clock.advance(Duration::from_secs(15)); // past 23:00: the next settlement date
+    iss.answer(&fwd, "00").await;
+    let r = acq.recv().await;
+    assert_eq!(
+        r.field(15),
+        fwd.field(15),
+        "in-flight work keeps its original date"
+    );
+
+    let m = acq.purchase(PAN, 2).build().unwrap();
+    acq.send(m).await;
+    let next = iss.recv().await;
+    let tomorrow = today.succ_opt().unwrap().format("%m%d").to_string();
+    assert_eq!(
+        next.field(15),
+        Some(tomorrow.as_bytes()),
+        "requests after the cut-over"
+    );
+}

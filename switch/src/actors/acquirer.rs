@@ -66,7 +66,11 @@ impl AcquirerLink {
         ctx: &mut Context<Self>,
         record: Option<RequestRecord>,
     ) {
-        let (date, f15) = self.shared.settlement_now();
+        // A declined request keeps the date it was accepted under (its record's).
+        let (date, f15) = match &record {
+            Some(r) => (r.settlement_date, crate::state::f15_of(r.settlement_date)),
+            None => self.shared.settlement_now(),
+        };
         let response = switch_response(msg, self.shared.switch_id, code, &f15, reason).build();
         metrics::counter!("switch_transactions_total", "mti" => msg.mti().to_string(), "code" => code.to_string(), "issuer" => "switch").increment(1);
         let Ok(bytes) = response else {

@@ -7,7 +7,7 @@ use super::route::{IssuerRouteActor, QueueReversal};
 use super::{journal_then, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
-use crate::state::{IssuerRoute, LinkHandle, Shared, ROUTE_SLOT};
+use crate::state::{f15_of, IssuerRoute, LinkHandle, Shared, ROUTE_SLOT};
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use iso8583::subfields::reason;
@@ -177,7 +177,7 @@ impl IssuerLink {
         };
         let stan = self.next_stan();
         let stan_digits = digits6(stan);
-        let (_, f15) = self.shared.settlement_now();
+        let f15 = f15_of(fwd.record.settlement_date);
         let mut header = Header::new(route.id, self.shared.switch_id);
         header.flag = fwd.request.header().flag;
         let forwarded = fwd
@@ -425,7 +425,7 @@ impl IssuerLink {
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let (_, f15) = self.shared.settlement_now();
+        let f15 = f15_of(p.settlement_date);
         let mut header = p.request.header().response();
         header.source = self.shared.switch_id;
         let acq_stan = p.request.field(11).unwrap_or_default();
@@ -502,7 +502,7 @@ impl IssuerLink {
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let (_, f15) = self.shared.settlement_now();
+        let f15 = f15_of(p.settlement_date);
         let reversal = reversal.filter(|_| p.kind.is_reversible());
         metrics::counter!("switch_transactions_total", "mti" => p.request.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
         let b = switch_response(&p.request, self.shared.switch_id, code, &f15, None);

@@ -8,7 +8,7 @@ use iso8583::{Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, P
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use switch::clock::ManualClock;
+use switch::clock::{Clock, ManualClock};
 use switch::config::Config;
 use switch::server::{start, StartOptions, SwitchHandle};
 use tokio::net::TcpStream;
@@ -102,8 +102,23 @@ impl TestSwitch {
 
     /// Start with the given directory (tests may put registry files in it first).
     pub fn start_in(dir: tempfile::TempDir, extra_acquirer: &str, extra_issuer: &str) -> Self {
+        Self::start_full(dir, extra_acquirer, extra_issuer, None)
+    }
+
+    /// Start with the manual clock at `start_ms` (Unix ms).
+    pub fn start_at(start_ms: i64) -> Self {
+        Self::start_full(tempfile::tempdir().unwrap(), "", "", Some(start_ms))
+    }
+
+    fn start_full(
+        dir: tempfile::TempDir,
+        extra_acquirer: &str,
+        extra_issuer: &str,
+        start_ms: Option<i64>,
+    ) -> Self {
         let config = write_config_with(dir.path(), extra_acquirer, extra_issuer);
-        let clock = ManualClock::starting_now();
+        let clock =
+            ManualClock::new(start_ms.unwrap_or_else(|| ManualClock::starting_now().now_millis()));
         let handle = start(
             config,
             StartOptions {
