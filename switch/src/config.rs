@@ -157,6 +157,39 @@ pub struct RegistrySettings {
     pub limits: std::sync::Arc<crate::limits::LimitSettings>,
 }
 
+/// `[rules]`: windows of related transactions (SPEC.md sections 7 and 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RulesSettings {
+    /// Refunds of an ordinary purchase are accepted this many days after its approval.
+    pub refund_window_days: u32,
+    /// An installment purchase refunded within this many days returns the merchant subsidy
+    /// fee in proportion (SPEC 11: 30).
+    pub installment_subsidy_return_days: u32,
+    /// Installment refunds after this many days are refused `22` (SPEC 11: 180).
+    pub installment_refund_days: u32,
+}
+
+impl Default for RulesSettings {
+    fn default() -> Self {
+        Self {
+            refund_window_days: 30,
+            installment_subsidy_return_days: 30,
+            installment_refund_days: 180,
+        }
+    }
+}
+
+/// `[clearing]`: where clearing files go and the fee schedule they are priced with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearingSettings {
+    /// Output directory (resolved against the config file's directory).
+    pub output_dir: PathBuf,
+    /// Fee schedule file (resolved), `None`: no interchange fees.
+    pub fees: Option<PathBuf>,
+    /// Run clearing automatically when a cut-over ends.
+    pub after_cutover: bool,
+}
+
 /// Settings that exist only for institutions with the `acquirer` role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcquirerSettings {
@@ -250,6 +283,10 @@ pub struct Config {
     pub bins: BinTable,
     /// `[registry]`: merchants, terminals, limits.
     pub registry: RegistrySettings,
+    /// `[rules]`.
+    pub rules: RulesSettings,
+    /// `[clearing]`.
+    pub clearing: ClearingSettings,
     /// Primary and branch IDs -> index into `institutions`.
     by_id: HashMap<InstitutionId, usize>,
 }
@@ -326,6 +363,10 @@ struct RawConfig {
     routing: RawRouting,
     #[serde(default)]
     registry: RawRegistry,
+    #[serde(default)]
+    rules: RawRules,
+    #[serde(default)]
+    clearing: RawClearing,
     /// Kept as raw values and deserialized one by one, so errors can name the index
     /// (`institution[2].timeout_ms`); toml's own errors do not carry array positions.
     #[serde(default)]
@@ -372,6 +413,43 @@ impl Default for RawListeners {
             issuer: "127.0.0.1:5002".into(),
             admin: "127.0.0.1:5080".into(),
             max_connections: 1024,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRules {
+    refund_window_days: u64,
+    installment_subsidy_return_days: u64,
+    installment_refund_days: u64,
+}
+
+impl Default for RawRules {
+    fn default() -> Self {
+        let d = RulesSettings::default();
+        RawRules {
+            refund_window_days: d.refund_window_days.into(),
+            installment_subsidy_return_days: d.installment_subsidy_return_days.into(),
+            installment_refund_days: d.installment_refund_days.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClearing {
+    output_dir: String,
+    fees: Option<String>,
+    after_cutover: bool,
+}
+
+impl Default for RawClearing {
+    fn default() -> Self {
+        RawClearing {
+            output_dir: "clearing".into(),
+            fees: None,
+            after_cutover: true,
         }
     }
 }
@@ -595,6 +673,61 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
 
     let registry = load_registry(raw.registry, path, base)?;
 
+    // [rules]
+    let days = |v: u64, key: &str| {
+        u32::try_from(in_range(v, 1, 3650).map_err(|r| err(key, r))?)
+            .map_err(|_| err(key, "out of range".into()))
+    };
+    let rules = RulesSettings {
+        refund_window_days: days(raw.rules.refund_window_days, "rules.refund_window_days")?,
+        installment_subsidy_return_days: days(
+            raw.rules.installment_subsidy_return_days,
+            "rules.installment_subsidy_return_days",
+        )?,
+        installment_refund_days: days(
+            raw.rules.installment_refund_days,
+            "rules.installment_refund_days",
+        )?,
+    };
+    if rules.installment_subsidy_return_days > rules.installment_refund_days {
+        return Err(err(
+            "rules.installment_subsidy_return_days",
+            format!(
+                "must not exceed rules.installment_refund_days ({})",
+                rules.installment_refund_days
+            ),
+        ));
+    }
+
+    // [clearing]
+    if raw.clearing.output_dir.trim().is_empty() {
+        return Err(err("clearing.output_dir", "must not be empty".into()));
+    }
+    let fees = match raw.clearing.fees {
+        Some(name) if name.trim().is_empty() => {
+            return Err(err(
+                "clearing.fees",
+                "must not be empty; omit the key for no fee schedule".into(),
+            ))
+        }
+        Some(name) => {
+            let file = base.join(name);
+            if !file.is_file() {
+                return Err(err(
+                    "clearing.fees",
+                    format!("{}: no such file", file.display()),
+                ));
+            }
+            Some(file)
+        }
+        None => None,
+    };
+    let clearing = ClearingSettings {
+        output_dir: base.join(raw.clearing.output_dir),
+        fees,
+        after_cutover: raw.clearing.after_cutover,
+    };
+
     Ok(Config {
         path: path.to_path_buf(),
         switch: SwitchSettings {
@@ -617,6 +750,8 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         institutions,
         bins,
         registry,
+        rules,
+        clearing,
         by_id,
     })
 }

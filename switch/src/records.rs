@@ -38,6 +38,27 @@ pub struct RequestRecord {
     pub received_ms: i64,
     /// F90 of a related transaction.
     pub original: Option<TxnKey>,
+    /// F22 POS entry mode (n3), 0 when absent.
+    pub pos_entry: u16,
+    /// F23 card sequence number, 0 when absent.
+    pub card_seq: u16,
+    /// F60 as received (reason code, terminal capabilities, terminal type, ECI; no card
+    /// data). Clearing reads 60.2.2, 60.2.3, 60.2.5 and 60.2.8 from it.
+    pub f60: String,
+    /// F48 `IP` terms of an installment purchase.
+    pub installment: Option<InstallmentTerms>,
+}
+
+/// What clearing needs of an installment request (F48 `IP`, SPEC.md section 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallmentTerms {
+    pub periods: u8,
+    /// `0` fee spread, `1` fee with the first period.
+    pub fee_mode: u8,
+    /// Full installment fee rate, fraction x 10^5.
+    pub fee_rate: u32,
+    /// Merchant subsidy fee rate, fraction x 10^5.
+    pub subsidy_rate: u32,
 }
 
 /// Who decided the answer.
@@ -58,6 +79,8 @@ pub struct OutcomeRecord {
     pub answered_ms: i64,
     /// A reversal the switch generated for this transaction (F60.1 reason).
     pub reversal_reason: Option<[u8; 4]>,
+    /// Cardholder installment fee from an approved F57 `IP` (minor units).
+    pub installment_fee: Option<i64>,
 }
 
 /// A switch-generated or forwarded 0420 advice queued for store-and-forward.
@@ -146,6 +169,7 @@ mod tests {
                 responder: Responder::Issuer,
                 answered_ms: 5,
                 reversal_reason: None,
+                installment_fee: Some(1234),
             }),
             SwitchRecord::AdviceDone(AdviceDoneRecord {
                 issuer: "03010000".into(),

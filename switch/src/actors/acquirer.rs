@@ -6,7 +6,7 @@ use super::issuer::Forward;
 use super::{journal_then, Deliver};
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
 use crate::limits::Reservation;
-use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
+use crate::records::{InstallmentTerms, OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::registry::{Decline, MerchantId, TerminalId, TxnCategory};
 use crate::state::Shared;
 use actix::io::{FramedWrite, WriteHandler};
@@ -89,6 +89,7 @@ impl AcquirerLink {
             responder: Responder::Switch,
             answered_ms: self.shared.clock.now_millis(),
             reversal_reason: None,
+            installment_fee: None,
         };
         let journal = &*self.shared.journal;
         journal_then(journal, &SwitchRecord::Request(record), None);
@@ -403,6 +404,28 @@ fn request_record(
             .original_data()
             .and_then(Result::ok)
             .map(|od| TxnKey::of_original(&od)),
+        pos_entry: msg
+            .numeric(22)
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(0),
+        card_seq: msg
+            .numeric(23)
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(0),
+        f60: text(msg, 60),
+        installment: (kind == TxnKind::InstallmentPurchase)
+            .then(|| msg.field(48))
+            .flatten()
+            .and_then(|v| iso8583::subfields::InstallmentRequest::parse(v).ok())
+            .map(|ip| InstallmentTerms {
+                periods: ip.periods,
+                fee_mode: match ip.fee_mode {
+                    iso8583::subfields::FeeMode::Spread => 0,
+                    iso8583::subfields::FeeMode::FirstPeriod => 1,
+                },
+                fee_rate: ip.fee_rate,
+                subsidy_rate: ip.subsidy_rate,
+            }),
     }
 }
 

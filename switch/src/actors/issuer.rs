@@ -461,6 +461,10 @@ impl IssuerLink {
             responder: Responder::Issuer,
             answered_ms: now,
             reversal_reason: None,
+            installment_fee: msg
+                .field(57)
+                .and_then(|v| iso8583::subfields::InstallmentResponse::parse(v).ok())
+                .map(|ip| ip.cardholder_fee),
         };
         let reply_to = p.reply_to;
         let reverse_if_lost = code.is_approved() && p.kind.is_reversible();
@@ -514,6 +518,7 @@ impl IssuerLink {
             responder: Responder::Switch,
             answered_ms: self.shared.clock.now_millis(),
             reversal_reason: reversal,
+            installment_fee: None,
         };
         if let (Some(reason), Some(actor)) = (reversal, self.route_actor()) {
             actor.do_send(QueueReversal {
