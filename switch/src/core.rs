@@ -239,6 +239,40 @@ pub fn build_reversal(
     b.build()
 }
 
+/// An acquirer's 0420 reversal as sent on to the issuer (store-and-forward): new header,
+/// F11 and F15, F100 = issuer, and F90 naming the original by the F11 the issuer saw
+/// (`original_issuer_stan`); every other field as the acquirer sent it.
+pub fn pass_on_reversal(
+    request: &Message,
+    original_issuer_stan: u32,
+    switch_id: InstId,
+    issuer: InstId,
+    stan: u32,
+    settlement_mmdd: &[u8; 4],
+) -> Result<bytes::Bytes, iso8583::EncodeError> {
+    use iso8583::subfields::OriginalData;
+    let mut header = Header::new(issuer, switch_id);
+    header.flag = request.header().flag;
+    let stan_digits = format!("{:06}", stan % 1_000_000);
+    let f90 = request.original_data().and_then(Result::ok).map(|od| {
+        OriginalData {
+            stan: original_issuer_stan,
+            ..od
+        }
+        .encode()
+    });
+    let mut rewrite = request
+        .rewrite()
+        .header(header)
+        .set(11, stan_digits.as_bytes())
+        .set(15, settlement_mmdd)
+        .set(100, issuer.as_bytes());
+    if let Some(f90) = &f90 {
+        rewrite = rewrite.set(90, f90);
+    }
+    rewrite.finish()
+}
+
 /// SPEC.md section 9 rule 5 for an installment purchase (F25 = 64): F48 usage `IP` present
 /// and well formed (`30`), the card range and the issuer open for installments (`40`).
 /// Returns the decline with its F44 reason.

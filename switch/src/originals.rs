@@ -1,11 +1,13 @@
 //! SPEC.md section 7: originals of related transactions (void, refund, preauthorisation void
-//! and completion, reversal) and the checks and state changes they make. Sans-I/O: the
-//! acquirer link looks an original up by the key its F90 names, calls [`check`], forwards,
-//! and calls [`Original::apply`] with the outcome. Not yet wired into the acquirer path.
+//! and completion, reversal), the checks they pass and the state changes they make. Sans-I/O:
+//! the acquirer link calls [`OriginalIndex::begin`] before it forwards (or answers a
+//! reversal), the issuer link calls [`OriginalIndex::finish`] with the outcome; journal
+//! replay at start calls the same two functions, so a restart rebuilds the same state.
 
 use crate::core::{TxnKey, TxnKind};
+use crate::limits::{LimitCounters, Reservation};
 use dashmap::DashMap;
-use iso8583::ResponseCode;
+use iso8583::{InstId, ResponseCode};
 
 /// Where an original stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +19,8 @@ pub enum OriginalState {
     NotApproved,
     Voided,
     Reversed,
+    /// A preauthorisation completed (it takes no further void or completion).
+    Completed,
 }
 
 /// What the index keeps of an original: what the checks compare against.
@@ -35,9 +39,56 @@ pub struct Original {
     pub approved_ms: i64,
     /// Settlement date `YYYYMMDD` (voids only within the same day, SPEC 5).
     pub settlement_date: u32,
-    /// For a related transaction kept as an original (a void): the key of its own original,
-    /// restored to approved when this one is reversed.
+    /// For a related transaction kept as an original (a void, refund or completion): the
+    /// key of its own original, whose state its reversal undoes.
     pub refers_to: Option<TxnKey>,
+    /// Issuer the original was forwarded to and the F11 it got there (reversal advices
+    /// name the original as the issuer knows it).
+    pub issuer: Option<InstId>,
+    pub issuer_stan: u32,
+    /// Limit usage the original holds while it stands (released by a void or reversal).
+    pub reservation: Option<Reservation>,
+    /// Refunds forwarded and not answered yet (counted against the refundable total).
+    pub refund_held: i64,
+    /// A void or completion forwarded and not answered yet (a second one is `22`).
+    pub related_pending: bool,
+    /// An early reversal arrived while pending: its F60.1 reason. If the original ends
+    /// approved, the switch reverses it at the issuer with this reason.
+    pub reverse_when_answered: Option<[u8; 4]>,
+}
+
+impl Original {
+    /// A freshly forwarded original, pending at the issuer.
+    #[must_use]
+    pub fn pending(
+        kind: TxnKind,
+        amount: i64,
+        pan: &[u8],
+        terminal: &[u8],
+        settlement_date: u32,
+    ) -> Original {
+        let mut t = [b' '; 8];
+        for (d, s) in t.iter_mut().zip(terminal) {
+            *d = *s;
+        }
+        Original {
+            kind,
+            amount,
+            pan: String::from_utf8_lossy(pan).into(),
+            terminal: t,
+            state: OriginalState::Pending,
+            refunded: 0,
+            approved_ms: 0,
+            settlement_date,
+            refers_to: None,
+            issuer: None,
+            issuer_stan: 0,
+            reservation: None,
+            refund_held: 0,
+            related_pending: false,
+            reverse_when_answered: None,
+        }
+    }
 }
 
 /// A related request, as far as the checks need it.
@@ -52,18 +103,57 @@ pub struct RelatedRequest<'a> {
     pub now_ms: i64,
 }
 
-/// Limits of the checks that are configuration.
+/// Limits of the checks that are configuration (`[rules]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelatedRules {
-    /// Refunds are accepted this long after the original's approval (`22` after).
+    /// Refunds of an ordinary purchase are accepted this long after its approval.
     pub refund_window_ms: i64,
+    /// Refunds of an installment purchase are accepted this long (SPEC 11: 180 days).
+    pub installment_refund_ms: i64,
 }
+
+const DAY_MS: i64 = 24 * 3_600_000;
 
 impl Default for RelatedRules {
     fn default() -> Self {
+        Self::from(&crate::config::RulesSettings::default())
+    }
+}
+
+impl From<&crate::config::RulesSettings> for RelatedRules {
+    fn from(r: &crate::config::RulesSettings) -> Self {
         Self {
-            refund_window_ms: 30 * 24 * 3_600_000,
+            refund_window_ms: i64::from(r.refund_window_days) * DAY_MS,
+            installment_refund_ms: i64::from(r.installment_refund_days) * DAY_MS,
         }
+    }
+}
+
+/// Kinds whose requests become originals other transactions can refer to.
+#[must_use]
+pub fn is_original_kind(kind: TxnKind) -> bool {
+    matches!(
+        kind,
+        TxnKind::Purchase
+            | TxnKind::InstallmentPurchase
+            | TxnKind::CashWithdrawal
+            | TxnKind::Preauth
+            | TxnKind::PreauthCompletion
+            | TxnKind::Void
+            | TxnKind::PreauthVoid
+            | TxnKind::Refund
+    )
+}
+
+/// Which originals a related kind may refer to.
+fn refers_to_ok(related: TxnKind, original: TxnKind) -> bool {
+    use TxnKind::*;
+    match related {
+        Void => matches!(original, Purchase | InstallmentPurchase | CashWithdrawal),
+        Refund => matches!(original, Purchase | InstallmentPurchase | PreauthCompletion),
+        PreauthVoid | PreauthCompletion => original == Preauth,
+        Reversal => is_original_kind(original),
+        _ => false,
     }
 }
 
@@ -84,24 +174,42 @@ pub fn check(
         return Err(ResponseCode::INVALID_AMOUNT);
     }
     let orig = original.ok_or(ResponseCode::ORIGINAL_NOT_FOUND)?;
+    if !refers_to_ok(req.kind, orig.kind) {
+        // F90 names a transaction of a kind this one cannot relate to (e.g. a void of a
+        // refund): as good as not found.
+        return Err(ResponseCode::ORIGINAL_NOT_FOUND);
+    }
     match (orig.state, req.kind) {
         // An early reversal is answered at once and applied when the issuer answers.
-        (OriginalState::Pending, TxnKind::Reversal) => {}
+        (OriginalState::Pending, TxnKind::Reversal) => {
+            if orig.reverse_when_answered.is_some() {
+                return Err(ResponseCode::ILLEGAL_RELATED);
+            }
+        }
         (OriginalState::Pending | OriginalState::NotApproved, _) => {
             return Err(ResponseCode::INVALID_RELATED)
         }
         // A void is reversed through the void's own record (its F90 names the void), which
         // is Approved; the voided original itself takes no further related transaction.
-        (OriginalState::Reversed | OriginalState::Voided, _) => {
+        (OriginalState::Reversed | OriginalState::Voided | OriginalState::Completed, _) => {
             return Err(ResponseCode::ILLEGAL_RELATED)
         }
-        _ => {}
+        (OriginalState::Approved, _) => {}
     }
-    if req.kind == TxnKind::Refund
-        && (orig.refunded + req.amount > orig.amount
-            || req.now_ms - orig.approved_ms > rules.refund_window_ms)
-    {
+    if orig.related_pending && req.kind != TxnKind::Reversal {
         return Err(ResponseCode::ILLEGAL_RELATED);
+    }
+    if req.kind == TxnKind::Refund {
+        let window = if orig.kind == TxnKind::InstallmentPurchase {
+            rules.installment_refund_ms
+        } else {
+            rules.refund_window_ms
+        };
+        if orig.refunded + orig.refund_held + req.amount > orig.amount
+            || req.now_ms - orig.approved_ms > window
+        {
+            return Err(ResponseCode::ILLEGAL_RELATED);
+        }
     }
     if matches!(req.kind, TxnKind::Void | TxnKind::PreauthVoid)
         && req.settlement_date != orig.settlement_date
@@ -111,7 +219,10 @@ pub fn check(
     if req.pan.is_some_and(|p| p != orig.pan.as_bytes()) {
         return Err(ResponseCode::INVALID_CARD);
     }
-    if req.terminal.is_some_and(|t| t != orig.terminal) {
+    if req
+        .terminal
+        .is_some_and(|t| t.trim_ascii_end() != orig.terminal.trim_ascii_end())
+    {
         return Err(ResponseCode::TERMINAL_MISMATCH);
     }
     if full_amount && req.amount != orig.amount {
@@ -125,8 +236,20 @@ impl Original {
     pub fn apply(&mut self, related: TxnKind, amount: i64) {
         match related {
             TxnKind::Void | TxnKind::PreauthVoid => self.state = OriginalState::Voided,
+            TxnKind::PreauthCompletion => self.state = OriginalState::Completed,
             TxnKind::Refund => self.refunded += amount,
             TxnKind::Reversal => self.state = OriginalState::Reversed,
+            _ => {}
+        }
+    }
+
+    /// Undo what this related transaction did to its original (this one is being reversed).
+    fn undo_on(&self, parent: &mut Original) {
+        match self.kind {
+            TxnKind::Void | TxnKind::PreauthVoid | TxnKind::PreauthCompletion => {
+                parent.state = OriginalState::Approved;
+            }
+            TxnKind::Refund => parent.refunded = (parent.refunded - self.amount).max(0),
             _ => {}
         }
     }
@@ -138,10 +261,52 @@ impl Original {
     }
 }
 
+/// A request about to be forwarded (or an acquirer reversal about to be answered).
+#[derive(Debug, Clone, Copy)]
+pub struct Begin<'a> {
+    pub kind: TxnKind,
+    pub amount: i64,
+    pub pan: Option<&'a [u8]>,
+    pub terminal: Option<&'a [u8]>,
+    pub settlement_date: u32,
+    pub now_ms: i64,
+    /// F90 of a related transaction.
+    pub original: Option<TxnKey>,
+    pub issuer: Option<InstId>,
+    pub reservation: Option<Reservation>,
+    /// F60.1 of a reversal (kept for an early reversal's advice to the issuer).
+    pub reason: [u8; 4],
+}
+
+/// What [`OriginalIndex::begin`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// Forward it to the issuer (an original, or a related transaction that passed).
+    Forward,
+    /// A reversal of an approved original: answer `00` now and send the issuer this advice
+    /// about the original (its issuer and F11 there).
+    Reversed {
+        issuer: Option<InstId>,
+        original_issuer_stan: u32,
+    },
+    /// A reversal while the original is pending: answer `00` now; the original is reversed
+    /// when the issuer answers it.
+    EarlyReversal,
+}
+
+/// What a finished transaction asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Finished {
+    /// It was approved after an early reversal: reverse it at the issuer with this reason.
+    pub reverse: Option<[u8; 4]>,
+}
+
 /// Originals by transaction key. Shared by the acquirer links; one shard lock per entry.
 #[derive(Debug, Default)]
 pub struct OriginalIndex {
     map: DashMap<TxnKey, Original>,
+    /// The answer given to each acquirer reversal, for idempotent duplicates (SPEC 7).
+    reversal_answers: DashMap<TxnKey, ResponseCode>,
 }
 
 impl OriginalIndex {
@@ -155,6 +320,215 @@ impl OriginalIndex {
             Some(mut e) => f(Some(e.value_mut())),
             None => f(None),
         }
+    }
+
+    /// The answer a reversal with this key already got, if any (a duplicate is answered the
+    /// same, and nothing is sent to the issuer again).
+    #[must_use]
+    pub fn reversal_answer(&self, key: &TxnKey) -> Option<ResponseCode> {
+        self.reversal_answers.get(key).map(|c| *c)
+    }
+
+    /// Record the answer given to a reversal.
+    pub fn answer_reversal(&self, key: TxnKey, code: ResponseCode) {
+        self.reversal_answers.insert(key, code);
+    }
+
+    /// Admit a request: a related transaction is checked against its original (SPEC 7) and
+    /// holds it (refund amount, pending void/completion) until [`OriginalIndex::finish`];
+    /// a reversal is applied at once (an early one is remembered); a request that can be
+    /// an original is entered as pending. The original's limit usage is released by a
+    /// reversal here, by a void in `finish`.
+    pub fn begin(
+        &self,
+        key: TxnKey,
+        req: &Begin<'_>,
+        rules: &RelatedRules,
+        limits: &LimitCounters,
+    ) -> Result<Begun, ResponseCode> {
+        let mut begun = Begun::Forward;
+        let mut undo: Option<(TxnKey, Original)> = None;
+        if let Some(orig_key) = req.original {
+            let related = RelatedRequest {
+                kind: req.kind,
+                amount: req.amount,
+                pan: req.pan,
+                terminal: req.terminal,
+                settlement_date: req.settlement_date,
+                now_ms: req.now_ms,
+            };
+            begun = self.with(&orig_key, |o| {
+                check(o.as_deref(), &related, rules)?;
+                let Some(o) = o else {
+                    return Err(ResponseCode::ORIGINAL_NOT_FOUND);
+                };
+                Ok(match req.kind {
+                    TxnKind::Reversal if o.state == OriginalState::Pending => {
+                        o.reverse_when_answered = Some(req.reason);
+                        Begun::EarlyReversal
+                    }
+                    TxnKind::Reversal => {
+                        o.apply(TxnKind::Reversal, 0);
+                        if let Some(r) = o.reservation.take() {
+                            limits.release(&r);
+                        }
+                        if let Some(parent) = o.refers_to {
+                            undo = Some((parent, o.clone()));
+                        }
+                        Begun::Reversed {
+                            issuer: o.issuer,
+                            original_issuer_stan: o.issuer_stan,
+                        }
+                    }
+                    TxnKind::Refund => {
+                        o.refund_held += req.amount;
+                        Begun::Forward
+                    }
+                    _ => {
+                        o.related_pending = true;
+                        Begun::Forward
+                    }
+                })
+            })?;
+        } else if req.kind.needs_original() {
+            return Err(ResponseCode::ORIGINAL_NOT_FOUND);
+        }
+        // Reversing a void/refund/completion gives its original back what it took (the
+        // entries are locked one at a time, never two at once).
+        if let Some((parent, related)) = undo {
+            self.with(&parent, |p| {
+                if let Some(p) = p {
+                    related.undo_on(p);
+                    if related.kind == TxnKind::Void {
+                        if let Some(r) = p.reservation {
+                            limits.rebuild(std::iter::once(r));
+                        }
+                    }
+                }
+            });
+        }
+        if is_original_kind(req.kind) {
+            let mut o = Original::pending(
+                req.kind,
+                req.amount,
+                req.pan.unwrap_or_default(),
+                req.terminal.unwrap_or_default(),
+                req.settlement_date,
+            );
+            o.refers_to = req.original;
+            o.issuer = req.issuer;
+            o.reservation = req.reservation;
+            self.map.insert(key, o);
+        }
+        Ok(begun)
+    }
+
+    /// The F11 the original got at its issuer (set when it is forwarded).
+    pub fn forwarded(&self, key: &TxnKey, issuer_stan: u32) {
+        self.with(key, |o| {
+            if let Some(o) = o {
+                o.issuer_stan = issuer_stan;
+            }
+        });
+    }
+
+    /// A forwarded request ended (issuer answer, switch decline after admission, timeout).
+    /// Releases holds on its original and applies an approved related transaction. The
+    /// limit usage of a transaction that did not end approved is released by the caller.
+    pub fn finish(
+        &self,
+        key: &TxnKey,
+        kind: TxnKind,
+        original: Option<TxnKey>,
+        amount: i64,
+        approved: bool,
+        now_ms: i64,
+        limits: &LimitCounters,
+    ) -> Finished {
+        let mut out = Finished::default();
+        let mut reversed_early = false;
+        self.with(key, |o| {
+            if let Some(o) = o {
+                if o.state != OriginalState::Pending {
+                    return;
+                }
+                o.state = if approved {
+                    OriginalState::Approved
+                } else {
+                    OriginalState::NotApproved
+                };
+                o.approved_ms = now_ms;
+                if !approved {
+                    o.reservation = None;
+                }
+                if let (true, Some(reason)) = (approved, o.reverse_when_answered) {
+                    o.state = OriginalState::Reversed;
+                    if let Some(r) = o.reservation.take() {
+                        limits.release(&r);
+                    }
+                    out.reverse = Some(reason);
+                    reversed_early = true;
+                }
+            }
+        });
+        let Some(orig_key) = original else {
+            return out;
+        };
+        if kind == TxnKind::Reversal {
+            return out;
+        }
+        self.with(&orig_key, |o| {
+            let Some(o) = o else { return };
+            match kind {
+                TxnKind::Refund => o.refund_held = (o.refund_held - amount).max(0),
+                _ => o.related_pending = false,
+            }
+            // A related transaction reversed before its answer leaves the original as is.
+            if approved && !reversed_early {
+                o.apply(kind, amount);
+                if matches!(kind, TxnKind::Void | TxnKind::PreauthVoid) {
+                    if let Some(r) = o.reservation {
+                        limits.release(&r);
+                    }
+                }
+            }
+        });
+        out
+    }
+
+    /// The switch reversed an approved transaction itself (its approval could not be
+    /// delivered, SPEC 8 reason 4363).
+    pub fn reversed_by_switch(&self, key: &TxnKey, limits: &LimitCounters) {
+        self.with(key, |o| {
+            if let Some(o) = o {
+                o.state = OriginalState::Reversed;
+                if let Some(r) = o.reservation.take() {
+                    limits.release(&r);
+                }
+            }
+        });
+    }
+
+    /// Limit usage still held by the approved transactions of `day` (rebuilt at start).
+    #[must_use]
+    pub fn usage_of_day(&self, day: u32) -> Vec<Reservation> {
+        self.map
+            .iter()
+            .filter(|e| {
+                e.settlement_date == day
+                    && matches!(e.state, OriginalState::Approved | OriginalState::Completed)
+            })
+            .filter_map(|e| e.reservation)
+            .collect()
+    }
+
+    /// Forget originals approved before `before_ms` that no related transaction can refer
+    /// to any more (past every refund window). Returns how many went.
+    pub fn prune(&self, before_ms: i64) -> usize {
+        let n = self.map.len();
+        self.map
+            .retain(|_, o| o.state == OriginalState::Pending || o.approved_ms >= before_ms);
+        n - self.map.len()
     }
 
     #[must_use]
@@ -185,6 +559,12 @@ mod tests {
             approved_ms: 0,
             settlement_date: 20261121,
             refers_to: None,
+            issuer: None,
+            issuer_stan: 0,
+            reservation: None,
+            refund_held: 0,
+            related_pending: false,
+            reverse_when_answered: None,
         }
     }
 

@@ -92,31 +92,86 @@ fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 /// An advice from the journal still waiting for its 0430: payload, reason, when queued.
 type ReplayedAdvice = (bytes::Bytes, [u8; 4], i64);
 
+/// The admission a journalled request had (replay repeats what the links did).
+fn begin_of(
+    req: &crate::records::RequestRecord,
+    reservation: Option<crate::limits::Reservation>,
+) -> crate::originals::Begin<'_> {
+    crate::originals::Begin {
+        kind: req.kind,
+        amount: req.amount,
+        pan: (!req.pan.is_empty()).then_some(req.pan.as_bytes()),
+        terminal: (!req.terminal.is_empty()).then_some(req.terminal.as_bytes()),
+        settlement_date: req.settlement_date,
+        now_ms: req.received_ms,
+        original: req.original,
+        issuer: req.issuer.as_deref().and_then(iso8583::InstId::new),
+        reservation,
+        reason: [b'0'; 4],
+    }
+}
+
 fn replay(
     shared: &Shared,
     records: Vec<crate::journal::Record>,
     today: u32,
 ) -> BTreeMap<(String, u32), ReplayedAdvice> {
-    let shared_seen = &shared.seen;
+    use crate::originals::RelatedRules;
     let mut advices = BTreeMap::new();
-    // Today's requests by key, to rebuild limit usage from their approved outcomes.
+    // Requests by key until their outcome: the originals index is rebuilt by the same
+    // begin/finish calls the links make, in journal order.
     let mut requests: HashMap<crate::core::TxnKey, crate::records::RequestRecord> = HashMap::new();
-    let mut usage = Vec::new();
+    let rules = RelatedRules::from(&shared.config.load().rules);
+    let index = &shared.originals;
     let mut undecodable = 0u64;
     for r in records {
         match SwitchRecord::decode(r.kind, &r.payload) {
-            Ok(Some(SwitchRecord::Request(req))) if req.settlement_date == today => {
-                shared_seen.insert(req.key, req.settlement_date);
+            Ok(Some(SwitchRecord::Request(req))) => {
+                if req.settlement_date == today {
+                    shared.seen.insert(req.key, req.settlement_date);
+                }
+                // Forwarded requests were admitted: enter them as the links did.
+                if let Some(stan) = req.issuer_stan {
+                    let _ = index.begin(
+                        req.key,
+                        &begin_of(&req, reservation_of(&req)),
+                        &rules,
+                        &shared.limits,
+                    );
+                    index.forwarded(&req.key, stan);
+                }
                 requests.insert(req.key, req);
             }
-            Ok(Some(SwitchRecord::Outcome(out)))
-                if out.code == *b"00" && out.settlement_date == today =>
-            {
-                if let Some(r) = requests.get(&out.key).and_then(reservation_of) {
-                    usage.push(r);
+            Ok(Some(SwitchRecord::Outcome(out))) => {
+                let Some(req) = requests.remove(&out.key) else {
+                    continue;
+                };
+                let approved = out.code == *b"00";
+                if req.kind == crate::core::TxnKind::Reversal {
+                    if approved {
+                        let _ = index.begin(req.key, &begin_of(&req, None), &rules, &shared.limits);
+                    }
+                    if req.settlement_date == today {
+                        index.answer_reversal(req.key, iso8583::ResponseCode(out.code));
+                    }
+                } else if req.issuer_stan.is_some() {
+                    index.finish(
+                        &req.key,
+                        req.kind,
+                        req.original,
+                        req.amount,
+                        approved && out.reversal_reason.is_none(),
+                        out.answered_ms,
+                        &shared.limits,
+                    );
                 }
             }
             Ok(Some(SwitchRecord::Advice(a))) => {
+                if let (Some(key), iso8583::subfields::reason::UNDELIVERABLE) =
+                    (a.original, a.reason)
+                {
+                    index.reversed_by_switch(&key, &shared.limits);
+                }
                 advices.insert(
                     (a.issuer, a.advice_stan),
                     (bytes::Bytes::from(a.payload), a.reason, a.queued_ms),
@@ -129,6 +184,8 @@ fn replay(
             Err(_) => undecodable += 1,
         }
     }
+    // Daily limit usage: what today's approved transactions still hold.
+    let usage = index.usage_of_day(today);
     if !usage.is_empty() {
         tracing::info!(
             transactions = usage.len(),
@@ -136,6 +193,17 @@ fn replay(
         );
     }
     shared.limits.rebuild(usage);
+    // Originals past every refund window can no longer be referred to.
+    let window_days = {
+        let r = &shared.config.load().rules;
+        r.refund_window_days.max(r.installment_refund_days)
+    };
+    let pruned = index.prune(shared.clock.now_millis() - i64::from(window_days) * 86_400_000);
+    tracing::info!(
+        originals = index.len(),
+        pruned,
+        "originals index rebuilt from the journal"
+    );
     if undecodable > 0 {
         tracing::error!(
             undecodable,
@@ -192,6 +260,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         in_flight: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
         limits: crate::limits::LimitCounters::new(),
+        originals: crate::originals::OriginalIndex::default(),
         tick_ms: options.tick_ms,
     });
     let (today, _) = shared.settlement_now();

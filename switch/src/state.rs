@@ -167,6 +167,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Daily limit usage per terminal and merchant (SPEC.md section 9 rule 4).
     pub limits: crate::limits::LimitCounters,
+    /// Originals of related transactions (SPEC.md section 7).
+    pub originals: crate::originals::OriginalIndex,
     /// How often links check their timers (ms of real time).
     pub tick_ms: u64,
 }

@@ -3,9 +3,11 @@
 //! as [`Deliver`] messages and are written in arrival order.
 
 use super::issuer::Forward;
+use super::route::{QueueReversal, ReversalSource};
 use super::{journal_then, Deliver};
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
 use crate::limits::Reservation;
+use crate::originals::{is_original_kind, Begin, Begun, RelatedRules};
 use crate::records::{InstallmentTerms, OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::registry::{Decline, MerchantId, TerminalId, TxnCategory};
 use crate::state::Shared;
@@ -212,6 +214,15 @@ impl AcquirerLink {
             self.decline(&msg, ResponseCode::NOT_SIGNED_ON, None, ctx, Some(record));
             return;
         }
+        if kind == TxnKind::Reversal {
+            if let Some(code) = self.shared.originals.reversal_answer(&key) {
+                // SPEC 7: a duplicate reversal gets the first answer again, and nothing
+                // goes to the issuer a second time.
+                metrics::counter!("switch_duplicate_reversals_total").increment(1);
+                self.decline(&msg, code, None, ctx, None);
+                return;
+            }
+        }
         if self
             .shared
             .seen
@@ -232,6 +243,10 @@ impl AcquirerLink {
                 ctx,
                 Some(record),
             );
+            return;
+        }
+        if kind == TxnKind::Reversal {
+            self.on_reversal(msg, key, record, ctx);
             return;
         }
         let cfg = self.shared.config.load();
@@ -289,6 +304,15 @@ impl AcquirerLink {
                 return;
             }
         };
+        if let Err(code) = self.admit_related(&msg, key, kind, &record, bin.issuer, reservation) {
+            if let Some(r) = &reservation {
+                self.shared.limits.release(r);
+            }
+            metrics::counter!("switch_related_declines_total", "code" => code.to_string())
+                .increment(1);
+            self.decline(&msg, code, None, ctx, Some(record));
+            return;
+        }
         link.in_flight.fetch_add(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let forward = Forward {
@@ -310,6 +334,15 @@ impl AcquirerLink {
             if let Some(r) = &forward.reservation {
                 self.shared.limits.release(r);
             }
+            self.shared.originals.finish(
+                &forward.key,
+                forward.kind,
+                forward.record.original,
+                forward.record.amount,
+                false,
+                now,
+                &self.shared.limits,
+            );
             self.decline(
                 &forward.request,
                 ResponseCode::ISSUER_INOPERATIVE,
@@ -322,6 +355,105 @@ impl AcquirerLink {
 }
 
 impl AcquirerLink {
+    /// SPEC.md section 7 for a request about to be forwarded: a related transaction is
+    /// checked against its original and holds it; an original is entered as pending.
+    fn admit_related(
+        &self,
+        msg: &Message,
+        key: TxnKey,
+        kind: TxnKind,
+        record: &RequestRecord,
+        issuer: InstId,
+        reservation: Option<Reservation>,
+    ) -> Result<(), ResponseCode> {
+        if !(is_original_kind(kind) || kind.needs_original()) {
+            return Ok(());
+        }
+        let rules = RelatedRules::from(&self.shared.config.load().rules);
+        let begin = Begin {
+            kind,
+            amount: record.amount,
+            pan: msg.pan(),
+            terminal: msg.field(41),
+            settlement_date: record.settlement_date,
+            now_ms: record.received_ms,
+            original: record.original,
+            issuer: Some(issuer),
+            reservation,
+            reason: [b'0'; 4],
+        };
+        self.shared
+            .originals
+            .begin(key, &begin, &rules, &self.shared.limits)
+            .map(|_| ())
+    }
+
+    /// An acquirer 0420 reversal (SPEC.md sections 7 and 8): checked against its original,
+    /// answered 0430 at once, and sent on to the original's issuer as a store-and-forward
+    /// advice (an early reversal is sent when the original's approval arrives).
+    fn on_reversal(
+        &mut self,
+        msg: Message,
+        key: TxnKey,
+        record: RequestRecord,
+        ctx: &mut Context<Self>,
+    ) {
+        let reason = msg
+            .f60()
+            .and_then(|f| f.reason_code())
+            .and_then(|r| <[u8; 4]>::try_from(r).ok())
+            .unwrap_or(iso8583::subfields::reason::TERMINAL_REVERSAL);
+        let rules = RelatedRules::from(&self.shared.config.load().rules);
+        let begin = Begin {
+            kind: TxnKind::Reversal,
+            amount: record.amount,
+            pan: msg.pan(),
+            terminal: msg.field(41),
+            settlement_date: record.settlement_date,
+            now_ms: record.received_ms,
+            original: record.original,
+            issuer: None,
+            reservation: None,
+            reason,
+        };
+        let code = match self
+            .shared
+            .originals
+            .begin(key, &begin, &rules, &self.shared.limits)
+        {
+            Ok(Begun::Reversed {
+                issuer,
+                original_issuer_stan,
+            }) => {
+                let actor = issuer
+                    .and_then(|i| self.shared.route(&i))
+                    .and_then(|r| r.actor.get().cloned());
+                match actor {
+                    Some(actor) => actor.do_send(QueueReversal {
+                        source: ReversalSource::Acquirer(msg.clone()),
+                        original_stan: original_issuer_stan,
+                        reason,
+                        original: record.original,
+                    }),
+                    None => {
+                        tracing::warn!(issuer = ?issuer.map(|i| i.to_string()), "reversal applied but its issuer route is unknown; no advice sent");
+                    }
+                }
+                ResponseCode::APPROVED
+            }
+            Ok(Begun::EarlyReversal | Begun::Forward) => ResponseCode::APPROVED,
+            Err(code) => {
+                metrics::counter!("switch_related_declines_total", "code" => code.to_string())
+                    .increment(1);
+                code
+            }
+        };
+        self.shared.originals.answer_reversal(key, code);
+        let mut record = record;
+        record.issuer = None;
+        self.decline(&msg, code, None, ctx, Some(record));
+    }
+
     /// SPEC.md section 9 rules 3 and 4: the merchant/terminal registry, then the limits,
     /// which reserve the amount (released if the transaction does not end approved).
     /// Related transactions (void, reversal) carry no category of their own: they are

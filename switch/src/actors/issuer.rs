@@ -3,7 +3,7 @@
 //! the injected clock, and sends echoes and keep-alives on an idle link.
 
 use super::acquirer::AcquirerLink;
-use super::route::{IssuerRouteActor, QueueReversal};
+use super::route::{IssuerRouteActor, QueueReversal, ReversalSource};
 use super::{journal_then, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
@@ -55,6 +55,9 @@ struct Pending {
     received_ms: i64,
     settlement_date: u32,
     reservation: Option<crate::limits::Reservation>,
+    /// F90 of a related transaction and F4: the originals index is updated at the end.
+    original: Option<TxnKey>,
+    amount: i64,
 }
 
 pub struct IssuerLink {
@@ -195,6 +198,15 @@ impl IssuerLink {
                 if let Some(r) = &fwd.reservation {
                     self.shared.limits.release(r);
                 }
+                self.shared.originals.finish(
+                    &fwd.key,
+                    fwd.kind,
+                    fwd.record.original,
+                    fwd.record.amount,
+                    false,
+                    self.shared.clock.now_millis(),
+                    &self.shared.limits,
+                );
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let resp = switch_response(
@@ -214,6 +226,8 @@ impl IssuerLink {
         let mut record = fwd.record;
         record.issuer_stan = Some(stan);
         let settlement_date = record.settlement_date;
+        let (original, amount) = (record.original, record.amount);
+        self.shared.originals.forwarded(&fwd.key, stan);
         journal_then(&*self.shared.journal, &SwitchRecord::Request(record), None);
         let now = self.shared.clock.now_millis();
         let deadline = now + route.timeout_ms;
@@ -229,6 +243,8 @@ impl IssuerLink {
                 received_ms: fwd.received_ms,
                 settlement_date,
                 reservation: fwd.reservation,
+                original,
+                amount,
             },
         );
         self.deadlines.push_back((deadline, stan));
@@ -398,7 +414,7 @@ impl IssuerLink {
                 tracing::info!(issuer = %self.issuer_label(), stan, "late approval; reversing (4360)");
                 if let Some(actor) = self.route_actor() {
                     actor.do_send(QueueReversal {
-                        template: msg,
+                        source: ReversalSource::Generated(msg),
                         original_stan: stan,
                         reason: reason::SWITCH_LATE_APPROVAL,
                         original: None,
@@ -450,6 +466,26 @@ impl IssuerLink {
             self.shared.limits.release(r);
         }
         let now = self.shared.clock.now_millis();
+        let finished = self.shared.originals.finish(
+            &p.key,
+            p.kind,
+            p.original,
+            p.amount,
+            code.is_approved(),
+            now,
+            &self.shared.limits,
+        );
+        if let (Some(reason), Some(actor)) = (finished.reverse, self.route_actor()) {
+            // SPEC 8: the acquirer reversed it while it was pending; now that the issuer
+            // approved it, reverse it there.
+            tracing::info!(issuer = %self.issuer_label(), stan, "approval of an early-reversed transaction; reversing");
+            actor.do_send(QueueReversal {
+                source: ReversalSource::Generated(p.request.clone()),
+                original_stan: stan,
+                reason,
+                original: Some(p.key),
+            });
+        }
         let latency = (now - p.received_ms).max(0) as f64 / 1000.0;
         metrics::histogram!("switch_latency_seconds").record(latency);
         metrics::counter!("switch_transactions_total", "mti" => p.request.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
@@ -470,6 +506,7 @@ impl IssuerLink {
         let reverse_if_lost = code.is_approved() && p.kind.is_reversible();
         let route_actor = self.route_actor();
         let template = p.request;
+        let shared = self.shared.clone();
         journal_then(
             &*self.shared.journal,
             &SwitchRecord::Outcome(outcome),
@@ -479,9 +516,10 @@ impl IssuerLink {
                     tracing::warn!(
                         "approval could not be delivered to the acquirer; reversing (4363)"
                     );
+                    shared.originals.reversed_by_switch(&p.key, &shared.limits);
                     if let Some(actor) = route_actor {
                         actor.do_send(QueueReversal {
-                            template,
+                            source: ReversalSource::Generated(template),
                             original_stan: stan,
                             reason: reason::UNDELIVERABLE,
                             original: Some(p.key),
@@ -504,6 +542,15 @@ impl IssuerLink {
         if let Some(r) = &p.reservation {
             self.shared.limits.release(r);
         }
+        self.shared.originals.finish(
+            &p.key,
+            p.kind,
+            p.original,
+            p.amount,
+            false,
+            self.shared.clock.now_millis(),
+            &self.shared.limits,
+        );
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let f15 = f15_of(p.settlement_date);
@@ -522,7 +569,7 @@ impl IssuerLink {
         };
         if let (Some(reason), Some(actor)) = (reversal, self.route_actor()) {
             actor.do_send(QueueReversal {
-                template: p.request,
+                source: ReversalSource::Generated(p.request),
                 original_stan: issuer_stan,
                 reason,
                 original: Some(p.key),

@@ -3,7 +3,7 @@
 //! a signed-on link, resent at an interval until the issuer's 0430 arrives, bounded.
 
 use super::{journal_then, Deliver};
-use crate::core::{build_reversal, TxnKey};
+use crate::core::{build_reversal, pass_on_reversal, TxnKey};
 use crate::records::{AdviceDoneRecord, AdviceRecord, SwitchRecord};
 use crate::state::{IssuerRoute, Shared};
 use actix::prelude::*;
@@ -21,11 +21,20 @@ pub const ADVICE_MAX_ATTEMPTS: u32 = 10;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct QueueReversal {
-    pub template: Message,
+    pub source: ReversalSource,
     /// F11 of the original as sent to the issuer (the switch rewrites it per link).
     pub original_stan: u32,
     pub reason: [u8; 4],
     pub original: Option<TxnKey>,
+}
+
+/// Where a reversal advice comes from.
+pub enum ReversalSource {
+    /// The switch reverses a transaction itself (timeout, late approval, undeliverable,
+    /// early reversal): built from the acquirer's request (or the issuer's late answer).
+    Generated(Message),
+    /// An acquirer's own 0420, passed on with the issuer-side F11 of the original in F90.
+    Acquirer(Message),
 }
 
 /// The issuer answered the advice with this F11.
@@ -156,16 +165,27 @@ impl Handler<QueueReversal> for IssuerRouteActor {
         let stan = self.route.next_route_stan();
         let (_, f15) = self.shared.settlement_now();
         let f7 = self.shared.transmission_now();
-        let payload = match build_reversal(
-            &msg.template,
-            msg.original_stan,
-            msg.reason,
-            self.shared.switch_id,
-            self.route.id,
-            stan,
-            &f7,
-            &f15,
-        ) {
+        let built = match &msg.source {
+            ReversalSource::Generated(template) => build_reversal(
+                template,
+                msg.original_stan,
+                msg.reason,
+                self.shared.switch_id,
+                self.route.id,
+                stan,
+                &f7,
+                &f15,
+            ),
+            ReversalSource::Acquirer(request) => pass_on_reversal(
+                request,
+                msg.original_stan,
+                self.shared.switch_id,
+                self.route.id,
+                stan,
+                &f15,
+            ),
+        };
+        let payload = match built {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(issuer = %self.route.id, error = %e, "could not build a reversal advice");
