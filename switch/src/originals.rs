@@ -435,6 +435,7 @@ impl OriginalIndex {
     /// A forwarded request ended (issuer answer, switch decline after admission, timeout).
     /// Releases holds on its original and applies an approved related transaction. The
     /// limit usage of a transaction that did not end approved is released by the caller.
+    #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
         key: &TxnKey,
@@ -696,5 +697,141 @@ mod tests {
             None
         );
         assert_eq!(index.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    fn key(stan: u32) -> TxnKey {
+        TxnKey {
+            transmission: 1_121_093_000,
+            stan,
+            acquirer: 1_030_000,
+            forwarding: 1_030_000,
+        }
+    }
+
+    fn begin(kind: TxnKind, amount: i64, original: Option<TxnKey>) -> Begin<'static> {
+        Begin {
+            kind,
+            amount,
+            pan: Some(b"6222021234567890"),
+            terminal: Some(b"TERM0001"),
+            settlement_date: 20261121,
+            now_ms: 0,
+            original,
+            issuer: None,
+            reservation: None,
+            reason: *b"4351",
+        }
+    }
+
+    #[test]
+    fn refunds_in_flight_count_against_the_refundable_total() {
+        let (index, limits, rules) = (
+            OriginalIndex::default(),
+            LimitCounters::new(),
+            RelatedRules::default(),
+        );
+        let p = key(1);
+        index
+            .begin(p, &begin(TxnKind::Purchase, 1_000, None), &rules, &limits)
+            .unwrap();
+        index.finish(&p, TxnKind::Purchase, None, 1_000, true, 0, &limits);
+        let r = begin(TxnKind::Refund, 700, Some(p));
+        assert_eq!(index.begin(key(2), &r, &rules, &limits), Ok(Begun::Forward));
+        // 700 held, 400 more would exceed the original while the first is unanswered.
+        let r2 = begin(TxnKind::Refund, 400, Some(p));
+        assert_eq!(
+            index.begin(key(3), &r2, &rules, &limits),
+            Err(ResponseCode::ILLEGAL_RELATED)
+        );
+        // The first is declined: its hold goes, the second now fits.
+        index.finish(&key(2), TxnKind::Refund, Some(p), 700, false, 0, &limits);
+        assert_eq!(
+            index.begin(key(4), &r2, &rules, &limits),
+            Ok(Begun::Forward)
+        );
+        index.finish(&key(4), TxnKind::Refund, Some(p), 400, true, 0, &limits);
+        assert_eq!(
+            index.with(&p, |o| o.map(|o| (o.refunded, o.refund_held))),
+            Some((400, 0))
+        );
+    }
+
+    #[test]
+    fn early_reversal_of_a_declined_original_sends_nothing_and_of_an_approved_one_reverses() {
+        let (index, limits, rules) = (
+            OriginalIndex::default(),
+            LimitCounters::new(),
+            RelatedRules::default(),
+        );
+        for (stan, approved) in [(1, false), (2, true)] {
+            let p = key(stan);
+            index
+                .begin(p, &begin(TxnKind::Purchase, 1_000, None), &rules, &limits)
+                .unwrap();
+            let rev = begin(TxnKind::Reversal, 1_000, Some(p));
+            assert_eq!(
+                index.begin(key(stan + 10), &rev, &rules, &limits),
+                Ok(Begun::EarlyReversal)
+            );
+            // A second early reversal under another key: the first one holds.
+            assert_eq!(
+                index.begin(key(stan + 20), &rev, &rules, &limits),
+                Err(ResponseCode::ILLEGAL_RELATED)
+            );
+            let f = index.finish(&p, TxnKind::Purchase, None, 1_000, approved, 5, &limits);
+            assert_eq!(f.reverse, approved.then_some(*b"4351"));
+            let want = if approved {
+                OriginalState::Reversed
+            } else {
+                OriginalState::NotApproved
+            };
+            assert_eq!(index.with(&p, |o| o.map(|o| o.state)), Some(want));
+        }
+    }
+
+    #[test]
+    fn a_void_and_a_completion_hold_their_original_until_answered() {
+        let (index, limits, rules) = (
+            OriginalIndex::default(),
+            LimitCounters::new(),
+            RelatedRules::default(),
+        );
+        let pre = key(1);
+        index
+            .begin(pre, &begin(TxnKind::Preauth, 1_000, None), &rules, &limits)
+            .unwrap();
+        index.finish(&pre, TxnKind::Preauth, None, 1_000, true, 0, &limits);
+        let c = begin(TxnKind::PreauthCompletion, 900, Some(pre));
+        assert_eq!(index.begin(key(2), &c, &rules, &limits), Ok(Begun::Forward));
+        let v = begin(TxnKind::PreauthVoid, 1_000, Some(pre));
+        assert_eq!(
+            index.begin(key(3), &v, &rules, &limits),
+            Err(ResponseCode::ILLEGAL_RELATED),
+            "completion in flight"
+        );
+        index.finish(
+            &key(2),
+            TxnKind::PreauthCompletion,
+            Some(pre),
+            900,
+            true,
+            0,
+            &limits,
+        );
+        assert_eq!(
+            index.with(&pre, |o| o.map(|o| o.state)),
+            Some(OriginalState::Completed)
+        );
+        // A void of a purchase may not name a preauthorisation.
+        let wrong = begin(TxnKind::Void, 1_000, Some(pre));
+        assert_eq!(
+            index.begin(key(4), &wrong, &rules, &limits),
+            Err(ResponseCode::ORIGINAL_NOT_FOUND)
+        );
     }
 }

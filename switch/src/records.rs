@@ -105,7 +105,9 @@ pub struct AdviceDoneRecord {
     pub answered: bool,
 }
 
-/// Any record, decoded.
+/// Any record, decoded. Requests are the large variant; records are decoded one at a time,
+/// so the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchRecord {
     Request(RequestRecord),
