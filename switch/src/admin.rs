@@ -1,5 +1,6 @@
 //! The admin HTTP endpoint: `GET /metrics` (Prometheus text), `GET /healthz`,
-//! `GET /advices` (advices waiting for their 0430), `POST /reload` (hot reload of every table; the answer says why a reload was refused).
+//! `GET /advices` (advices waiting for their 0430), `POST /reload` (hot reload of every table; the answer says why a reload was refused),
+//! `POST /cutover` (start a settlement-day cut-over now).
 
 use crate::state::Shared;
 use bytes::Bytes;
@@ -51,6 +52,25 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
     }
 }
 
+/// `POST /cutover`: start a cut-over to the next business date now (operators, tests).
+fn cutover(shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    match crate::actors::cutover::start_now(shared) {
+        Some(closing) => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({"closing": closing, "new": shared.day.date()}).to_string(),
+        ),
+        None => respond(
+            StatusCode::CONFLICT,
+            "text/plain",
+            format!(
+                "a cut-over is already in progress (closing {})\n",
+                shared.day.closing().unwrap_or(0)
+            ),
+        ),
+    }
+}
+
 /// `GET /advices`: the store-and-forward queue of every issuer (no card data).
 async fn advices(shared: &Shared) -> Response<Full<Bytes>> {
     let mut all = Vec::new();
@@ -77,12 +97,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move {
-                    let resp =
-                        if req.method() == hyper::Method::GET && req.uri().path() == "/advices" {
-                            advices(&shared).await
-                        } else {
-                            route(&req, &shared)
-                        };
+                    let resp = match (req.method().as_str(), req.uri().path()) {
+                        ("GET", "/advices") => advices(&shared).await,
+                        ("POST", "/cutover") => cutover(&shared),
+                        _ => route(&req, &shared),
+                    };
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });

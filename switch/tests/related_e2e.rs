@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use iso8583::subfields::OriginalData;
 use iso8583::{Message, MessageBuilder, Mti};
-use std::time::Duration;
 
 /// A related request (void, refund, reversal) for `orig` from the same terminal.
 fn related(acq: &mut Peer, mti: Mti, pc: &str, amount: u64, orig: &Message) -> MessageBuilder {
@@ -176,7 +175,9 @@ async fn related_checks_answer_25_12_14_97_64_13_without_the_issuer() {
 
 #[tokio::test]
 async fn partial_refunds_up_to_the_original_and_within_the_window() {
-    let sw = TestSwitch::start();
+    let mut extras = Extras::days("");
+    extras.switch.push_str("\n[rules]\nrefund_window_days = 1");
+    let sw = TestSwitch::start_extras(tempfile::tempdir().unwrap(), extras);
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
     let orig = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
@@ -203,9 +204,9 @@ async fn partial_refunds_up_to_the_original_and_within_the_window() {
     let over = refund(&mut acq, &orig, 1).build().unwrap();
     assert_eq!(code(&mut acq, &Message::decode(over).unwrap()).await, "22");
 
-    // Another purchase, refunded after the 30-day window.
+    // Another purchase, refunded after the (here 1-day) window.
     let orig2 = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
-    sw.clock.advance(Duration::from_secs(31 * 86_400));
+    sw.pass_days(2, &mut [&mut acq, &mut iss]).await;
     let late = refund(&mut acq, &orig2, 100).build().unwrap();
     assert_eq!(code(&mut acq, &Message::decode(late).unwrap()).await, "22");
     issuer_saw_nothing(&mut acq, &mut iss).await;

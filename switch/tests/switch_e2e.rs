@@ -125,18 +125,6 @@ async fn sign_off_stops_traffic() {
     assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "91");
 }
 
-/// Yield until `cond` holds, re-checking on each scheduler turn (bounded by the guard).
-async fn wait_until(cond: impl Fn() -> bool) {
-    tokio::time::timeout(GUARD, async {
-        while !cond() {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("condition not reached");
-}
-
 #[tokio::test]
 async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360() {
     let sw = TestSwitch::start();
@@ -709,15 +697,24 @@ async fn a_transaction_keeps_its_settlement_date_across_the_cut_over() {
         Some(today.format("%m%d").to_string().as_bytes())
     );
 
-    sw.clock.advance(Duration::from_secs(15)); // past 23:00: the next settlement date
+    sw.clock.advance(Duration::from_secs(15)); // past 23:00: the cut-over starts
+    let shared = sw.h().shared.clone();
+    wait_until(|| shared.day.closing().is_some()).await;
+    assert_eq!(iss.recv().await.network_code(), Some(201));
     iss.answer(&fwd, "00").await;
-    let r = acq.recv().await;
+    let mut r = acq.recv().await;
+    if r.network_code() == Some(201) {
+        r = acq.recv().await;
+    }
     assert_eq!(
         r.field(15),
         fwd.field(15),
         "in-flight work keeps its original date"
     );
 
+    sw.clock.advance(Duration::from_secs(30)); // the cut-over ends
+    wait_until(|| shared.day.closing().is_none()).await;
+    assert_eq!(iss.recv().await.network_code(), Some(202));
     let m = acq.purchase(PAN, 2).build().unwrap();
     acq.send(m).await;
     let next = iss.recv().await;

@@ -32,6 +32,8 @@ pub struct AcquirerLink {
     writer: FramedWrite<Frame, OwnedWriteHalf, FrameCodec>,
     last_recv: i64,
     last_send: i64,
+    /// Key in `Shared::acquirer_links` once bound.
+    link_id: u64,
 }
 
 impl AcquirerLink {
@@ -50,6 +52,7 @@ impl AcquirerLink {
                 writer: FramedWrite::new(w, FrameCodec::new(max), ctx),
                 last_recv: now,
                 last_send: now,
+                link_id: 0,
             }
         })
     }
@@ -148,6 +151,10 @@ impl AcquirerLink {
             (None, Some(inst), Some(id)) if inst.allows_addr(self.peer.ip()) => {
                 tracing::info!(peer = %self.peer, institution = %id, "acquirer link bound");
                 self.institution = Some(id);
+                self.link_id = self.shared.next_link_id.fetch_add(1, Ordering::Relaxed) + 1;
+                self.shared
+                    .acquirer_links
+                    .insert(self.link_id, (id, ctx.address()));
                 (inst, id)
             }
             (None, _, _) => {
@@ -208,8 +215,25 @@ impl AcquirerLink {
             self.decline(&msg, ResponseCode::FORMAT_ERROR, None, ctx, None);
             return;
         };
-        let (date, _) = self.shared.settlement_now();
+        // SPEC 12: during a cut-over, reversals belong to the closing day, voids to the new
+        // one (a void of the closed day is then 22), anything else cannot be dated (90).
+        let dating = self.shared.day.dating(kind);
+        let date = match dating {
+            crate::cutover::Dating::Date(d) => d,
+            crate::cutover::Dating::CannotDate => self.shared.day.date(),
+        };
         let mut record = request_record(&msg, key, kind, link_inst, date, now);
+        if dating == crate::cutover::Dating::CannotDate {
+            metrics::counter!("switch_cutover_declines_total").increment(1);
+            self.decline(
+                &msg,
+                ResponseCode::CUTOVER_IN_PROGRESS,
+                Some("CUT-OVER IN PROGRESS"),
+                ctx,
+                Some(record),
+            );
+            return;
+        }
         if require_sign_on && !self.signed_on {
             self.decline(&msg, ResponseCode::NOT_SIGNED_ON, None, ctx, Some(record));
             return;
@@ -591,6 +615,7 @@ impl Actor for AcquirerLink {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.shared.acquirer_links.remove(&self.link_id);
         metrics::gauge!("switch_acquirer_links").decrement(1.0);
         tracing::info!(peer = %self.peer, institution = ?self.institution.map(|i| i.to_string()), "acquirer link closed");
     }

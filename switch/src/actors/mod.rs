@@ -2,6 +2,7 @@
 //! the sans-I/O core (`core`, `bins`, `records`). Nothing outside this module knows actix.
 
 pub mod acquirer;
+pub mod cutover;
 pub mod issuer;
 pub mod route;
 

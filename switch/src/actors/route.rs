@@ -232,6 +232,50 @@ impl Handler<AdviceAnswered> for IssuerRouteActor {
     }
 }
 
+/// A cut-over ended: advices queued before it started belong to the closed day and are
+/// not resent past it (SPEC 8): they go to manual handling.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseDay {
+    pub closed: u32,
+    /// Advices queued up to this moment (the cut-over start) belong to the closed day.
+    pub queued_before_ms: i64,
+}
+
+impl Handler<CloseDay> for IssuerRouteActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseDay, _ctx: &mut Self::Context) {
+        let stale: Vec<u32> = self
+            .queue
+            .iter()
+            .filter(|(_, a)| a.queued_ms <= msg.queued_before_ms)
+            .map(|(stan, _)| *stan)
+            .collect();
+        for stan in stale {
+            if let Some(a) = self.queue.remove(&stan) {
+                tracing::error!(
+                    issuer = %self.route.id,
+                    stan,
+                    reason = %String::from_utf8_lossy(&a.reason),
+                    attempts = a.attempts,
+                    closed = msg.closed,
+                    "advice unanswered at cut-over; left for manual handling"
+                );
+                metrics::counter!("switch_advices_abandoned_total", "issuer" => self.route.id.to_string()).increment(1);
+                let rec = SwitchRecord::AdviceDone(AdviceDoneRecord {
+                    issuer: self.route.id.to_string(),
+                    advice_stan: stan,
+                    answered: false,
+                });
+                journal_then(&*self.shared.journal, &rec, None);
+            }
+        }
+        metrics::gauge!("switch_advices_pending", "issuer" => self.route.id.to_string())
+            .set(self.queue.len() as f64);
+    }
+}
+
 /// An advice replayed from the journal at start, still unanswered.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -8,7 +8,7 @@ use iso8583::{Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, P
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use switch::clock::{Clock, ManualClock};
+use switch::clock::ManualClock;
 use switch::config::Config;
 use switch::server::{start, StartOptions, SwitchHandle};
 use tokio::net::TcpStream;
@@ -29,6 +29,52 @@ pub fn write_config(dir: &Path, extra_acquirer: &str) -> Config {
 }
 
 pub fn write_config_with(dir: &Path, extra_acquirer: &str, extra_issuer: &str) -> Config {
+    write_config_full(dir, &Extras::new(extra_acquirer, extra_issuer))
+}
+
+/// Keys added to the test configuration. A default key is left out where the extra sets it.
+#[derive(Clone, Default)]
+pub struct Extras {
+    pub switch: String,
+    pub acquirer: String,
+    pub issuer: String,
+}
+
+impl Extras {
+    pub fn new(acquirer: &str, issuer: &str) -> Self {
+        Self {
+            switch: String::new(),
+            acquirer: acquirer.into(),
+            issuer: issuer.into(),
+        }
+    }
+
+    /// For tests that move the clock by days: no idle close, no echoes.
+    pub fn days(issuer: &str) -> Self {
+        Self {
+            switch: "idle_timeout_secs = 604800".into(),
+            acquirer: String::new(),
+            issuer: format!("echo_interval_secs = 0\n{issuer}"),
+        }
+    }
+}
+
+/// `key = value` from `default` unless `extra` sets the key itself.
+fn default_key(extra: &str, line: &str) -> String {
+    let key = line.split('=').next().unwrap_or_default().trim();
+    if extra.lines().any(|l| l.trim_start().starts_with(key)) {
+        String::new()
+    } else {
+        line.to_owned()
+    }
+}
+
+pub fn write_config_full(dir: &Path, extras: &Extras) -> Config {
+    let (extra_switch, extra_acquirer, extra_issuer) =
+        (&extras.switch, &extras.acquirer, &extras.issuer);
+    let idle = default_key(extra_switch, "idle_timeout_secs = 180");
+    let echo = default_key(extra_issuer, "echo_interval_secs = 60");
+    let echo_timeout = default_key(extra_issuer, "echo_timeout_secs = 10");
     // `[registry]` only when the test wrote the files (registry rules are off otherwise).
     let registry = if dir.join("merchants.csv").exists() {
         "[registry]\nmerchants = \"merchants.csv\"\nterminals = \"terminals.csv\"\nlimits = \"limits.csv\""
@@ -45,7 +91,8 @@ pub fn write_config_with(dir: &Path, extra_acquirer: &str, extra_issuer: &str) -
 [switch]
 id = "00010000"
 keepalive_send_secs = 120
-idle_timeout_secs = 180
+{idle}
+{extra_switch}
 [listeners]
 acquirer = "127.0.0.1:0"
 issuer = "127.0.0.1:0"
@@ -66,8 +113,8 @@ id = "03010000"
 name = "Test Issuer"
 roles = ["issuer"]
 timeout_ms = 20000
-echo_interval_secs = 60
-echo_timeout_secs = 10
+{echo}
+{echo_timeout}
 installment = true
 {extra_issuer}
 [[institution]]
@@ -81,10 +128,35 @@ roles = ["issuer"]
     Config::load(&path).unwrap()
 }
 
+/// Today at `h:m:s` local time, in Unix ms.
+pub fn local_ms(h: u32, m: u32, s: u32) -> i64 {
+    use chrono::TimeZone;
+    let today = chrono::Local::now().date_naive();
+    let t = today.and_hms_opt(h, m, s).unwrap();
+    chrono::Local
+        .from_local_datetime(&t)
+        .earliest()
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Yield until `cond` holds, re-checking on each scheduler turn (bounded by the guard).
+pub async fn wait_until(cond: impl Fn() -> bool) {
+    tokio::time::timeout(GUARD, async {
+        while !cond() {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("condition not reached");
+}
+
 pub struct TestSwitch {
     pub handle: Option<SwitchHandle>,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
+    extras: Extras,
 }
 
 impl TestSwitch {
@@ -102,23 +174,28 @@ impl TestSwitch {
 
     /// Start with the given directory (tests may put registry files in it first).
     pub fn start_in(dir: tempfile::TempDir, extra_acquirer: &str, extra_issuer: &str) -> Self {
-        Self::start_full(dir, extra_acquirer, extra_issuer, None)
+        Self::start_full(dir, Extras::new(extra_acquirer, extra_issuer), None)
     }
 
     /// Start with the manual clock at `start_ms` (Unix ms).
     pub fn start_at(start_ms: i64) -> Self {
-        Self::start_full(tempfile::tempdir().unwrap(), "", "", Some(start_ms))
+        Self::start_full(
+            tempfile::tempdir().unwrap(),
+            Extras::default(),
+            Some(start_ms),
+        )
     }
 
-    fn start_full(
-        dir: tempfile::TempDir,
-        extra_acquirer: &str,
-        extra_issuer: &str,
-        start_ms: Option<i64>,
-    ) -> Self {
-        let config = write_config_with(dir.path(), extra_acquirer, extra_issuer);
-        let clock =
-            ManualClock::new(start_ms.unwrap_or_else(|| ManualClock::starting_now().now_millis()));
+    /// Start with these configuration extras (and the given directory).
+    pub fn start_extras(dir: tempfile::TempDir, extras: Extras) -> Self {
+        Self::start_full(dir, extras, None)
+    }
+
+    fn start_full(dir: tempfile::TempDir, extras: Extras, start_ms: Option<i64>) -> Self {
+        let config = write_config_full(dir.path(), &extras);
+        // Noon local time by default: tests that move the clock by seconds or minutes never
+        // cross the 23:00 cut-over by accident.
+        let clock = ManualClock::new(start_ms.unwrap_or_else(|| local_ms(12, 0, 0)));
         let handle = start(
             config,
             StartOptions {
@@ -131,13 +208,14 @@ impl TestSwitch {
             handle: Some(handle),
             clock,
             dir,
+            extras,
         }
     }
 
-    /// Start again on the same journal directory.
+    /// Start again on the same journal directory and configuration.
     pub fn restart(&mut self) {
         self.handle.take().unwrap().shutdown().unwrap();
-        let config = write_config(self.dir.path(), "");
+        let config = write_config_full(self.dir.path(), &self.extras);
         let handle = start(
             config,
             StartOptions {
@@ -147,6 +225,24 @@ impl TestSwitch {
         )
         .unwrap();
         self.handle = Some(handle);
+    }
+
+    /// Move the clock `days` ahead and through the cut-over that follows: each of `peers`
+    /// (signed-on links) receives the 0820/201 and 0820/202 announcements, checked here.
+    pub async fn pass_days(&self, days: u64, peers: &mut [&mut Peer]) {
+        let shared = self.h().shared.clone();
+        self.clock.advance(Duration::from_secs(days * 86_400));
+        wait_until(|| shared.day.closing().is_some()).await;
+        for p in peers.iter_mut() {
+            let m = p.recv().await;
+            assert_eq!(m.network_code(), Some(201), "cut-over start announced");
+        }
+        self.clock.advance(Duration::from_secs(3_600));
+        wait_until(|| shared.day.closing().is_none()).await;
+        for p in peers.iter_mut() {
+            let m = p.recv().await;
+            assert_eq!(m.network_code(), Some(202), "cut-over end announced");
+        }
     }
 
     pub fn h(&self) -> &SwitchHandle {

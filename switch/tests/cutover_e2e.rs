@@ -1,0 +1,235 @@
+//! SPEC.md section 12 through the running switch, on the test clock: the cut-over at the
+//! configured local time (and on demand), its announcements, `90` while it runs, voids of the
+//! closed day `22`, reversals of it accepted until the end, advices not resent past it, and
+//! daily limits starting afresh on the new business day.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use iso8583::subfields::OriginalData;
+use iso8583::{Message, MessageBuilder, Mti};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn related(acq: &mut Peer, mti: Mti, pc: &str, orig: &Message) -> MessageBuilder {
+    let stan = acq.next_stan();
+    let mut b = MessageBuilder::new(mti, acq.header());
+    for n in [2u8, 4, 18, 22, 25, 32, 33, 41, 42, 49] {
+        if let Some(v) = orig.field(n) {
+            b.set(n, v);
+        }
+    }
+    let od = OriginalData::new(
+        orig.mti(),
+        orig.stan().unwrap(),
+        orig.transmission_time().unwrap(),
+        &orig.acquirer_id().unwrap(),
+        &orig.forwarding_id().unwrap(),
+    );
+    b.set(3, pc)
+        .set(7, "1121230000")
+        .set_numeric(11, u64::from(stan))
+        .set_text(37, &format!("{stan:012}"))
+        .set(60, "435105000300000")
+        .set(90, od.encode());
+    b
+}
+
+async fn approved(acq: &mut Peer, iss: &mut Peer, amount: u64) -> (Message, Message) {
+    let m = acq.purchase(PAN, amount).build().unwrap();
+    let sent = Message::decode(m.clone()).unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, "00").await;
+    let answer = acq.recv().await;
+    assert_eq!(answer.response_code().unwrap().as_str(), "00");
+    (sent, answer)
+}
+
+async fn answer_of(acq: &mut Peer, b: MessageBuilder) -> Message {
+    acq.send(b.build().unwrap()).await;
+    acq.recv().await
+}
+
+fn mmdd(yyyymmdd: u32) -> String {
+    format!("{:04}", yyyymmdd % 10_000)
+}
+
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(GUARD, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn cutover_at_23_00_dates_declines_90_voids_22_and_takes_reversals_until_its_end() {
+    let sw = TestSwitch::start_at(local_ms(22, 59, 50));
+    let shared = sw.h().shared.clone();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let closing = shared.day.date();
+    let (p1, a1) = approved(&mut acq, &mut iss, 1_000).await;
+    assert_eq!(a1.field_str(15), Some(mmdd(closing).as_str()));
+    let (p2, _) = approved(&mut acq, &mut iss, 2_000).await;
+
+    // 23:00: the cut-over starts and is announced with the closing date.
+    sw.clock.advance(Duration::from_secs(11));
+    wait_until(|| shared.day.closing().is_some()).await;
+    let new = shared.day.date();
+    assert!(new > closing);
+    for p in [&mut iss, &mut acq] {
+        let m = p.recv().await;
+        assert_eq!(
+            (m.mti(), m.network_code()),
+            (Mti::NETWORK_REQUEST, Some(201))
+        );
+        assert_eq!(m.field_str(15), Some(mmdd(closing).as_str()));
+    }
+
+    // Meanwhile: new requests cannot be dated, a void of the closed day is 22, a reversal of
+    // it is accepted and passed on.
+    let b = acq.purchase(PAN, 500);
+    let r = answer_of(&mut acq, b).await;
+    assert_eq!(r.response_code().unwrap().as_str(), "90");
+    let b = related(&mut acq, Mti::FINANCIAL_REQUEST, "200000", &p1);
+    assert_eq!(
+        answer_of(&mut acq, b)
+            .await
+            .response_code()
+            .unwrap()
+            .as_str(),
+        "22"
+    );
+    let b = related(&mut acq, Mti::REVERSAL_ADVICE, "000000", &p2);
+    let r = answer_of(&mut acq, b).await;
+    assert_eq!(
+        (r.mti(), r.response_code().unwrap().as_str()),
+        (Mti(*b"0430"), "00")
+    );
+    assert_eq!(
+        r.field_str(15),
+        Some(mmdd(closing).as_str()),
+        "dated with the closing day"
+    );
+    let advice = iss.recv().await;
+    assert_eq!(advice.mti(), Mti::REVERSAL_ADVICE);
+    iss.answer(&advice, "00").await;
+
+    // The end is announced with the new date; traffic flows under it.
+    sw.clock.advance(Duration::from_secs(30));
+    wait_until(|| shared.day.closing().is_none()).await;
+    for p in [&mut iss, &mut acq] {
+        let m = p.recv().await;
+        assert_eq!(m.network_code(), Some(202));
+        assert_eq!(m.field_str(15), Some(mmdd(new).as_str()));
+    }
+    let m = acq.purchase(PAN, 700).build().unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    assert_eq!(fwd.field_str(15), Some(mmdd(new).as_str()));
+    iss.answer(&fwd, "00").await;
+    assert_eq!(acq.recv().await.field_str(15), Some(mmdd(new).as_str()));
+
+    // After the end, a reversal of the closed day is refused.
+    let b = related(&mut acq, Mti::REVERSAL_ADVICE, "000000", &p1);
+    assert_eq!(
+        answer_of(&mut acq, b)
+            .await
+            .response_code()
+            .unwrap()
+            .as_str(),
+        "22"
+    );
+}
+
+#[tokio::test]
+async fn operator_cutover_on_demand_and_advices_are_not_resent_past_it() {
+    let sw = TestSwitch::start_config("", "advice_retry_secs = 100");
+    let shared = sw.h().shared.clone();
+    let admin = sw.h().admin_addr;
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+
+    // A timeout leaves a 4361 reversal advice the issuer never answers.
+    let m = acq.purchase(PAN, 1_000).build().unwrap();
+    acq.send(m).await;
+    let _unanswered = iss.recv().await;
+    sw.clock.advance(Duration::from_secs(21));
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "98");
+    let advice = iss.recv().await;
+    assert_eq!(advice.mti(), Mti::REVERSAL_ADVICE);
+    assert!(http(admin, "GET", "/advices")
+        .await
+        .contains("\"pending\":1"));
+
+    let closing = shared.day.date();
+    let started = http(admin, "POST", "/cutover").await;
+    assert!(started.starts_with("HTTP/1.1 200"), "{started}");
+    assert!(
+        started.contains(&format!("\"closing\":{closing}")),
+        "{started}"
+    );
+    let again = http(admin, "POST", "/cutover").await;
+    assert!(again.starts_with("HTTP/1.1 409"), "{again}");
+    assert_eq!(iss.recv().await.network_code(), Some(201));
+    assert_eq!(acq.recv().await.network_code(), Some(201));
+
+    sw.clock.advance(Duration::from_secs(30));
+    wait_until(|| shared.day.closing().is_none()).await;
+    assert_eq!(iss.recv().await.network_code(), Some(202));
+    // The closed day's advice went to manual handling instead of being resent.
+    let listing = http(admin, "GET", "/advices").await;
+    assert!(listing.contains("\"pending\":0"), "{listing}");
+    assert_eq!(acq.recv().await.network_code(), Some(202));
+    let m = acq.purchase(PAN, 5).build().unwrap();
+    acq.send(m).await;
+    let next = iss.recv().await;
+    assert_eq!(next.mti(), Mti::FINANCIAL_REQUEST, "no advice resent");
+}
+
+#[tokio::test]
+async fn daily_limits_start_afresh_on_the_new_business_day() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("merchants.csv"),
+        "acquirer,merchant_id,name,mcc,status,categories,extra_mccs\n\
+         01030000,MERCHANT0000001,Shop,5411,active,purchase,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("terminals.csv"),
+        "acquirer,merchant_id,terminal_id,status,categories\n\
+         01030000,MERCHANT0000001,TERM0001,active,*\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("limits.csv"),
+        "scope,merchant_id,terminal_id,categories,single_max,daily_amount_max,daily_count_max\n\
+         terminal,MERCHANT0000001,TERM0001,purchase,,10000,\n",
+    )
+    .unwrap();
+    let sw = TestSwitch::start_extras(dir, Extras::days(""));
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    approved(&mut acq, &mut iss, 9_000).await;
+    let b = acq.purchase(PAN, 2_000);
+    assert_eq!(
+        answer_of(&mut acq, b)
+            .await
+            .response_code()
+            .unwrap()
+            .as_str(),
+        "61"
+    );
+    sw.pass_days(1, &mut [&mut acq, &mut iss]).await;
+    approved(&mut acq, &mut iss, 9_000).await;
+}
