@@ -80,6 +80,37 @@ pub struct IssuerLink {
     on_stop: Option<tokio::sync::oneshot::Sender<()>>,
     last_recv: i64,
     last_send: i64,
+    /// Metric handles of the hot path, registered once per label set (no label strings
+    /// built per transaction).
+    metrics: LinkMetrics,
+}
+
+/// Cached metric handles of one issuer link.
+#[derive(Default)]
+struct LinkMetrics {
+    /// `switch_transactions_total` by (request MTI, response code).
+    txns: HashMap<([u8; 4], [u8; 2]), metrics::Counter>,
+    latency: Option<metrics::Histogram>,
+    in_flight: Option<metrics::Gauge>,
+}
+
+impl LinkMetrics {
+    fn txn(&mut self, issuer: &str, mti: iso8583::Mti, code: ResponseCode) -> &metrics::Counter {
+        self.txns.entry((mti.0, code.0)).or_insert_with(|| {
+            metrics::counter!("switch_transactions_total", "mti" => mti.to_string(), "code" => code.to_string(), "issuer" => issuer.to_owned())
+        })
+    }
+
+    fn latency(&mut self) -> &metrics::Histogram {
+        self.latency
+            .get_or_insert_with(|| metrics::histogram!("switch_latency_seconds"))
+    }
+
+    fn in_flight(&mut self, issuer: &str, slot: u8) -> &metrics::Gauge {
+        self.in_flight.get_or_insert_with(|| {
+            metrics::gauge!("switch_link_in_flight", "issuer" => issuer.to_owned(), "slot" => slot.to_string())
+        })
+    }
 }
 
 impl IssuerLink {
@@ -120,6 +151,7 @@ impl IssuerLink {
                 on_stop,
                 last_recv: now,
                 last_send: now,
+                metrics: LinkMetrics::default(),
             }
         })
     }
@@ -248,7 +280,10 @@ impl IssuerLink {
             },
         );
         self.deadlines.push_back((deadline, stan));
-        metrics::gauge!("switch_link_in_flight", "issuer" => route.id.to_string(), "slot" => self.slot.unwrap_or(0).to_string()).set(self.pending.len() as f64);
+        let pending = self.pending.len() as f64;
+        self.metrics
+            .in_flight(route.id.as_str(), self.slot.unwrap_or(0))
+            .set(pending);
         let _ = ctx;
     }
 
@@ -487,8 +522,10 @@ impl IssuerLink {
             });
         }
         let latency = (now - p.received_ms).max(0) as f64 / 1000.0;
-        metrics::histogram!("switch_latency_seconds").record(latency);
-        metrics::counter!("switch_transactions_total", "mti" => p.request.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
+        self.metrics.latency().record(latency);
+        let label = self.route.as_ref().map(|r| r.id);
+        let label = label.as_ref().map_or("unbound", iso8583::InstId::as_str);
+        self.metrics.txn(label, p.request.mti(), code).increment(1);
         let outcome = OutcomeRecord {
             key: p.key,
             settlement_date: p.settlement_date,
@@ -555,7 +592,9 @@ impl IssuerLink {
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let f15 = f15_of(p.settlement_date);
         let reversal = reversal.filter(|_| p.kind.is_reversible());
-        metrics::counter!("switch_transactions_total", "mti" => p.request.mti().to_string(), "code" => code.to_string(), "issuer" => self.issuer_label()).increment(1);
+        let label = self.route.as_ref().map(|r| r.id);
+        let label = label.as_ref().map_or("unbound", iso8583::InstId::as_str);
+        self.metrics.txn(label, p.request.mti(), code).increment(1);
         let b = switch_response(&p.request, self.shared.switch_id, code, &f15, None);
         let outcome = OutcomeRecord {
             key: p.key,
