@@ -23,13 +23,53 @@ pub enum OriginalState {
     Completed,
 }
 
+/// A PAN kept inline (up to 19 digits, SPEC 4): no heap allocation per original. Never
+/// printed (no `Display`; `Debug` masks it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PanDigits {
+    len: u8,
+    digits: [u8; 19],
+}
+
+impl PanDigits {
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.digits.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+impl From<&[u8]> for PanDigits {
+    /// Longer input is cut at 19 bytes (it can then never match a real F2).
+    fn from(pan: &[u8]) -> Self {
+        let mut digits = [0u8; 19];
+        let n = pan.len().min(19);
+        digits[..n].copy_from_slice(&pan[..n]);
+        Self {
+            len: n as u8,
+            digits,
+        }
+    }
+}
+
+impl From<&str> for PanDigits {
+    fn from(pan: &str) -> Self {
+        Self::from(pan.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for PanDigits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", iso8583::render::mask_pan(self.as_bytes()))
+    }
+}
+
 /// What the index keeps of an original: what the checks compare against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
     pub kind: TxnKind,
     pub amount: i64,
     /// F2 of the original (compared for `14`; never logged).
-    pub pan: Box<str>,
+    pub pan: PanDigits,
     /// F41 of the original (compared for `97`).
     pub terminal: [u8; 8],
     pub state: OriginalState,
@@ -74,7 +114,7 @@ impl Original {
         Original {
             kind,
             amount,
-            pan: String::from_utf8_lossy(pan).into(),
+            pan: PanDigits::from(pan),
             terminal: t,
             state: OriginalState::Pending,
             refunded: 0,
@@ -331,6 +371,12 @@ impl OriginalIndex {
     #[must_use]
     pub fn reversal_answer(&self, key: &TxnKey) -> Option<ResponseCode> {
         self.reversal_answers.get(key).map(|c| *c)
+    }
+
+    /// Forget the answers of the closed day's reversals (duplicates are per day; a late
+    /// duplicate then meets its original's check instead).
+    pub fn forget_reversal_answers(&self) {
+        self.reversal_answers.clear();
     }
 
     /// Record the answer given to a reversal.

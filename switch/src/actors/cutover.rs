@@ -85,6 +85,22 @@ pub fn end(shared: &Arc<Shared>) {
     tracing::info!(closed, new, "cut-over ended");
     metrics::counter!("switch_cutovers_total", "phase" => "end").increment(1);
     announce(shared, NM_CUTOVER_END, new);
+    // Originals past every refund window can no longer be referred to.
+    let window_days = {
+        let r = &shared.config.load().rules;
+        r.refund_window_days.max(r.installment_refund_days)
+    };
+    let pruned = shared
+        .originals
+        .prune(shared.clock.now_millis() - i64::from(window_days) * 86_400_000);
+    tracing::info!(
+        pruned,
+        originals = shared.originals.len(),
+        "originals index pruned"
+    );
+    // Duplicate detection is per settlement day: keys of the closed day are done with.
+    shared.seen.retain(|_, day| *day > closed);
+    shared.originals.forget_reversal_answers();
     for route in shared.routes.values() {
         if let Some(actor) = route.actor.get() {
             actor.do_send(CloseDay {
