@@ -1,5 +1,6 @@
-//! A simulated acquirer for cardswitch: a pipelined client link ([`AcquirerClient`]) and
-//! request builders for every transaction of SPEC.md section 5 ([`txn`]).
+//! A simulated acquirer for cardswitch: a pipelined client link ([`AcquirerClient`]),
+//! request builders for every transaction of SPEC.md section 5 ([`txn`]), and certification
+//! suites as data ([`suite`]) run through the switch against an issuer host ([`certify`]).
 //!
 //! ```no_run
 //! # async fn demo(addr: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -11,7 +12,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod certify;
 pub mod client;
+pub mod suite;
 pub mod txn;
 
 pub use client::{AcquirerClient, ClientError, ClientStats, Received, TxnKey};

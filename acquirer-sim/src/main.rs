@@ -1,9 +1,13 @@
 //! `acquirer-sim`: send one transaction of any kind to the switch and print the answer
-//! (PAN masked).
+//! (PAN masked), or run a certification suite against an issuer host.
 //!
-//! Exit status: 0 when an answer arrived (whatever its F39), 1 when the request could not be
-//! built or sent, was rejected, or got no answer within `--timeout-ms`.
+//! Exit status of `send`: 0 when an answer arrived (whatever its F39), 1 when the request
+//! could not be built or sent, was rejected, or got no answer within `--timeout-ms`.
+//! Exit status of `certify`: 0 when every case passed, 1 when one failed, 2 when the suite
+//! could not be run.
 
+use acquirer_sim::certify::{self, CertifyOptions};
+use acquirer_sim::suite::Suite;
 use acquirer_sim::txn::{self, Original, TxnParams};
 use acquirer_sim::AcquirerClient;
 use anyhow::{bail, Context};
@@ -12,6 +16,7 @@ use iso8583::render::describe_text;
 use iso8583::subfields::{FeeMode, InstallmentRequest, OriginalData};
 use iso8583::{InstId, Message, MessageBuilder, Mti, Packet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,7 +37,35 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Send one transaction and print the answer.
-    Send(SendArgs),
+    Send(Box<SendArgs>),
+    /// Run a certification suite through the switch against an issuer host; print a
+    /// summary, write JUnit XML and a Markdown report.
+    Certify(CertifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct CertifyArgs {
+    /// The suite file (e.g. config/suites/installment.toml).
+    #[arg(long)]
+    suite: PathBuf,
+    /// The issuer under test (its test cards are taken from the suite).
+    #[arg(long)]
+    issuer: String,
+    /// The switch's acquirer listener.
+    #[arg(long, default_value = "127.0.0.1:5001")]
+    switch: SocketAddr,
+    /// Acquirer institution ID.
+    #[arg(long, default_value = txn::DEFAULT_ACQUIRER)]
+    acquirer: String,
+    /// The switch's institution ID.
+    #[arg(long, default_value = txn::DEFAULT_SWITCH_ID)]
+    switch_id: String,
+    /// Where the JUnit XML and Markdown reports go.
+    #[arg(long, default_value = "certify-report")]
+    report_dir: PathBuf,
+    /// Give up on an answer after this long.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +163,15 @@ struct SendArgs {
     /// Reversal: F60.1 reason code.
     #[arg(long, default_value = "4351")]
     reason: String,
+    /// Test PIN, sent in F52 as an ISO 9564 format 0 block (clear).
+    #[arg(long)]
+    pin: Option<String>,
+    /// CVN2, sent in F61 as `CV` + 3 digits.
+    #[arg(long)]
+    cvn2: Option<String>,
+    /// Card expiry YYMM (F14).
+    #[arg(long)]
+    expiry: Option<String>,
     /// Print the answer as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -231,6 +273,9 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
     p.merchant.clone_from(&a.merchant);
     p.mcc.clone_from(&a.mcc);
     p.currency.clone_from(&a.currency);
+    p.pin.clone_from(&a.pin);
+    p.cvn2.clone_from(&a.cvn2);
+    p.expiry.clone_from(&a.expiry);
     let request = build(&a, &p)?;
     let raw = request.build().context("the request does not encode")?;
     let sent = Message::decode(raw).context("the request does not decode")?;
@@ -263,6 +308,25 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run a suite; `Ok(passed)`.
+async fn run_certify(a: CertifyArgs) -> anyhow::Result<bool> {
+    let suite = Suite::load(&a.suite)?;
+    let opts = CertifyOptions {
+        switch: a.switch,
+        switch_id: a.switch_id,
+        acquirer: a.acquirer,
+        issuer: a.issuer,
+        timeout: Duration::from_millis(a.timeout_ms),
+    };
+    let report = certify::run(&suite, &opts).await?;
+    print!("{}", report.summary());
+    let (xml, md) = report
+        .write(&a.report_dir)
+        .with_context(|| format!("writing reports to {}", a.report_dir.display()))?;
+    println!("reports: {} {}", xml.display(), md.display());
+    Ok(report.passed())
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -281,7 +345,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.json_logs);
     let result = match cli.command {
-        Command::Send(args) => send(args).await,
+        Command::Send(args) => send(*args).await,
+        Command::Certify(args) => {
+            return match run_certify(args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("acquirer-sim: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,6 +29,36 @@ pub enum TxnError {
     BadInstitution { what: &'static str, value: String },
     #[error("amount {0} is negative")]
     NegativeAmount(i64),
+    #[error("the PIN must be 4 to 12 digits and the PAN 13 to 19 digits for a PIN block")]
+    BadPin,
+}
+
+/// ISO 9564 format 0 PIN block for `pin` and `pan`, in clear (joint-testing simulators hold
+/// no keys).
+pub fn pin_block(pin: &str, pan: &str) -> Result<[u8; 8], TxnError> {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !(4..=12).contains(&pin.len()) || !digits(pin) || pan.len() < 13 || !digits(pan) {
+        return Err(TxnError::BadPin);
+    }
+    let mut nibbles = Vec::with_capacity(16);
+    nibbles.push(0u8);
+    nibbles.push(u8::try_from(pin.len()).map_err(|_| TxnError::BadPin)?);
+    nibbles.extend(pin.bytes().map(|d| d - b'0'));
+    nibbles.resize(16, 0x0F);
+    let pan_digits: Vec<u8> = pan.bytes().map(|d| d - b'0').collect();
+    let body = pan_digits
+        .get(pan_digits.len() - 13..pan_digits.len() - 1)
+        .ok_or(TxnError::BadPin)?;
+    let mut pan_nibbles = vec![0u8; 4];
+    pan_nibbles.extend_from_slice(body);
+    let mut out = [0u8; 8];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let n = |v: &[u8], k: usize| v.get(k).copied().unwrap_or(0);
+        let pin_byte = (n(&nibbles, 2 * i) << 4) | n(&nibbles, 2 * i + 1);
+        let pan_byte = (n(&pan_nibbles, 2 * i) << 4) | n(&pan_nibbles, 2 * i + 1);
+        *slot = pin_byte ^ pan_byte;
+    }
+    Ok(out)
 }
 
 /// What a transaction is about. `Debug` masks the PAN.
@@ -58,6 +88,12 @@ pub struct TxnParams {
     pub stan: u32,
     /// F7 `MMDDhhmmss`; F13 and F12 are taken from it.
     pub transmission: [u8; 10],
+    /// Test PIN: sent in F52 as an ISO 9564 format 0 block (clear: test keys only).
+    pub pin: Option<String>,
+    /// CVN2: sent in F61 as `CV` + 3 digits (the issuer simulator's convention).
+    pub cvn2: Option<String>,
+    /// Expiry `YYMM`: F14.
+    pub expiry: Option<String>,
 }
 
 impl fmt::Debug for TxnParams {
@@ -75,6 +111,9 @@ impl fmt::Debug for TxnParams {
             .field("entry_mode", &self.entry_mode)
             .field("stan", &self.stan)
             .field("transmission", &String::from_utf8_lossy(&self.transmission))
+            .field("pin", &self.pin.as_ref().map(|_| "****"))
+            .field("cvn2", &self.cvn2.as_ref().map(|_| "***"))
+            .field("expiry", &self.expiry.as_ref().map(|_| "****"))
             .finish()
     }
 }
@@ -98,7 +137,31 @@ impl TxnParams {
             entry_mode: DEFAULT_ENTRY_MODE.to_owned(),
             stan,
             transmission,
+            pin: None,
+            cvn2: None,
+            expiry: None,
         }
+    }
+
+    /// Send this test PIN in F52.
+    #[must_use]
+    pub fn with_pin(mut self, pin: &str) -> Self {
+        self.pin = Some(pin.to_owned());
+        self
+    }
+
+    /// Send this CVN2 in F61.
+    #[must_use]
+    pub fn with_cvn2(mut self, cvn2: &str) -> Self {
+        self.cvn2 = Some(cvn2.to_owned());
+        self
+    }
+
+    /// Send this expiry (`YYMM`) in F14.
+    #[must_use]
+    pub fn with_expiry(mut self, yymm: &str) -> Self {
+        self.expiry = Some(yymm.to_owned());
+        self
     }
 
     /// Defaults with the next STAN of `stans` and the current time as F7.
@@ -310,6 +373,15 @@ fn base(p: &TxnParams, mti: Mti, f3: &[u8; 6], f25: &[u8; 2]) -> Result<MessageB
         .set_text(42, &p.merchant)
         .set(49, &p.currency)
         .set(60, DEFAULT_F60);
+    if let Some(pin) = &p.pin {
+        b.set(52, pin_block(pin, &p.pan)?);
+    }
+    if let Some(cvn2) = &p.cvn2 {
+        b.set(61, format!("CV{cvn2}"));
+    }
+    if let Some(expiry) = &p.expiry {
+        b.set(14, expiry);
+    }
     Ok(b)
 }
 
@@ -583,6 +655,28 @@ mod tests {
         let mut p = params();
         p.mcc = "54111".into();
         assert!(purchase(&p).unwrap().build().is_err());
+    }
+
+    #[test]
+    fn pin_cvn2_expiry() {
+        // ISO 9564-1 format 0 example: PIN 1234, PAN 4000001234562000 ->
+        // PIN field 041234FFFFFFFFFF xor PAN field 0000000123456200.
+        let block = pin_block("1234", "4000001234562000").unwrap();
+        assert_eq!(block, [0x04, 0x12, 0x34, 0xFE, 0xDC, 0xBA, 0x9D, 0xFF]);
+        assert!(pin_block("12", DEFAULT_PAN).is_err());
+        let p = params()
+            .with_pin("1234")
+            .with_cvn2("123")
+            .with_expiry("3012");
+        let m = decode(&purchase(&p).unwrap());
+        assert_eq!(m.field(52).map(<[u8]>::len), Some(8));
+        assert_eq!(m.field(61), Some(&b"CV123"[..]));
+        assert_eq!(m.field(14), Some(&b"3012"[..]));
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains("1234") && !shown.contains("3012"),
+            "{shown}"
+        );
     }
 
     #[test]

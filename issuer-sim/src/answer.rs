@@ -1,7 +1,8 @@
-//! The issuer's answer to one message, as a plain function (no I/O): rules, balance
-//! inquiry, installment fees, reversals and network management.
+//! The issuer's answer to one message, as a plain function (no I/O but the card accounts'
+//! state): rules, card accounts, balance inquiry, installment plans and fees, reversals and
+//! network management.
 
-use crate::fees::quote_request;
+use crate::accounts::{CardType, Ledger, LedgerAnswer};
 use crate::rules::{Decision, Rules};
 use crate::Behaviour;
 use iso8583::subfields::Balance;
@@ -52,8 +53,9 @@ impl Answer {
     }
 }
 
-/// Answer `req` per `rules` and `behaviour`. `auth_code` is used as F38 when approving;
-/// `roll` is a uniform random number in `[0, 1)` for the drop rate.
+/// Answer `req` per `rules` and `behaviour`, without card accounts (every card has
+/// `rules.balance` and is eligible for installments). `auth_code` is used as F38 when
+/// approving; `roll` is a uniform random number in `[0, 1)` for the drop rate.
 #[must_use]
 pub fn answer(
     req: &Message,
@@ -62,15 +64,33 @@ pub fn answer(
     auth_code: [u8; 6],
     roll: f64,
 ) -> Answer {
+    answer_with(req, rules, behaviour, None, auth_code, roll)
+}
+
+/// [`answer`] with the card accounts of `ledger` (when given): status, expiry, PIN, CVN2,
+/// balance and installment eligibility per card; balances move.
+#[must_use]
+pub fn answer_with(
+    req: &Message,
+    rules: &Rules,
+    behaviour: &Behaviour,
+    ledger: Option<&Ledger>,
+    auth_code: [u8; 6],
+    roll: f64,
+) -> Answer {
     let mti = req.mti();
     if !mti.is_request() {
         return Answer::none(Outcome::Ignored);
     }
     match mti.class() {
-        1 | 2 => financial(req, rules, auth_code, roll),
+        1 | 2 => financial(req, rules, ledger, auth_code, roll),
         4 => {
             if !behaviour.answer_reversals {
                 return Answer::none(Outcome::Unanswered);
+            }
+            if let Some(ledger) = ledger {
+                let effect = ledger.reverse(req);
+                tracing::debug!(stan = ?req.stan(), ?effect, "reversal");
             }
             Answer {
                 outcome: Outcome::Reversal,
@@ -100,31 +120,56 @@ pub fn answer(
     }
 }
 
-fn financial(req: &Message, rules: &Rules, auth_code: [u8; 6], roll: f64) -> Answer {
+fn financial(
+    req: &Message,
+    rules: &Rules,
+    ledger: Option<&Ledger>,
+    auth_code: [u8; 6],
+    roll: f64,
+) -> Answer {
     let code = match rules.decide(req.pan(), req.amount(), roll) {
         Decision::Silent => return Answer::none(Outcome::Unanswered),
         Decision::Answer(code) => code,
     };
-    let mut code = code;
-    let mut extra: Option<(u8, Vec<u8>)> = None;
-    if code.is_approved() {
-        match approved_extras(req, rules) {
-            Ok(e) => extra = e,
-            Err(decline) => code = decline,
+    let decided = if !code.is_approved() {
+        LedgerAnswer {
+            code,
+            auth_code: None,
+            balance: None,
+            installment: None,
+            reason: "rules",
+            replayed: false,
+        }
+    } else if let Some(ledger) = ledger {
+        ledger.authorize(req, &rules.installments, auth_code)
+    } else {
+        stateless(req, rules, auth_code)
+    };
+    let mut b = MessageBuilder::response_to(req, ECHO_FIELDS, decided.code);
+    if decided.code.is_approved() {
+        b.set(38, decided.auth_code.unwrap_or(auth_code));
+        if let Some((card_type, amount)) = decided.balance {
+            let record = Balance {
+                account_type: if card_type == CardType::Credit {
+                    *b"30"
+                } else {
+                    *b"10"
+                },
+                amount_type: *b"02",
+                currency: currency(req),
+                amount,
+            };
+            b.set(54, Balance::encode_all(&[record]));
+        }
+        if let Some(ip) = &decided.installment {
+            b.set(57, ip.encode());
         }
     }
-    let mut b = MessageBuilder::response_to(req, ECHO_FIELDS, code);
-    if code.is_approved() {
-        b.set(38, auth_code);
-    }
-    if let Some((n, value)) = extra {
-        b.set(n, value);
-    }
     Answer {
-        outcome: if code.is_approved() {
+        outcome: if decided.code.is_approved() {
             Outcome::Approved
         } else {
-            Outcome::Declined(code)
+            Outcome::Declined(decided.code)
         },
         response: Some(b),
         delay: rules.delay,
@@ -137,33 +182,43 @@ fn currency(req: &Message) -> [u8; 3] {
         .unwrap_or(*b"156")
 }
 
-/// The field an approval carries besides F38 (F54 for a balance inquiry, F57 for an
-/// installment), or the decline code when the installment cannot be granted.
-fn approved_extras(req: &Message, rules: &Rules) -> Result<Option<(u8, Vec<u8>)>, ResponseCode> {
+/// Without accounts: F54 from `rules.balance` for a balance inquiry, F57 for an installment
+/// (every cardholder eligible), or the installment plan's decline.
+fn stateless(req: &Message, rules: &Rules, auth_code: [u8; 6]) -> LedgerAnswer {
+    let mut a = LedgerAnswer {
+        code: ResponseCode::APPROVED,
+        auth_code: Some(auth_code),
+        balance: None,
+        installment: None,
+        reason: "approved",
+        replayed: false,
+    };
     let processing = req.processing_code().unwrap_or(*b"000000");
     if req.mti().class() == 2 && processing.starts_with(b"30") {
-        let record = Balance {
-            account_type: *b"10",
-            amount_type: *b"02",
-            currency: currency(req),
-            amount: rules.balance,
-        };
-        return Ok(Some((54, Balance::encode_all(&[record]))));
+        a.balance = Some((CardType::Debit, rules.balance));
+        return a;
     }
     let is_purchase = processing.starts_with(b"00");
     if req.mti() == Mti::FINANCIAL_REQUEST && is_purchase && req.pos_condition() == Some(64) {
         let Some(Ok(ip)) = req.installment_request() else {
-            return Err(ResponseCode::FORMAT_ERROR);
+            a.code = ResponseCode::FORMAT_ERROR;
+            return a;
         };
-        let amount = req.amount().ok_or(ResponseCode::INVALID_AMOUNT)?;
-        let quote = quote_request(amount, &ip, |p| rules.standard_rate(p))?;
+        let amount = req.amount().unwrap_or(0);
+        let merchant = req.field(42).unwrap_or_default();
         let currency = std::str::from_utf8(&currency(req))
             .ok()
             .and_then(|c| c.parse().ok())
             .unwrap_or(156);
-        return Ok(Some((57, quote.response(currency).encode())));
+        match rules.installments.quote(amount, merchant, &ip, true) {
+            Ok(q) => a.installment = Some(q.response(currency)),
+            Err(d) => {
+                a.code = d.code;
+                a.reason = d.reason;
+            }
+        }
     }
-    Ok(None)
+    a
 }
 
 #[cfg(test)]

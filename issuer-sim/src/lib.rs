@@ -1,9 +1,15 @@
-//! A simulated issuer host for cardswitch (SPEC.md sections 5, 6, 10, 11).
+//! A simulated issuer host for cardswitch (SPEC.md sections 5, 6, 10, 11): a bank to
+//! joint-test against.
 //!
 //! [`IssuerSim::start`] dials the switch's issuer listener (or listens for the switch to dial
-//! in, [`IssuerSimConfig::listen`]), signs on every link with `0820/001`, and answers:
-//! `0100`/`0200`/`0220` per [`Rules`], reversals `0430 00`, echoes `0830 00`. Answers are
-//! built by the pure function [`answer::answer`]; installment fees by [`fees`].
+//! in, [`IssuerSimConfig::listen`]), signs on every link with `0820/001`, redials links that
+//! drop (with backoff), signs off with `0820/002` on [`IssuerSim::shutdown`], and answers:
+//! `0100`/`0200`/`0220` per [`Rules`] and, when configured, per card account
+//! ([`accounts`]: status, expiry, PIN, CVN2, balances that move exactly once per
+//! transaction), installment purchases per the issuer's [`plans`] with the fees of [`fees`];
+//! reversals `0430 00` (undoing their original once); echoes `0830 00`. The behaviour
+//! [`knobs`] add latency, late answers, dropped links and answers on another link. Answers
+//! are built by the function [`answer::answer_with`].
 //!
 //! The switch's integration tests start it in-process on `127.0.0.1` and talk real TCP:
 //!
@@ -19,11 +25,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accounts;
 pub mod answer;
 pub mod fees;
+pub mod knobs;
+pub mod plans;
 pub mod rules;
 mod sim;
 
+pub use accounts::{AccountBook, AccountSpec, CardType, Ledger};
+pub use knobs::Latency;
+pub use plans::InstallmentPlans;
 pub use rules::{AmountRule, Decision, PanRule, Rules, StandardRate};
 pub use sim::IssuerSim;
 
@@ -52,6 +64,16 @@ pub struct Behaviour {
     pub keepalive: Option<Duration>,
     /// Largest frame body accepted (default 2048).
     pub max_frame: usize,
+    /// Redial a dialled link that dropped (the switch restarted, a knob cut it), with
+    /// exponential backoff (default 100 ms doubling to 5 s; `None`: never).
+    pub reconnect: Option<Backoff>,
+}
+
+/// Exponential backoff between redials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub min: Duration,
+    pub max: Duration,
 }
 
 impl Default for Behaviour {
@@ -63,6 +85,10 @@ impl Default for Behaviour {
             sign_on_timeout: Duration::from_secs(10),
             keepalive: Some(Duration::from_secs(120)),
             max_frame: iso8583::frame::DEFAULT_MAX_FRAME,
+            reconnect: Some(Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(5),
+            }),
         }
     }
 }
@@ -84,6 +110,9 @@ pub struct IssuerSimConfig {
     pub links: usize,
     pub rules: Rules,
     pub behaviour: Behaviour,
+    /// Card accounts (`None`: no accounts, every card approved per the rules with
+    /// `rules.balance`).
+    pub accounts: Option<AccountBook>,
 }
 
 impl Default for IssuerSimConfig {
@@ -96,6 +125,7 @@ impl Default for IssuerSimConfig {
             links: 1,
             rules: Rules::default(),
             behaviour: Behaviour::default(),
+            accounts: None,
         }
     }
 }
@@ -144,6 +174,13 @@ impl IssuerSimConfig {
         self.behaviour = behaviour;
         self
     }
+
+    /// Keep card accounts (balances move with the traffic).
+    #[must_use]
+    pub fn with_accounts(mut self, accounts: AccountBook) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
 }
 
 /// A snapshot of the simulator's counters.
@@ -163,6 +200,14 @@ pub struct Stats {
     pub unanswered: u64,
     /// Frames that could not be decoded (or rejects received).
     pub decode_errors: u64,
+    /// Answers sent late on purpose (`late_rate`).
+    pub late: u64,
+    /// Answers sent on another link than the request's (`other_link_rate`).
+    pub other_link: u64,
+    /// Links cut on purpose (`disconnect_after`, `disconnect_rate`).
+    pub disconnects: u64,
+    /// Dropped links redialled and signed on again.
+    pub reconnects: u64,
     /// Links signed on right now.
     pub signed_on_links: usize,
 }
@@ -171,7 +216,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "requests={} approved={} declined={} echoes={} reversals={} unanswered={} decode_errors={} signed_on_links={}",
+            "requests={} approved={} declined={} echoes={} reversals={} unanswered={} decode_errors={} late={} other_link={} disconnects={} reconnects={} signed_on_links={}",
             self.requests,
             self.approved,
             self.declined,
@@ -179,6 +224,10 @@ impl fmt::Display for Stats {
             self.reversals,
             self.unanswered,
             self.decode_errors,
+            self.late,
+            self.other_link,
+            self.disconnects,
+            self.reconnects,
             self.signed_on_links
         )
     }

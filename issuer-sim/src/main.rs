@@ -1,13 +1,14 @@
 //! `issuer-sim`: a simulated issuer host. Dials the switch's issuer listener (or listens for
 //! the switch to dial in), signs on, answers until Ctrl-C, then signs off and prints a
-//! one-line summary.
+//! one-line summary. Card accounts, installment plans and behaviour come from the bundled
+//! files in `config/issuer-sim/` unless other files are given.
 
 use anyhow::Context;
 use clap::Parser;
 use iso8583::ResponseCode;
-use issuer_sim::{Behaviour, IssuerSim, IssuerSimConfig, Rules};
+use issuer_sim::{AccountBook, Behaviour, InstallmentPlans, IssuerSim, IssuerSimConfig, Rules};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,10 +34,25 @@ struct Cli {
     /// Number of links to dial.
     #[arg(long, default_value_t = 2)]
     links: usize,
-    /// Rules file (TOML: default_code, pan_codes, decline_amounts, silent_pans, drop_rate,
-    /// delay_ms, balance, installment_rates). Flags below override it.
+    /// Behaviour file (TOML: default_code, pan_codes, decline_amounts, silent_pans,
+    /// drop_rate, delay_ms, latency, late_rate, late_delay_ms, disconnect_after,
+    /// disconnect_rate, other_link_rate, balance, [installments]). Default: the bundled
+    /// config/issuer-sim/behaviour.toml. Flags below override it.
+    #[arg(long, visible_alias = "rules")]
+    behaviour: Option<PathBuf>,
+    /// Card accounts (CSV: pan,status,expiry,pin,cvn2,balance,card_type,installment,
+    /// pin_tries; a `*` row is the template for other PANs). Default: the bundled
+    /// config/issuer-sim/accounts.csv.
     #[arg(long)]
-    rules: Option<PathBuf>,
+    accounts: Option<PathBuf>,
+    /// Keep no card accounts: approve per the rules alone, balances never move.
+    #[arg(long, conflicts_with = "accounts")]
+    no_accounts: bool,
+    /// Installment plans (TOML: rates, min_amount, max_amount, merchants,
+    /// merchant_rates); replaces the behaviour file's [installments]. Default: the bundled
+    /// config/issuer-sim/plans.toml.
+    #[arg(long)]
+    plans: Option<PathBuf>,
     /// Fixed latency before each answer, in milliseconds.
     #[arg(long)]
     delay_ms: Option<u64>,
@@ -65,11 +81,35 @@ fn parse_code(text: &str) -> anyhow::Result<ResponseCode> {
         .with_context(|| format!("{text:?} is not a 2-character response code"))
 }
 
+/// A bundled file: `config/issuer-sim/NAME` under the working directory or the source tree.
+fn bundled(name: &str) -> Option<PathBuf> {
+    let here = Path::new("config/issuer-sim").join(name);
+    if here.exists() {
+        return Some(here);
+    }
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/issuer-sim")
+        .join(name);
+    tree.exists().then_some(tree)
+}
+
+/// The file given, else the bundled one (if found).
+fn file_or_bundled(given: Option<&PathBuf>, name: &str) -> Option<PathBuf> {
+    given.cloned().or_else(|| bundled(name))
+}
+
 fn build_rules(cli: &Cli) -> anyhow::Result<Rules> {
-    let mut rules = match &cli.rules {
-        Some(path) => Rules::load(path)?,
+    let mut rules = match file_or_bundled(cli.behaviour.as_ref(), "behaviour.toml") {
+        Some(path) => {
+            tracing::info!(file = %path.display(), "behaviour");
+            Rules::load(&path)?
+        }
         None => Rules::default(),
     };
+    if let Some(path) = file_or_bundled(cli.plans.as_ref(), "plans.toml") {
+        tracing::info!(file = %path.display(), "installment plans");
+        rules.installments = InstallmentPlans::load(&path)?;
+    }
     if let Some(ms) = cli.delay_ms {
         rules.delay = Duration::from_millis(ms);
     }
@@ -118,8 +158,31 @@ async fn main() -> ExitCode {
     }
 }
 
+fn build_accounts(cli: &Cli) -> anyhow::Result<Option<AccountBook>> {
+    if cli.no_accounts {
+        return Ok(None);
+    }
+    match file_or_bundled(cli.accounts.as_ref(), "accounts.csv") {
+        Some(path) => {
+            let book = AccountBook::load(&path)?;
+            tracing::info!(
+                file = %path.display(),
+                cards = book.accounts.len(),
+                other_pans = if book.template.is_some() { "template" } else { "declined 14" },
+                "card accounts"
+            );
+            Ok(Some(book))
+        }
+        None => {
+            tracing::warn!("no accounts file found; running without card accounts");
+            Ok(None)
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let rules = build_rules(&cli)?;
+    let accounts = build_accounts(&cli)?;
     let config = IssuerSimConfig {
         switch_addr: cli.switch,
         listen: cli.listen,
@@ -131,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sign_on: !cli.no_sign_on,
             ..Behaviour::default()
         },
+        accounts,
     };
     let sim = IssuerSim::start(config).await?;
     match sim.local_addr() {

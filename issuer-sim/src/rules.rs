@@ -1,15 +1,22 @@
-//! Approve/decline rules as data (loadable from TOML), evaluated per request without
-//! allocation.
+//! Approve/decline rules and behaviour knobs as data (loadable from TOML, the simulator's
+//! "behaviour file"), evaluated per request without allocation.
 
+use crate::knobs::Latency;
+pub use crate::plans::{InstallmentPlans, MerchantRate, StandardRate};
 use iso8583::ResponseCode;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-/// How the simulated issuer decides. Evaluated in this order for `0100`/`0200`/`0220`:
-/// `silent_pans`, `drop_rate`, `pan_codes` (first match), `decline_amounts` (first match),
-/// `default_code`. Reversals and network management are not subject to these rules (see
+/// How the simulated issuer decides and behaves. Evaluated in this order for
+/// `0100`/`0200`/`0220`: `silent_pans`, `drop_rate`, `pan_codes` (first match),
+/// `decline_amounts` (first match), then the card account (when the simulator keeps
+/// accounts, [`crate::accounts`]) and the installment plans, then `default_code`.
+/// Reversals and network management are not subject to these rules (see
 /// [`crate::Behaviour`]).
+///
+/// The knobs (`latency`, `late_rate`, `disconnect_after`, `disconnect_rate`,
+/// `other_link_rate`) shape how answers are delivered; see [`crate::knobs`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rules {
@@ -27,12 +34,28 @@ pub struct Rules {
     /// Fixed latency added before answering a `0100`/`0200`/`0220`.
     #[serde(rename = "delay_ms", with = "millis_serde")]
     pub delay: Duration,
-    /// Available balance returned in F54 for an approved balance inquiry (minor units).
+    /// Random latency added on top of `delay` (fixed, uniform, lognormal or Pareto).
+    pub latency: Latency,
+    /// Fraction (0.0 to 1.0) of answers sent late: after `late_delay` instead of at once
+    /// (beyond the switch's issuer timeout, so the switch reverses a late approval).
+    pub late_rate: f64,
+    #[serde(rename = "late_delay_ms", with = "millis_serde")]
+    pub late_delay: Duration,
+    /// Cut a link (without sign-off) when it receives its Nth request; that request is not
+    /// answered. 0 = never. Dialled links are redialled (see [`crate::Behaviour`]).
+    pub disconnect_after: u64,
+    /// Fraction (0.0 to 1.0) of requests that make the simulator cut their link instead of
+    /// answering.
+    pub disconnect_rate: f64,
+    /// Fraction (0.0 to 1.0) of answers sent on another signed-on link than the request's
+    /// (SPEC.md section 2: a response may arrive on any link of the institution).
+    pub other_link_rate: f64,
+    /// Available balance returned in F54 for an approved balance inquiry (minor units) when
+    /// the simulator keeps no card accounts.
     pub balance: i64,
-    /// The issuer's standard installment fee rate per number of periods (fraction x 10^5),
-    /// used when F48 `IP` carries a zero rate. A zero-rate request for periods not listed
-    /// here is declined `57` (periods not offered).
-    pub installment_rates: Vec<StandardRate>,
+    /// The installment plans: periods offered and their standard rates, amount bounds,
+    /// merchant whitelist, personalised merchant rates (SPEC.md section 11).
+    pub installments: InstallmentPlans,
 }
 
 /// A PAN (or PAN suffix) rule.
@@ -55,15 +78,6 @@ pub struct AmountRule {
     pub code: ResponseCode,
 }
 
-/// Standard installment fee rate for a number of periods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StandardRate {
-    pub periods: u8,
-    /// Fraction x 10^5 (`4320` = 4.320 %).
-    pub rate: u32,
-}
-
 /// What the rules say about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -82,18 +96,14 @@ impl Default for Rules {
             silent_pans: Vec::new(),
             drop_rate: 0.0,
             delay: Duration::ZERO,
+            latency: Latency::None,
+            late_rate: 0.0,
+            late_delay: Duration::from_secs(30),
+            disconnect_after: 0,
+            disconnect_rate: 0.0,
+            other_link_rate: 0.0,
             balance: 100_000_000,
-            installment_rates: [
-                (3, 2_160),
-                (6, 4_320),
-                (9, 6_120),
-                (12, 7_200),
-                (18, 10_800),
-                (24, 13_200),
-            ]
-            .into_iter()
-            .map(|(periods, rate)| StandardRate { periods, rate })
-            .collect(),
+            installments: InstallmentPlans::default(),
         }
     }
 }
@@ -157,6 +167,49 @@ impl Rules {
         self
     }
 
+    /// Random latency on top of the fixed delay.
+    #[must_use]
+    pub fn with_latency(mut self, latency: Latency) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Answer a fraction `rate` of requests only after `delay`.
+    #[must_use]
+    pub fn with_late_answers(mut self, rate: f64, delay: Duration) -> Self {
+        self.late_rate = rate;
+        self.late_delay = delay;
+        self
+    }
+
+    /// Cut a link when it receives its `n`th request (0 = never).
+    #[must_use]
+    pub fn with_disconnect_after(mut self, n: u64) -> Self {
+        self.disconnect_after = n;
+        self
+    }
+
+    /// Cut the link instead of answering a fraction `rate` of requests.
+    #[must_use]
+    pub fn with_disconnect_rate(mut self, rate: f64) -> Self {
+        self.disconnect_rate = rate;
+        self
+    }
+
+    /// Answer a fraction `rate` of requests on another link than the request's.
+    #[must_use]
+    pub fn with_other_link_rate(mut self, rate: f64) -> Self {
+        self.other_link_rate = rate;
+        self
+    }
+
+    /// Replace the installment plans.
+    #[must_use]
+    pub fn with_plans(mut self, plans: InstallmentPlans) -> Self {
+        self.installments = plans;
+        self
+    }
+
     /// Parse rules from TOML text (every key optional, unknown keys are errors).
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
         let rules: Rules = toml::from_str(text)?;
@@ -173,12 +226,18 @@ impl Rules {
 
     /// Check value ranges.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !(0.0..=1.0).contains(&self.drop_rate) {
-            anyhow::bail!(
-                "drop_rate must be between 0.0 and 1.0, got {}",
-                self.drop_rate
-            );
+        for (name, rate) in [
+            ("drop_rate", self.drop_rate),
+            ("late_rate", self.late_rate),
+            ("disconnect_rate", self.disconnect_rate),
+            ("other_link_rate", self.other_link_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                anyhow::bail!("{name} must be between 0.0 and 1.0, got {rate}");
+            }
         }
+        self.latency.validate()?;
+        self.installments.validate()?;
         if let Some(r) = self
             .pan_codes
             .iter()
@@ -205,10 +264,7 @@ impl Rules {
     /// The standard fee rate for `periods`, if that plan is offered.
     #[must_use]
     pub fn standard_rate(&self, periods: u8) -> Option<u32> {
-        self.installment_rates
-            .iter()
-            .find(|r| r.periods == periods)
-            .map(|r| r.rate)
+        self.installments.standard_rate(periods)
     }
 
     /// Decide for a request with this PAN and amount. `roll` is a uniform random number in
@@ -321,5 +377,39 @@ mod tests {
         assert!(Rules::from_toml("default_code = \"5\"").is_err());
         assert!(Rules::from_toml("drop_rate = 1.5").is_err());
         assert!(Rules::from_toml("nonsense = 1").is_err());
+        assert!(Rules::from_toml("late_rate = -0.1").is_err());
+        assert!(
+            Rules::from_toml("latency = { dist = \"pareto\", scale_ms = 1, shape = 0.0 }").is_err()
+        );
+    }
+
+    #[test]
+    fn knobs_from_toml() {
+        let rules = Rules::from_toml(
+            r#"
+            late_rate = 0.01
+            late_delay_ms = 25000
+            disconnect_after = 1000
+            other_link_rate = 0.5
+            latency = { dist = "lognormal", median_ms = 5, sigma = 1.0 }
+            [installments]
+            min_amount = 100
+            rates = [{ periods = 6, rate = 4500 }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(rules.late_delay, Duration::from_millis(25_000));
+        assert_eq!(rules.disconnect_after, 1000);
+        assert_eq!(
+            rules.latency,
+            Latency::LogNormal {
+                median_ms: 5.0,
+                sigma: 1.0
+            }
+        );
+        assert_eq!(rules.standard_rate(6), Some(4500));
+        assert_eq!(rules.standard_rate(3), None);
+        let back = Rules::from_toml(&toml::to_string(&rules).unwrap()).unwrap();
+        assert_eq!(back, rules);
     }
 }

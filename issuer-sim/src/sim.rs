@@ -1,7 +1,10 @@
 //! The network side: links to the switch, sign-on/sign-off, one reader and one writer task
-//! per link.
+//! per link, redialling dropped links (dial mode), and carrying out the behaviour knobs'
+//! delivery plans (delays, late answers, cut links, answers on another link).
 
-use crate::answer::{answer, Outcome};
+use crate::accounts::Ledger;
+use crate::answer::{answer_with, Outcome};
+use crate::knobs::plan_delivery;
 use crate::{IssuerSimConfig, Rules, Stats};
 use anyhow::{anyhow, bail, Context};
 use arc_swap::ArcSwap;
@@ -55,6 +58,10 @@ struct Counters {
     reversals: AtomicU64,
     unanswered: AtomicU64,
     decode_errors: AtomicU64,
+    late: AtomicU64,
+    other_link: AtomicU64,
+    disconnects: AtomicU64,
+    reconnects: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -74,11 +81,20 @@ struct Link {
     /// Network requests this side sent (sign-on, sign-off), by F11.
     pending: Mutex<HashMap<[u8; 6], oneshot::Sender<Message>>>,
     signed_on: AtomicBool,
+    /// Financial requests received on this link (the `disconnect_after` knob counts them).
+    requests: AtomicU64,
+    /// Set when the link has ended (read loop over or aborted): the redialler waits on it.
+    ended: watch::Sender<bool>,
     reader: Mutex<Option<JoinHandle<()>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Link {
+    async fn wait_ended(&self) {
+        let mut rx = self.ended.subscribe();
+        let _ = rx.wait_for(|ended| *ended).await;
+    }
+
     /// Route an `0830` (or other response) to the network request waiting for it.
     fn complete(&self, msg: Message) {
         let mut pending = lock(&self.pending);
@@ -137,6 +153,25 @@ struct Shared {
     links: Mutex<Vec<Arc<Link>>>,
     next_link: AtomicUsize,
     signed_on: watch::Sender<usize>,
+    /// Card accounts (`None`: stateless answers from the rules).
+    ledger: Option<Ledger>,
+    /// Bumped by `disconnect_all` and `shutdown`: rediallers of an older generation stop.
+    generation: AtomicU64,
+    /// Round-robin cursor for answers sent on another link.
+    other_cursor: AtomicUsize,
+}
+
+/// Marks a link ended and forgets it when its read loop ends or is aborted.
+struct EndGuard {
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.shared.drop_link(&self.link);
+        self.link.ended.send_replace(true);
+    }
 }
 
 impl Shared {
@@ -182,6 +217,20 @@ impl Shared {
         std::mem::take(&mut *lock(&self.links))
     }
 
+    /// A signed-on link other than `not` (round robin), for the `other_link_rate` knob.
+    fn other_link(&self, not: usize) -> Option<Arc<Link>> {
+        let links = lock(&self.links);
+        let candidates: Vec<&Arc<Link>> = links
+            .iter()
+            .filter(|l| l.id != not && l.signed_on.load(Ordering::Acquire))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let at = self.other_cursor.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        candidates.get(at).map(|l| Arc::clone(l))
+    }
+
     fn open_link(self: &Arc<Self>, stream: TcpStream) -> Arc<Link> {
         let _ = stream.set_nodelay(true);
         let peer = stream
@@ -196,6 +245,8 @@ impl Shared {
             out: tx,
             pending: Mutex::new(HashMap::new()),
             signed_on: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            ended: watch::channel(false).0,
             reader: Mutex::new(None),
             writer: Mutex::new(None),
         });
@@ -317,6 +368,10 @@ async fn read_loop(
     link: Arc<Link>,
     mut stream: FramedRead<OwnedReadHalf, FrameCodec>,
 ) {
+    let _guard = EndGuard {
+        shared: Arc::clone(&shared),
+        link: Arc::clone(&link),
+    };
     let mut rng = SmallRng::from_entropy();
     while let Some(item) = stream.next().await {
         let raw = match item {
@@ -348,15 +403,31 @@ async fn read_loop(
             let _ = shared.tap.send(msg.clone());
         }
         let rules = shared.rules.load();
+        let financial = matches!(msg.mti().class(), 1 | 2);
+        let delivery = financial.then(|| {
+            let nth = link.requests.fetch_add(1, Ordering::Relaxed) + 1;
+            plan_delivery(&rules, nth, &mut rng)
+        });
+        if delivery.is_some_and(|d| d.disconnect) {
+            inc(&shared.counters.requests);
+            inc(&shared.counters.unanswered);
+            inc(&shared.counters.disconnects);
+            tracing::info!(link = link.id, "cutting the link (behaviour knob)");
+            if let Some(w) = lock(&link.writer).take() {
+                w.abort();
+            }
+            break;
+        }
         let roll = if rules.drop_rate > 0.0 {
             rng.gen::<f64>()
         } else {
             1.0
         };
-        let a = answer(
+        let a = answer_with(
             &msg,
             &rules,
             &shared.behaviour,
+            shared.ledger.as_ref(),
             shared.next_auth_code(),
             roll,
         );
@@ -373,22 +444,78 @@ async fn read_loop(
                 continue;
             }
         };
+        let mut delay = a.delay;
+        let mut out = None;
+        if let Some(d) = delivery {
+            delay = d.delay;
+            if d.late {
+                inc(&shared.counters.late);
+            }
+            if d.other_link {
+                out = shared.other_link(link.id).map(|l| {
+                    inc(&shared.counters.other_link);
+                    l.out.clone()
+                });
+            }
+        }
         let frame = Out::Frame(Frame::Message(bytes));
-        if a.delay.is_zero() {
+        if delay.is_zero() && out.is_none() {
             if link.out.send(frame).await.is_err() {
                 break;
             }
         } else {
-            let out = link.out.clone();
-            let delay = a.delay;
+            let out = out.unwrap_or_else(|| link.out.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 let _ = out.send(frame).await;
             });
         }
     }
-    shared.drop_link(&link);
     tracing::info!(link = link.id, peer = %link.peer, "link closed");
+}
+
+/// Keep one dialled link up: when it ends (the switch restarted, a knob cut it), dial
+/// `addr` again with exponential backoff and sign on, until the simulator's generation
+/// changes (`disconnect_all`, `shutdown`).
+async fn redial(shared: Arc<Shared>, addr: SocketAddr, first: Arc<Link>, generation: u64) {
+    let Some(backoff) = shared.behaviour.reconnect else {
+        return;
+    };
+    let current = |s: &Shared| s.generation.load(Ordering::Acquire) == generation;
+    let mut link = first;
+    loop {
+        link.wait_ended().await;
+        let mut delay = backoff.min;
+        loop {
+            if !current(&shared) {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            if !current(&shared) {
+                return;
+            }
+            delay = (delay * 2).min(backoff.max);
+            let Ok(stream) = TcpStream::connect(addr).await else {
+                tracing::debug!(%addr, "redial failed; backing off");
+                continue;
+            };
+            let new = shared.open_link(stream);
+            if shared.behaviour.sign_on {
+                if let Err(e) = shared.sign_on(&new).await {
+                    tracing::warn!(link = new.id, error = %e, "sign-on after redial failed");
+                    new.abort();
+                    shared.drop_link(&new);
+                    continue;
+                }
+            }
+            inc(&shared.counters.reconnects);
+            tracing::info!(link = new.id, %addr, "redialled the switch");
+            link = new;
+            break;
+        }
+    }
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
@@ -434,6 +561,7 @@ impl IssuerSim {
         let switch_id = InstId::new(&config.switch_id)
             .ok_or_else(|| anyhow!("switch ID {:?} is not 1 to 11 digits", config.switch_id))?;
         config.rules.validate()?;
+        let ledger = config.accounts.as_ref().map(Ledger::new);
         let shared = Arc::new(Shared {
             institution,
             switch_id,
@@ -446,6 +574,9 @@ impl IssuerSim {
             links: Mutex::new(Vec::new()),
             next_link: AtomicUsize::new(0),
             signed_on: watch::channel(0).0,
+            ledger,
+            generation: AtomicU64::new(0),
+            other_cursor: AtomicUsize::new(0),
         });
         let mut sim = IssuerSim {
             shared,
@@ -477,7 +608,8 @@ impl IssuerSim {
     }
 
     /// Dial `n` more links to `addr` (a restarted switch on a new port) and sign them on
-    /// (per `behaviour.sign_on`). Counters carry on.
+    /// (per `behaviour.sign_on`). Counters carry on. Each link is redialled when it drops
+    /// (per `behaviour.reconnect`).
     pub async fn connect_links_to(&self, addr: SocketAddr, n: usize) -> anyhow::Result<()> {
         let mut opened = Vec::with_capacity(n);
         for _ in 0..n {
@@ -488,6 +620,10 @@ impl IssuerSim {
         }
         if self.shared.behaviour.sign_on {
             futures::future::try_join_all(opened.iter().map(|l| self.shared.sign_on(l))).await?;
+        }
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        for link in opened {
+            tokio::spawn(redial(Arc::clone(&self.shared), addr, link, generation));
         }
         Ok(())
     }
@@ -533,6 +669,10 @@ impl IssuerSim {
             reversals: get(&c.reversals),
             unanswered: get(&c.unanswered),
             decode_errors: get(&c.decode_errors),
+            late: get(&c.late),
+            other_link: get(&c.other_link),
+            disconnects: get(&c.disconnects),
+            reconnects: get(&c.reconnects),
             signed_on_links: *self.shared.signed_on.borrow(),
         }
     }
@@ -580,9 +720,17 @@ impl IssuerSim {
         self.shared.tap.subscribe()
     }
 
+    /// The card accounts, if the simulator keeps them.
+    #[must_use]
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.shared.ledger.as_ref()
+    }
+
     /// Cut every link at once, without signing off (an issuer host crash). Messages queued
-    /// or delayed on those links are lost.
+    /// or delayed on those links are lost. Dropped links are not redialled (the host is
+    /// down); [`connect_links`](Self::connect_links) brings it back.
     pub fn disconnect_all(&self) {
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
         for link in self.shared.take_links() {
             link.abort();
             self.shared.drop_link(&link);
@@ -592,6 +740,7 @@ impl IssuerSim {
     /// Sign off every signed-on link, close all links, and return the final counters.
     /// Sign-off failures are logged, not returned.
     pub async fn shutdown(mut self) -> Stats {
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(a) = self.acceptor.take() {
             a.abort();
         }

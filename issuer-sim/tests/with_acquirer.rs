@@ -4,14 +4,17 @@
 
 use acquirer_sim::{txn, AcquirerClient};
 use iso8583::ResponseCode;
-use issuer_sim::{IssuerSim, IssuerSimConfig, Rules};
+use issuer_sim::{AccountBook, IssuerSim, IssuerSimConfig, Rules};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_pipelined_on_one_link() {
     let rules = Rules::default().with_decline_amount(5100, ResponseCode::INSUFFICIENT_FUNDS);
     let sim = IssuerSim::start(
-        IssuerSimConfig::listening("127.0.0.1:0".parse().unwrap(), "03010000").with_rules(rules),
+        IssuerSimConfig::listening("127.0.0.1:0".parse().unwrap(), "03010000")
+            .with_rules(rules)
+            // Card accounts on: every approval moves the one card's balance.
+            .with_accounts(AccountBook::open(1_000_000_000_000)),
     )
     .await
     .unwrap();
@@ -59,5 +62,10 @@ async fn thousands_pipelined_on_one_link() {
         (N as u64, (N - N / 10) as u64, (N / 10) as u64)
     );
     assert_eq!(client.stats().unmatched, 0);
+    let debited: i64 = (0..N).filter(|i| i % 10 != 0).map(|i| 1000 + i).sum();
+    assert_eq!(
+        sim.ledger().unwrap().available("6222020000000123"),
+        Some(1_000_000_000_000 - debited)
+    );
     client.close().await;
 }
