@@ -8,6 +8,7 @@
 pub mod actors;
 pub mod admin;
 pub mod bins;
+pub mod clearing;
 pub mod clock;
 pub mod config;
 pub mod core;

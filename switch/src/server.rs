@@ -511,7 +511,21 @@ fn reservation_of(req: &crate::records::RequestRecord) -> Option<crate::limits::
 /// (`[clearing] after_cutover`).
 pub fn clear_after_cutover(cfg: &Config, date: u32) {
     tracing::info!(date, "clearing the closed settlement date");
-    let _ = (cfg, date);
+    match crate::clearing::run(cfg, date, None) {
+        Ok(summary) => {
+            metrics::counter!("switch_clearing_runs_total", "result" => "ok").increment(1);
+            tracing::info!(
+                date,
+                dir = %summary.dir.display(),
+                files = summary.files.len(),
+                "clearing written"
+            );
+        }
+        Err(e) => {
+            metrics::counter!("switch_clearing_runs_total", "result" => "error").increment(1);
+            tracing::error!(date, error = %e, "clearing failed; run `switch clear --date` by hand");
+        }
+    }
 }
 
 /// Hot reload (SIGHUP, `POST /reload`): load and validate every file again into a new

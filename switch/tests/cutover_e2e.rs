@@ -7,34 +7,9 @@
 mod common;
 
 use common::*;
-use iso8583::subfields::OriginalData;
 use iso8583::{Message, MessageBuilder, Mti};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn related(acq: &mut Peer, mti: Mti, pc: &str, orig: &Message) -> MessageBuilder {
-    let stan = acq.next_stan();
-    let mut b = MessageBuilder::new(mti, acq.header());
-    for n in [2u8, 4, 18, 22, 25, 32, 33, 41, 42, 49] {
-        if let Some(v) = orig.field(n) {
-            b.set(n, v);
-        }
-    }
-    let od = OriginalData::new(
-        orig.mti(),
-        orig.stan().unwrap(),
-        orig.transmission_time().unwrap(),
-        &orig.acquirer_id().unwrap(),
-        &orig.forwarding_id().unwrap(),
-    );
-    b.set(3, pc)
-        .set(7, "1121230000")
-        .set_numeric(11, u64::from(stan))
-        .set_text(37, &format!("{stan:012}"))
-        .set(60, "435105000300000")
-        .set(90, od.encode());
-    b
-}
 
 async fn approved(acq: &mut Peer, iss: &mut Peer, amount: u64) -> (Message, Message) {
     let m = acq.purchase(PAN, amount).build().unwrap();
@@ -100,7 +75,7 @@ async fn cutover_at_23_00_dates_declines_90_voids_22_and_takes_reversals_until_i
     let b = acq.purchase(PAN, 500);
     let r = answer_of(&mut acq, b).await;
     assert_eq!(r.response_code().unwrap().as_str(), "90");
-    let b = related(&mut acq, Mti::FINANCIAL_REQUEST, "200000", &p1);
+    let b = void(&mut acq, &p1, 1_000);
     assert_eq!(
         answer_of(&mut acq, b)
             .await
@@ -109,7 +84,7 @@ async fn cutover_at_23_00_dates_declines_90_voids_22_and_takes_reversals_until_i
             .as_str(),
         "22"
     );
-    let b = related(&mut acq, Mti::REVERSAL_ADVICE, "000000", &p2);
+    let b = reversal(&mut acq, &p2, 2_000);
     let r = answer_of(&mut acq, b).await;
     assert_eq!(
         (r.mti(), r.response_code().unwrap().as_str()),
@@ -140,7 +115,7 @@ async fn cutover_at_23_00_dates_declines_90_voids_22_and_takes_reversals_until_i
     assert_eq!(acq.recv().await.field_str(15), Some(mmdd(new).as_str()));
 
     // After the end, a reversal of the closed day is refused.
-    let b = related(&mut acq, Mti::REVERSAL_ADVICE, "000000", &p1);
+    let b = reversal(&mut acq, &p1, 1_000);
     assert_eq!(
         answer_of(&mut acq, b)
             .await

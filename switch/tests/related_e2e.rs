@@ -7,47 +7,7 @@
 mod common;
 
 use common::*;
-use iso8583::subfields::OriginalData;
 use iso8583::{Message, MessageBuilder, Mti};
-
-/// A related request (void, refund, reversal) for `orig` from the same terminal.
-fn related(acq: &mut Peer, mti: Mti, pc: &str, amount: u64, orig: &Message) -> MessageBuilder {
-    let stan = acq.next_stan();
-    let mut b = MessageBuilder::new(mti, acq.header());
-    for n in [2u8, 18, 22, 25, 32, 33, 41, 42, 49, 60] {
-        if let Some(v) = orig.field(n) {
-            b.set(n, v);
-        }
-    }
-    let od = OriginalData::new(
-        orig.mti(),
-        orig.stan().unwrap(),
-        orig.transmission_time().unwrap(),
-        &orig.acquirer_id().unwrap(),
-        &orig.forwarding_id().unwrap(),
-    );
-    b.set(3, pc)
-        .set_numeric(4, amount)
-        .set(7, "1121093500")
-        .set_numeric(11, u64::from(stan))
-        .set_text(37, &format!("{stan:012}"))
-        .set(90, od.encode());
-    b
-}
-
-fn void(acq: &mut Peer, orig: &Message, amount: u64) -> MessageBuilder {
-    related(acq, Mti::FINANCIAL_REQUEST, "200000", amount, orig)
-}
-
-fn refund(acq: &mut Peer, orig: &Message, amount: u64) -> MessageBuilder {
-    related(acq, Mti::FINANCIAL_ADVICE, "200000", amount, orig)
-}
-
-fn reversal(acq: &mut Peer, orig: &Message, amount: u64) -> MessageBuilder {
-    let mut b = related(acq, Mti::REVERSAL_ADVICE, "000000", amount, orig);
-    b.set(60, "435105000300000");
-    b
-}
 
 /// Send a request, return the answer code.
 async fn code(acq: &mut Peer, m: &Message) -> String {

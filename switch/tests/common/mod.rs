@@ -422,3 +422,42 @@ pub async fn through_issuer(
         .as_str()
         .to_owned()
 }
+
+/// A related request (void, refund, reversal) for `orig` from the same terminal.
+pub fn related(acq: &mut Peer, mti: Mti, pc: &str, amount: u64, orig: &Message) -> MessageBuilder {
+    let stan = acq.next_stan();
+    let mut b = MessageBuilder::new(mti, acq.header());
+    for n in [2u8, 18, 22, 25, 32, 33, 41, 42, 49, 60] {
+        if let Some(v) = orig.field(n) {
+            b.set(n, v);
+        }
+    }
+    let od = iso8583::subfields::OriginalData::new(
+        orig.mti(),
+        orig.stan().unwrap(),
+        orig.transmission_time().unwrap(),
+        &orig.acquirer_id().unwrap(),
+        &orig.forwarding_id().unwrap(),
+    );
+    b.set(3, pc)
+        .set_numeric(4, amount)
+        .set(7, "1121093500")
+        .set_numeric(11, u64::from(stan))
+        .set_text(37, &format!("{stan:012}"))
+        .set(90, od.encode());
+    b
+}
+
+pub fn void(acq: &mut Peer, orig: &Message, amount: u64) -> MessageBuilder {
+    related(acq, Mti::FINANCIAL_REQUEST, "200000", amount, orig)
+}
+
+pub fn refund(acq: &mut Peer, orig: &Message, amount: u64) -> MessageBuilder {
+    related(acq, Mti::FINANCIAL_ADVICE, "200000", amount, orig)
+}
+
+pub fn reversal(acq: &mut Peer, orig: &Message, amount: u64) -> MessageBuilder {
+    let mut b = related(acq, Mti::REVERSAL_ADVICE, "000000", amount, orig);
+    b.set(60, "435105000300000");
+    b
+}
