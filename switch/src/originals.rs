@@ -239,6 +239,12 @@ pub fn check(
     if orig.related_pending && req.kind != TxnKind::Reversal {
         return Err(ResponseCode::ILLEGAL_RELATED);
     }
+    // Money already (being) refunded cannot also come back by a void or reversal.
+    if matches!(req.kind, TxnKind::Void | TxnKind::Reversal)
+        && orig.refunded + orig.refund_held > 0
+    {
+        return Err(ResponseCode::ILLEGAL_RELATED);
+    }
     if req.kind == TxnKind::Refund {
         let window = if orig.kind == TxnKind::InstallmentPurchase {
             rules.installment_refund_ms
@@ -697,6 +703,16 @@ mod tests {
             code(Some(&refunded), req(Refund, 301)).as_deref(),
             Some("22"),
             "refund total exceeded"
+        );
+        assert_eq!(
+            code(Some(&refunded), req(Void, 1_000)).as_deref(),
+            Some("22"),
+            "void of a partly refunded original"
+        );
+        assert_eq!(
+            code(Some(&refunded), req(Reversal, 1_000)).as_deref(),
+            Some("22"),
+            "reversal of a partly refunded original"
         );
         let mut no_pan = req(Reversal, 1_000);
         no_pan.pan = None;
