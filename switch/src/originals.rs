@@ -240,8 +240,7 @@ pub fn check(
         return Err(ResponseCode::ILLEGAL_RELATED);
     }
     // Money already (being) refunded cannot also come back by a void or reversal.
-    if matches!(req.kind, TxnKind::Void | TxnKind::Reversal)
-        && orig.refunded + orig.refund_held > 0
+    if matches!(req.kind, TxnKind::Void | TxnKind::Reversal) && orig.refunded + orig.refund_held > 0
     {
         return Err(ResponseCode::ILLEGAL_RELATED);
     }

@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use iso8583::{Message, MessageBuilder, Mti};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn approved(acq: &mut Peer, iss: &mut Peer, amount: u64) -> (Message, Message) {
     let m = acq.purchase(PAN, amount).build().unwrap();
@@ -29,20 +28,6 @@ async fn answer_of(acq: &mut Peer, b: MessageBuilder) -> Message {
 
 fn mmdd(yyyymmdd: u32) -> String {
     format!("{:04}", yyyymmdd % 10_000)
-}
-
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(GUARD, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
 }
 
 #[tokio::test]
@@ -174,24 +159,11 @@ async fn operator_cutover_on_demand_and_advices_are_not_resent_past_it() {
 #[tokio::test]
 async fn daily_limits_start_afresh_on_the_new_business_day() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("merchants.csv"),
-        "acquirer,merchant_id,name,mcc,status,categories,extra_mccs\n\
-         01030000,MERCHANT0000001,Shop,5411,active,purchase,\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("terminals.csv"),
-        "acquirer,merchant_id,terminal_id,status,categories\n\
-         01030000,MERCHANT0000001,TERM0001,active,*\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("limits.csv"),
-        "scope,merchant_id,terminal_id,categories,single_max,daily_amount_max,daily_count_max\n\
-         terminal,MERCHANT0000001,TERM0001,purchase,,10000,\n",
-    )
-    .unwrap();
+    write_registry(
+        dir.path(),
+        "purchase",
+        "terminal,MERCHANT0000001,TERM0001,purchase,,10000,",
+    );
     let sw = TestSwitch::start_extras(dir, Extras::days(""));
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;

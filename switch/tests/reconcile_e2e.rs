@@ -79,7 +79,7 @@ async fn a_day_through_the_switch_clears_and_the_issuer_file_reconciles_with_its
     let admin = sw.h().admin_addr;
     tokio::time::timeout(GUARD, async {
         loop {
-            let body = http_get(admin, "/advices").await;
+            let body = http(admin, "GET", "/advices").await;
             if body.contains("\"pending\":0") {
                 break;
             }
@@ -138,14 +138,4 @@ async fn a_day_through_the_switch_clears_and_the_issuer_file_reconciles_with_its
         "the issuer file reconciles with the bank's accounts"
     );
     sim.shutdown().await;
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }

@@ -286,24 +286,11 @@ async fn reversal_of_a_void_restores_the_original_and_all_survives_a_restart() {
 #[tokio::test]
 async fn a_void_gives_back_the_daily_limit_usage() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("merchants.csv"),
-        "acquirer,merchant_id,name,mcc,status,categories,extra_mccs\n\
-         01030000,MERCHANT0000001,Shop,5411,active,purchase|refund,\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("terminals.csv"),
-        "acquirer,merchant_id,terminal_id,status,categories\n\
-         01030000,MERCHANT0000001,TERM0001,active,*\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("limits.csv"),
-        "scope,merchant_id,terminal_id,categories,single_max,daily_amount_max,daily_count_max\n\
-         terminal,MERCHANT0000001,TERM0001,purchase,,10000,\n",
-    )
-    .unwrap();
+    write_registry(
+        dir.path(),
+        "purchase|refund",
+        "terminal,MERCHANT0000001,TERM0001,purchase,,10000,",
+    );
     let sw = TestSwitch::start_in(dir, "", "");
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;

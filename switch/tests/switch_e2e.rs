@@ -377,20 +377,6 @@ async fn graceful_shutdown_answers_everything_in_flight() {
     );
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(GUARD, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
-
 #[tokio::test]
 async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
     let sw = TestSwitch::start();
@@ -398,14 +384,14 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
     let mut acq = sw.acquirer().await;
     assert_eq!(through_issuer(&mut acq, &mut iss, 100, "00").await, "00");
 
-    let health = http_get(sw.h().admin_addr, "/healthz").await;
+    let health = http(sw.h().admin_addr, "GET", "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(
         health.contains(r#""status":"ok""#)
             && health.contains(r#""issuer":"03010000","signed_on_links":1"#),
         "{health}"
     );
-    let metrics = http_get(sw.h().admin_addr, "/metrics").await;
+    let metrics = http(sw.h().admin_addr, "GET", "/metrics").await;
     assert!(metrics.contains("switch_transactions_total{"), "{metrics}");
     assert!(
         metrics.contains("switch_latency_seconds_bucket"),
@@ -415,7 +401,7 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
         !metrics.contains(PAN) && !metrics.contains("TERM0001"),
         "no card data or terminal labels"
     );
-    assert!(http_get(sw.h().admin_addr, "/nope")
+    assert!(http(sw.h().admin_addr, "GET", "/nope")
         .await
         .starts_with("HTTP/1.1 404"));
 }
@@ -479,21 +465,6 @@ async fn installment_rules_30_40_and_approval_without_f57_is_96_plus_reversal() 
     );
 }
 
-async fn http_post(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(GUARD, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
-
 #[tokio::test]
 async fn hot_reload_swaps_tables_under_traffic_and_keeps_the_old_snapshot_on_error() {
     let sw = TestSwitch::start();
@@ -513,7 +484,7 @@ async fn hot_reload_swaps_tables_under_traffic_and_keeps_the_old_snapshot_on_err
     let mut text = std::fs::read_to_string(&bins).unwrap();
     text.push_str("999999,03010000,credit,N\n");
     std::fs::write(&bins, text).unwrap();
-    let resp = http_post(sw.h().admin_addr, "/reload").await;
+    let resp = http(sw.h().admin_addr, "POST", "/reload").await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     for _ in 0..50 {
         let m = acq.purchase(new_pan, 8).build().unwrap();
@@ -537,7 +508,7 @@ async fn hot_reload_swaps_tables_under_traffic_and_keeps_the_old_snapshot_on_err
         "prefix,issuer,card_type,installment\n12,03010000,debit,N\n",
     )
     .unwrap();
-    let resp = http_post(sw.h().admin_addr, "/reload").await;
+    let resp = http(sw.h().admin_addr, "POST", "/reload").await;
     assert!(resp.starts_with("HTTP/1.1 422"), "{resp}");
     assert!(
         resp.contains("bins.csv") && resp.contains("line 2 column prefix"),
@@ -551,7 +522,7 @@ async fn hot_reload_swaps_tables_under_traffic_and_keeps_the_old_snapshot_on_err
 }
 
 async fn pending_advices(sw: &TestSwitch) -> serde_json::Value {
-    let resp = http_get(sw.h().admin_addr, "/advices").await;
+    let resp = http(sw.h().admin_addr, "GET", "/advices").await;
     let body = resp.split("\r\n\r\n").nth(1).unwrap();
     serde_json::from_str(body).unwrap()
 }

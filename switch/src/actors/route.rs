@@ -132,18 +132,33 @@ impl IssuerRouteActor {
                 .increment(1);
         }
         for stan in given_up {
-            self.queue.remove(&stan);
-            tracing::error!(issuer = %self.route.id, stan, "advice unanswered after retries; left for manual handling");
-            metrics::counter!("switch_advices_abandoned_total", "issuer" => self.route.id.to_string()).increment(1);
-            let rec = SwitchRecord::AdviceDone(AdviceDoneRecord {
-                issuer: self.route.id.to_string(),
-                advice_stan: stan,
-                answered: false,
-            });
-            journal_then(&*self.shared.journal, &rec, None);
+            self.give_up(stan, "after its retries");
         }
         metrics::gauge!("switch_advices_pending", "issuer" => self.route.id.to_string())
             .set(self.queue.len() as f64);
+    }
+
+    /// Take an advice off the queue for manual handling: logged at error level, counted,
+    /// journalled as done without an answer.
+    fn give_up(&mut self, stan: u32, why: &str) {
+        let Some(a) = self.queue.remove(&stan) else {
+            return;
+        };
+        tracing::error!(
+            issuer = %self.route.id,
+            stan,
+            reason = %String::from_utf8_lossy(&a.reason),
+            attempts = a.attempts,
+            "advice unanswered {why}; left for manual handling"
+        );
+        metrics::counter!("switch_advices_abandoned_total", "issuer" => self.route.id.to_string())
+            .increment(1);
+        let rec = SwitchRecord::AdviceDone(AdviceDoneRecord {
+            issuer: self.route.id.to_string(),
+            advice_stan: stan,
+            answered: false,
+        });
+        journal_then(&*self.shared.journal, &rec, None);
     }
 }
 
@@ -253,23 +268,7 @@ impl Handler<CloseDay> for IssuerRouteActor {
             .map(|(stan, _)| *stan)
             .collect();
         for stan in stale {
-            if let Some(a) = self.queue.remove(&stan) {
-                tracing::error!(
-                    issuer = %self.route.id,
-                    stan,
-                    reason = %String::from_utf8_lossy(&a.reason),
-                    attempts = a.attempts,
-                    closed = msg.closed,
-                    "advice unanswered at cut-over; left for manual handling"
-                );
-                metrics::counter!("switch_advices_abandoned_total", "issuer" => self.route.id.to_string()).increment(1);
-                let rec = SwitchRecord::AdviceDone(AdviceDoneRecord {
-                    issuer: self.route.id.to_string(),
-                    advice_stan: stan,
-                    answered: false,
-                });
-                journal_then(&*self.shared.journal, &rec, None);
-            }
+            self.give_up(stan, &format!("at the cut-over closing {}", msg.closed));
         }
         metrics::gauge!("switch_advices_pending", "issuer" => self.route.id.to_string())
             .set(self.queue.len() as f64);

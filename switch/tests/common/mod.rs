@@ -461,3 +461,45 @@ pub fn reversal(acq: &mut Peer, orig: &Message, amount: u64) -> MessageBuilder {
     b.set(60, "435105000300000");
     b
 }
+
+/// One HTTP/1.1 request to the admin endpoint; the whole answer (status line, headers, body).
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(GUARD, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+/// The registry files of SPEC 9 rules 3 and 4 in `dir`: merchant `MERCHANT0000001` (MCC
+/// 5411, `categories`) with terminal `TERM0001`, and one terminal limit row.
+pub fn write_registry(dir: &Path, categories: &str, limit_row: &str) {
+    std::fs::write(
+        dir.join("merchants.csv"),
+        format!(
+            "acquirer,merchant_id,name,mcc,status,categories,extra_mccs\n\
+             01030000,MERCHANT0000001,Shop,5411,active,{categories},\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("terminals.csv"),
+        "acquirer,merchant_id,terminal_id,status,categories\n\
+         01030000,MERCHANT0000001,TERM0001,active,*\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("limits.csv"),
+        format!(
+            "scope,merchant_id,terminal_id,categories,single_max,daily_amount_max,daily_count_max\n{limit_row}\n"
+        ),
+    )
+    .unwrap();
+}
