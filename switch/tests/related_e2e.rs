@@ -73,7 +73,12 @@ async fn void_then_second_void_and_refund_of_the_voided_are_22() {
     let sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let orig = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
+    let m = acq.purchase(PAN, 1_000).build().unwrap();
+    let orig = Message::decode(m.clone()).unwrap();
+    acq.send(m).await;
+    let orig_fwd = iss.recv().await;
+    iss.answer(&orig_fwd, "00").await;
+    acq.recv().await;
 
     let (fwd, c) = {
         let b = void(&mut acq, &orig, 1_000);
@@ -82,7 +87,13 @@ async fn void_then_second_void_and_refund_of_the_voided_are_22() {
     .await;
     assert_eq!(c, "00");
     assert_eq!(fwd.processing_code().unwrap(), *b"200000");
-    assert!(fwd.has(90), "the issuer gets F90");
+    let od = fwd.original_data().unwrap().unwrap();
+    assert_ne!(orig.stan(), orig_fwd.stan(), "the switch rewrote F11");
+    assert_eq!(
+        od.stan,
+        orig_fwd.stan().unwrap(),
+        "F90 names the original by the F11 the issuer saw"
+    );
 
     let again = void(&mut acq, &orig, 1_000).build().unwrap();
     assert_eq!(code(&mut acq, &Message::decode(again).unwrap()).await, "22");

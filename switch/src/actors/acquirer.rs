@@ -34,6 +34,8 @@ pub struct AcquirerLink {
     last_send: i64,
     /// Key in `Shared::acquirer_links` once bound.
     link_id: u64,
+    /// Own address, shared by every forwarded request (answers come back to it).
+    addr: Option<Arc<Addr<AcquirerLink>>>,
 }
 
 impl AcquirerLink {
@@ -53,8 +55,15 @@ impl AcquirerLink {
                 last_recv: now,
                 last_send: now,
                 link_id: 0,
+                addr: None,
             }
         })
+    }
+
+    fn self_addr(&mut self, ctx: &Context<Self>) -> Arc<Addr<AcquirerLink>> {
+        self.addr
+            .get_or_insert_with(|| Arc::new(ctx.address()))
+            .clone()
     }
 
     fn send(&mut self, payload: bytes::Bytes) {
@@ -341,7 +350,7 @@ impl AcquirerLink {
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let forward = Forward {
             request: msg,
-            reply_to: ctx.address(),
+            reply_to: self.self_addr(ctx),
             key,
             kind,
             record,

@@ -29,7 +29,8 @@ use tokio_util::codec::FramedRead;
 #[rtype(result = "()")]
 pub struct Forward {
     pub request: Message,
-    pub reply_to: Addr<AcquirerLink>,
+    /// Shared per acquirer link: cloning the `Arc` is cheaper than cloning an `Addr`.
+    pub reply_to: Arc<Addr<AcquirerLink>>,
     pub key: TxnKey,
     pub kind: TxnKind,
     pub record: RequestRecord,
@@ -45,7 +46,7 @@ pub struct SiblingResponse(pub Message);
 
 /// One request waiting for the issuer (keyed by the F11 the switch sent it).
 struct Pending {
-    reply_to: Addr<AcquirerLink>,
+    reply_to: Arc<Addr<AcquirerLink>>,
     /// The acquirer's request: its header fields 6-9 and F11 are restored in the answer
     /// (SPEC.md section 3) and it is the template of a reversal.
     request: Message,
@@ -215,14 +216,33 @@ impl IssuerLink {
         let f15 = f15_of(fwd.record.settlement_date);
         let mut header = Header::new(route.id, self.shared.switch_id);
         header.flag = fwd.request.header().flag;
-        let forwarded = fwd
+        // A related request names its original as the issuer knows it: the F11 the switch
+        // gave the original on its way there (as `pass_on_reversal` does for reversals).
+        let f90 = fwd.record.original.and_then(|orig| {
+            let issuer_stan = self
+                .shared
+                .originals
+                .with(&orig, |o| o.map(|o| o.issuer_stan))?;
+            let od = fwd.request.original_data()?.ok()?;
+            Some(
+                iso8583::subfields::OriginalData {
+                    stan: issuer_stan,
+                    ..od
+                }
+                .encode(),
+            )
+        });
+        let mut rewrite = fwd
             .request
             .rewrite()
             .header(header)
             .set(11, &stan_digits)
             .set(15, &f15)
-            .set(100, route.id.as_bytes())
-            .finish();
+            .set(100, route.id.as_bytes());
+        if let Some(f90) = &f90 {
+            rewrite = rewrite.set(90, f90);
+        }
+        let forwarded = rewrite.finish();
         let forwarded = match forwarded {
             Ok(bytes) => bytes,
             Err(_) => {
@@ -541,7 +561,8 @@ impl IssuerLink {
         };
         let reply_to = p.reply_to;
         let reverse_if_lost = code.is_approved() && p.kind.is_reversible();
-        let route_actor = self.route_actor();
+        // Looked up only on the rare undeliverable path.
+        let route = self.route.clone();
         let template = p.request;
         let shared = self.shared.clone();
         journal_then(
@@ -554,7 +575,7 @@ impl IssuerLink {
                         "approval could not be delivered to the acquirer; reversing (4363)"
                     );
                     shared.originals.reversed_by_switch(&p.key, &shared.limits);
-                    if let Some(actor) = route_actor {
+                    if let Some(actor) = route.as_ref().and_then(|r| r.actor.get()) {
                         actor.do_send(QueueReversal {
                             source: ReversalSource::Generated(template),
                             original_stan: stan,
