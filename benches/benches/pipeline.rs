@@ -1,0 +1,245 @@
+//! The switch's in-process request pipeline, step by step and end to end, for a 0200 purchase
+//! on the bundled configuration (config/bins.csv, merchants.csv, terminals.csv, limits.csv):
+//!
+//! 1. decode the acquirer's frame (`Message::decode`);
+//! 2. classify: `TxnKind::of`, `TxnKey::of`, `missing_mandatory`;
+//! 3. BIN lookup on the bundled table;
+//! 4. registry check (rule 3) and limits reserve + release (rule 4);
+//! 5. forward rewrite: issuer header, F11, F15, F100 (as `IssuerLink::on_forward`);
+//! 6. the issuer's 0210 decoded and rewritten back: acquirer header, F11, F15
+//!    (as `IssuerLink::on_response`).
+//!
+//! Plus the per-transaction extras the actors do around these steps (clock conversion,
+//! metric label strings, the duplicate-key map), measured apart so a profile can be read
+//! against them.
+//!
+//! `cargo bench -p benches --bench pipeline -- --warm-up-time 1 --measurement-time 3`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use benches::{payload, purchase};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use iso8583::{Header, InstId, Message, MessageBuilder, ResponseCode};
+use std::path::{Path, PathBuf};
+use switch::bins::BinTable;
+use switch::core::{missing_mandatory, TxnKey, TxnKind};
+use switch::limits::{LimitCounters, LimitSettings};
+use switch::registry::{MerchantId, Registry, TerminalId, TxnCategory};
+
+fn config_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config")
+        .join(name)
+}
+
+struct Tables {
+    bins: BinTable,
+    registry: Registry,
+    limits: LimitSettings,
+    counters: LimitCounters,
+    switch_id: InstId,
+}
+
+fn tables() -> Tables {
+    Tables {
+        bins: BinTable::load_csv(&config_file("bins.csv")).unwrap(),
+        registry: Registry::load(&config_file("merchants.csv"), &config_file("terminals.csv"))
+            .unwrap(),
+        limits: LimitSettings::load(&config_file("limits.csv")).unwrap(),
+        counters: LimitCounters::new(),
+        switch_id: InstId::new(benches::SWITCH).unwrap(),
+    }
+}
+
+const DAY: u32 = 20261122;
+const F15: [u8; 4] = *b"1122";
+
+fn stan6(n: u32) -> [u8; 6] {
+    let mut out = [b'0'; 6];
+    let mut v = n % 1_000_000;
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out
+}
+
+/// Steps 2-4 on a decoded request: the issuer, or the decline code.
+fn rules(t: &Tables, msg: &Message) -> Result<InstId, ResponseCode> {
+    let kind = TxnKind::of(msg);
+    if missing_mandatory(msg, kind).is_some() {
+        return Err(ResponseCode::FORMAT_ERROR);
+    }
+    let _key = TxnKey::of(msg).ok_or(ResponseCode::FORMAT_ERROR)?;
+    let route = msg
+        .pan()
+        .and_then(|p| t.bins.lookup(p))
+        .ok_or(ResponseCode::NO_SUCH_ISSUER)?;
+    let category = TxnCategory::of(kind).ok_or(ResponseCode::FORMAT_ERROR)?;
+    let merchant = msg.field(42).unwrap_or_default();
+    let terminal = msg.field(41).unwrap_or_default();
+    t.registry
+        .check(
+            benches::ACQUIRER,
+            merchant,
+            terminal,
+            msg.field(18).unwrap_or_default(),
+            category,
+        )
+        .map_err(|d| d.code)?;
+    let (tid, mid) = (
+        TerminalId::from_field(terminal).ok_or(ResponseCode::FORMAT_ERROR)?,
+        MerchantId::from_field(merchant).ok_or(ResponseCode::FORMAT_ERROR)?,
+    );
+    let r = t
+        .counters
+        .reserve(
+            &t.limits,
+            &tid,
+            &mid,
+            category,
+            msg.amount().unwrap_or(0),
+            DAY,
+        )
+        .map_err(|d| d.code)?;
+    // An approval keeps the reservation; released here so the counters do not run up.
+    t.counters.release(&r);
+    Ok(route.issuer)
+}
+
+fn forward(t: &Tables, msg: &Message, issuer: InstId, stan: u32) -> bytes::Bytes {
+    let mut header = Header::new(issuer, t.switch_id);
+    header.flag = msg.header().flag;
+    msg.rewrite()
+        .header(header)
+        .set(11, &stan6(stan))
+        .set(15, &F15)
+        .set(100, issuer.as_bytes())
+        .finish()
+        .unwrap()
+}
+
+fn answer_back(t: &Tables, request: &Message, issuer_answer: bytes::Bytes) -> bytes::Bytes {
+    let resp = Message::decode(issuer_answer).unwrap();
+    let mut header = request.header().response();
+    header.source = t.switch_id;
+    resp.rewrite()
+        .header(header)
+        .set(11, request.field(11).unwrap_or_default())
+        .set(15, &F15)
+        .finish()
+        .unwrap()
+}
+
+/// The issuer's approval of a forwarded request, as issuer-sim builds it.
+fn issuer_approval(forwarded: bytes::Bytes) -> bytes::Bytes {
+    let fwd = Message::decode(forwarded).unwrap();
+    let mut b =
+        MessageBuilder::response_to(&fwd, switch::core::RESPONSE_ECHO, ResponseCode::APPROVED);
+    b.set(38, "123456");
+    b.build().unwrap()
+}
+
+fn steps(c: &mut Criterion) {
+    let t = tables();
+    let raw = payload(&purchase());
+    let msg = Message::decode(raw.clone()).unwrap();
+    let issuer = rules(&t, &msg).expect("the bench purchase passes every rule");
+    let forwarded = forward(&t, &msg, issuer, 4711);
+    let answer = issuer_approval(forwarded.clone());
+    let mut g = c.benchmark_group("pipeline_step");
+    g.bench_function("1_decode", |b| {
+        b.iter(|| Message::decode(black_box(raw.clone())).unwrap())
+    });
+    g.bench_function("2_classify_key_mandatory", |b| {
+        b.iter(|| {
+            let kind = TxnKind::of(black_box(&msg));
+            (kind, TxnKey::of(&msg), missing_mandatory(&msg, kind))
+        })
+    });
+    g.bench_function("3_bin_lookup", |b| {
+        b.iter(|| t.bins.lookup(black_box(msg.pan().unwrap())).copied())
+    });
+    g.bench_function("4a_registry_check", |b| {
+        b.iter(|| {
+            t.registry
+                .check(
+                    benches::ACQUIRER,
+                    black_box(msg.field(42).unwrap()),
+                    msg.field(41).unwrap(),
+                    msg.field(18).unwrap(),
+                    TxnCategory::Purchase,
+                )
+                .is_ok()
+        })
+    });
+    let tid = TerminalId::from_field(msg.field(41).unwrap()).unwrap();
+    let mid = MerchantId::from_field(msg.field(42).unwrap()).unwrap();
+    g.bench_function("4b_limits_reserve_release", |b| {
+        b.iter(|| {
+            let r = t
+                .counters
+                .reserve(&t.limits, &tid, &mid, TxnCategory::Purchase, 12_345, DAY)
+                .unwrap();
+            t.counters.release(black_box(&r));
+        })
+    });
+    let mut stan = 0u32;
+    g.bench_function("5_forward_rewrite", |b| {
+        b.iter(|| {
+            stan = stan.wrapping_add(1);
+            forward(&t, black_box(&msg), issuer, stan)
+        })
+    });
+    g.bench_function("6_answer_decode_rewrite", |b| {
+        b.iter(|| answer_back(&t, black_box(&msg), answer.clone()))
+    });
+    g.finish();
+
+    c.bench_function("pipeline_total_0200_purchase", |b| {
+        b.iter(|| {
+            let msg = Message::decode(black_box(raw.clone())).unwrap();
+            let issuer = rules(&t, &msg).unwrap();
+            stan = stan.wrapping_add(1);
+            black_box(forward(&t, &msg, issuer, stan));
+            answer_back(&t, &msg, answer.clone())
+        })
+    });
+}
+
+/// Work the actors do per transaction besides the pipeline proper.
+fn extras(c: &mut Criterion) {
+    let raw = payload(&purchase());
+    let msg = Message::decode(raw).unwrap();
+    let key = TxnKey::of(&msg).unwrap();
+    let mut g = c.benchmark_group("per_txn_extra");
+    // `Shared::settlement_now`: a chrono local-time conversion per accepted request.
+    g.bench_function("chrono_local_now", |b| b.iter(chrono::Local::now));
+    // `metrics::counter!(..., "mti" => mti.to_string(), "code" => ..., "issuer" => ...)`:
+    // three label Strings per answer (the macro's own lookup comes on top).
+    g.bench_function("metric_label_strings", |b| {
+        b.iter(|| {
+            (
+                black_box(msg.mti()).to_string(),
+                ResponseCode::APPROVED.to_string(),
+                InstId::new(benches::ISSUER).unwrap().to_string(),
+            )
+        })
+    });
+    // The day's duplicate-detection map: one insert per request.
+    let seen: dashmap::DashMap<TxnKey, u32> = dashmap::DashMap::new();
+    let mut n = 0u32;
+    g.bench_function("seen_key_insert", |b| {
+        b.iter(|| {
+            // A million distinct keys, then overwrites: the map stays at day-sized scale
+            // without growing through the whole measurement.
+            n = (n + 1) % 1_000_000;
+            let mut k = key;
+            k.stan = n;
+            seen.insert(black_box(k), DAY)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, steps, extras);
+criterion_main!(benches);
