@@ -95,6 +95,9 @@ pub struct SwitchSettings {
     pub settlement_cutover: NaiveTime,
     /// How long a cut-over lasts, from `0820/201` (start) to `0820/202` (end).
     pub cutover_duration: Duration,
+    /// Transactions a business day is expected to hold: the day's tables are sized for it
+    /// at start, so they do not grow (and stall) under load until it is exceeded.
+    pub expected_daily_transactions: usize,
     /// Actor threads as configured; 0 means one per core (see [`SwitchSettings::arbiter_count`]).
     pub arbiters: usize,
 }
@@ -384,6 +387,7 @@ struct RawSwitch {
     idle_timeout_secs: u64,
     settlement_cutover: String,
     cutover_duration_secs: u64,
+    expected_daily_transactions: u64,
     arbiters: u64,
 }
 
@@ -396,6 +400,7 @@ impl Default for RawSwitch {
             idle_timeout_secs: 180,
             settlement_cutover: "23:00".into(),
             cutover_duration_secs: 30,
+            expected_daily_transactions: 1_000_000,
             arbiters: 0,
         }
     }
@@ -577,6 +582,8 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     }
     let settlement_cutover =
         parse_hhmm(&s.settlement_cutover).map_err(|r| err("switch.settlement_cutover", r))?;
+    let expected_daily_transactions = in_range(s.expected_daily_transactions, 0, 1_000_000_000)
+        .map_err(|r| err("switch.expected_daily_transactions", r))?;
     let cutover_duration =
         secs(s.cutover_duration_secs, 3_600).map_err(|r| err("switch.cutover_duration_secs", r))?;
     let arbiters = in_range(s.arbiters, 0, 1024).map_err(|r| err("switch.arbiters", r))?;
@@ -743,6 +750,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             idle_timeout,
             settlement_cutover,
             cutover_duration,
+            expected_daily_transactions,
             arbiters,
         },
         listeners: Listeners {

@@ -23,3 +23,7 @@ pub mod registry;
 pub mod server;
 pub mod state;
 pub mod tools;
+
+/// Hasher of the per-transaction maps (day keys, originals, pending requests): foldhash,
+/// seeded at random per process (keys come from acquirers), much cheaper than SipHash.
+pub type FastHash = foldhash::fast::RandomState;

@@ -353,9 +353,21 @@ pub struct Finished {
 /// Originals by transaction key. Shared by the acquirer links; one shard lock per entry.
 #[derive(Debug, Default)]
 pub struct OriginalIndex {
-    map: DashMap<TxnKey, Original>,
+    map: DashMap<TxnKey, Original, crate::FastHash>,
     /// The answer given to each acquirer reversal, for idempotent duplicates (SPEC 7).
-    reversal_answers: DashMap<TxnKey, ResponseCode>,
+    reversal_answers: DashMap<TxnKey, ResponseCode, crate::FastHash>,
+}
+
+impl OriginalIndex {
+    /// An index with room for `capacity` originals before its tables first grow (growing a
+    /// large table rehashes a whole shard at once: a latency spike).
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            map: DashMap::with_capacity_and_hasher(capacity, crate::FastHash::default()),
+            reversal_answers: DashMap::default(),
+        }
+    }
 }
 
 impl OriginalIndex {

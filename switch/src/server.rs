@@ -250,6 +250,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
     }
     let listeners = config.listeners.clone();
     let arbiters = config.switch.arbiter_count();
+    let day_capacity = config.switch.expected_daily_transactions;
     let first_date =
         crate::cutover::clock_date(config.switch.settlement_cutover, options.clock.now_millis());
     let shared = Arc::new(Shared {
@@ -258,11 +259,11 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         clock: options.clock,
         journal: Arc::new(journal),
         routes,
-        seen: DashMap::new(),
+        seen: DashMap::with_capacity_and_hasher(day_capacity, crate::FastHash::default()),
         in_flight: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
         limits: crate::limits::LimitCounters::new(),
-        originals: crate::originals::OriginalIndex::default(),
+        originals: crate::originals::OriginalIndex::with_capacity(day_capacity),
         day: crate::cutover::Day::new(first_date),
         acquirer_links: DashMap::new(),
         next_link_id: std::sync::atomic::AtomicU64::new(0),

@@ -160,7 +160,7 @@ pub struct Shared {
     pub journal: Arc<dyn Journal>,
     pub routes: HashMap<InstId, Arc<IssuerRoute>>,
     /// Keys seen per settlement date (duplicate detection, SPEC.md section 7).
-    pub seen: DashMap<TxnKey, u32>,
+    pub seen: DashMap<TxnKey, u32, crate::FastHash>,
     /// Transactions forwarded and not yet answered, over all links (graceful shutdown).
     pub in_flight: AtomicUsize,
     /// Set when shutdown begins: acquirer requests are then declined `91`.

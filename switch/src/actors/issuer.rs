@@ -69,7 +69,7 @@ pub struct IssuerLink {
     slot: Option<u8>,
     signed_on: bool,
     writer: FramedWrite<Frame, OwnedWriteHalf, FrameCodec>,
-    pending: HashMap<u32, Pending>,
+    pending: HashMap<u32, Pending, crate::FastHash>,
     /// Deadlines in send order (constant timeout per issuer keeps this sorted).
     deadlines: VecDeque<(i64, u32)>,
     counter: u32,
@@ -143,7 +143,7 @@ impl IssuerLink {
                 slot,
                 signed_on: false,
                 writer: FramedWrite::new(w, FrameCodec::new(max), ctx),
-                pending: HashMap::with_capacity(1024),
+                pending: HashMap::with_capacity_and_hasher(1024, crate::FastHash::default()),
                 deadlines: VecDeque::with_capacity(1024),
                 counter: 0,
                 in_flight: Arc::new(AtomicUsize::new(0)),
