@@ -96,7 +96,8 @@ pub struct SwitchSettings {
     /// How long a cut-over lasts, from `0820/201` (start) to `0820/202` (end).
     pub cutover_duration: Duration,
     /// Transactions a business day is expected to hold: the day's tables are sized for it
-    /// at start, so they do not grow (and stall) under load until it is exceeded.
+    /// at start, so they do not grow (and stall) under load until it is exceeded. 0: grow
+    /// as needed (the default; pre-sizing moves the page faults to when load starts).
     pub expected_daily_transactions: usize,
     /// Actor threads as configured; 0 means one per core (see [`SwitchSettings::arbiter_count`]).
     pub arbiters: usize,
@@ -400,7 +401,7 @@ impl Default for RawSwitch {
             idle_timeout_secs: 180,
             settlement_cutover: "23:00".into(),
             cutover_duration_secs: 30,
-            expected_daily_transactions: 1_000_000,
+            expected_daily_transactions: 0,
             arbiters: 0,
         }
     }
