@@ -30,7 +30,10 @@ fn switch_config(dir: &Path) -> switch::config::Config {
 
 fn noon_today_ms() -> i64 {
     use chrono::TimeZone;
-    let noon = chrono::Local::now().date_naive().and_hms_opt(12, 0, 0).unwrap();
+    let noon = chrono::Local::now()
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap();
     chrono::Local
         .from_local_datetime(&noon)
         .earliest()
