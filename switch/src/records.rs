@@ -129,11 +129,13 @@ impl SwitchRecord {
 
     /// Serialise the payload.
     pub fn encode(&self) -> Result<bytes::Bytes, postcard::Error> {
+        // One allocation sized for a typical request record instead of a growing Vec.
+        let buf = Vec::with_capacity(256);
         let v = match self {
-            SwitchRecord::Request(r) => postcard::to_stdvec(r),
-            SwitchRecord::Outcome(r) => postcard::to_stdvec(r),
-            SwitchRecord::Advice(r) => postcard::to_stdvec(r),
-            SwitchRecord::AdviceDone(r) => postcard::to_stdvec(r),
+            SwitchRecord::Request(r) => postcard::to_extend(r, buf),
+            SwitchRecord::Outcome(r) => postcard::to_extend(r, buf),
+            SwitchRecord::Advice(r) => postcard::to_extend(r, buf),
+            SwitchRecord::AdviceDone(r) => postcard::to_extend(r, buf),
         }?;
         Ok(bytes::Bytes::from(v))
     }

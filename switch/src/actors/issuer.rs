@@ -300,10 +300,7 @@ impl IssuerLink {
             },
         );
         self.deadlines.push_back((deadline, stan));
-        let pending = self.pending.len() as f64;
-        self.metrics
-            .in_flight(route.id.as_str(), self.slot.unwrap_or(0))
-            .set(pending);
+
         let _ = ctx;
     }
 
@@ -675,6 +672,13 @@ impl IssuerLink {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = self.shared.clock.now_millis();
         self.expire(now);
+        // The in-flight gauge is sampled here, not set per request.
+        if let Some(route) = &self.route {
+            let pending = self.pending.len() as f64;
+            self.metrics
+                .in_flight(route.id.as_str(), self.slot.unwrap_or(0))
+                .set(pending);
+        }
         let cfg = self.shared.config.load();
         let idle = super::idle_action(now, self.last_recv, self.last_send, &cfg.switch);
         let echo = self
