@@ -590,9 +590,14 @@ impl OriginalIndex {
             .collect()
     }
 
-    /// Forget originals approved before `before_ms` that no related transaction can refer
-    /// to any more (past every refund window). Returns how many went.
-    pub fn prune(&self, before_ms: i64) -> usize {
+    /// Forget originals that no related transaction can refer to any more: approved longer
+    /// ago than the longest refund window of `rules`. Returns how many went.
+    pub fn prune_past(&self, rules: &RelatedRules, now_ms: i64) -> usize {
+        self.prune(now_ms - rules.refund_window_ms.max(rules.installment_refund_ms))
+    }
+
+    /// Forget originals approved before `before_ms`. Returns how many went.
+    fn prune(&self, before_ms: i64) -> usize {
         let n = self.map.len();
         self.map
             .retain(|_, o| o.state == OriginalState::Pending || o.approved_ms >= before_ms);

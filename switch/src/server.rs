@@ -194,11 +194,7 @@ fn replay(
     }
     shared.limits.rebuild(usage);
     // Originals past every refund window can no longer be referred to.
-    let window_days = {
-        let r = &shared.config.load().rules;
-        r.refund_window_days.max(r.installment_refund_days)
-    };
-    let pruned = index.prune(shared.clock.now_millis() - i64::from(window_days) * 86_400_000);
+    let pruned = index.prune_past(&rules, shared.clock.now_millis());
     tracing::info!(
         originals = index.len(),
         pruned,

@@ -482,8 +482,6 @@ impl AcquirerLink {
             }
         };
         self.shared.originals.answer_reversal(key, code);
-        let mut record = record;
-        record.issuer = None;
         self.decline(&msg, code, None, ctx, Some(record));
     }
 

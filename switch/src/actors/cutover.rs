@@ -86,13 +86,10 @@ pub fn end(shared: &Arc<Shared>) {
     metrics::counter!("switch_cutovers_total", "phase" => "end").increment(1);
     announce(shared, NM_CUTOVER_END, new);
     // Originals past every refund window can no longer be referred to.
-    let window_days = {
-        let r = &shared.config.load().rules;
-        r.refund_window_days.max(r.installment_refund_days)
-    };
+    let rules = crate::originals::RelatedRules::from(&shared.config.load().rules);
     let pruned = shared
         .originals
-        .prune(shared.clock.now_millis() - i64::from(window_days) * 86_400_000);
+        .prune_past(&rules, shared.clock.now_millis());
     tracing::info!(
         pruned,
         originals = shared.originals.len(),
