@@ -239,6 +239,21 @@ pub fn build_reversal(
     b.build()
 }
 
+/// The F90 of a related request as the issuer must see it: the original named by the F11
+/// the switch gave it there (`original_issuer_stan`), the rest as the acquirer sent it.
+/// `None` when the request has no well-formed F90.
+#[must_use]
+pub fn f90_for_issuer(request: &Message, original_issuer_stan: u32) -> Option<[u8; 42]> {
+    let od = request.original_data()?.ok()?;
+    Some(
+        iso8583::subfields::OriginalData {
+            stan: original_issuer_stan,
+            ..od
+        }
+        .encode(),
+    )
+}
+
 /// An acquirer's 0420 reversal as sent on to the issuer (store-and-forward): new header,
 /// F11 and F15, F100 = issuer, and F90 naming the original by the F11 the issuer saw
 /// (`original_issuer_stan`); every other field as the acquirer sent it.
@@ -250,17 +265,10 @@ pub fn pass_on_reversal(
     stan: u32,
     settlement_mmdd: &[u8; 4],
 ) -> Result<bytes::Bytes, iso8583::EncodeError> {
-    use iso8583::subfields::OriginalData;
     let mut header = Header::new(issuer, switch_id);
     header.flag = request.header().flag;
     let stan_digits = format!("{:06}", stan % 1_000_000);
-    let f90 = request.original_data().and_then(Result::ok).map(|od| {
-        OriginalData {
-            stan: original_issuer_stan,
-            ..od
-        }
-        .encode()
-    });
+    let f90 = f90_for_issuer(request, original_issuer_stan);
     let mut rewrite = request
         .rewrite()
         .header(header)

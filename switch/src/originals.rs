@@ -330,8 +330,9 @@ pub struct Begin<'a> {
 /// What [`OriginalIndex::begin`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begun {
-    /// Forward it to the issuer (an original, or a related transaction that passed).
-    Forward,
+    /// Forward it to the issuer (an original, or a related transaction that passed; then
+    /// with the F11 its original got at the issuer, which the forwarded F90 must name).
+    Forward { original_issuer_stan: Option<u32> },
     /// A reversal of an approved original: answer `00` now and send the issuer this advice
     /// about the original (its issuer and F11 there).
     Reversed {
@@ -413,7 +414,9 @@ impl OriginalIndex {
         rules: &RelatedRules,
         limits: &LimitCounters,
     ) -> Result<Begun, ResponseCode> {
-        let mut begun = Begun::Forward;
+        let mut begun = Begun::Forward {
+            original_issuer_stan: None,
+        };
         let mut undo: Option<(TxnKey, Original)> = None;
         if let Some(orig_key) = req.original {
             let related = RelatedRequest {
@@ -449,11 +452,15 @@ impl OriginalIndex {
                     }
                     TxnKind::Refund => {
                         o.refund_held += req.amount;
-                        Begun::Forward
+                        Begun::Forward {
+                            original_issuer_stan: Some(o.issuer_stan),
+                        }
                     }
                     _ => {
                         o.related_pending = true;
-                        Begun::Forward
+                        Begun::Forward {
+                            original_issuer_stan: Some(o.issuer_stan),
+                        }
                     }
                 })
             })?;
@@ -821,9 +828,15 @@ mod flow_tests {
         index
             .begin(p, &begin(TxnKind::Purchase, 1_000, None), &rules, &limits)
             .unwrap();
+        index.forwarded(&p, 17);
         index.finish(&p, TxnKind::Purchase, None, 1_000, true, 0, &limits);
         let r = begin(TxnKind::Refund, 700, Some(p));
-        assert_eq!(index.begin(key(2), &r, &rules, &limits), Ok(Begun::Forward));
+        assert_eq!(
+            index.begin(key(2), &r, &rules, &limits),
+            Ok(Begun::Forward {
+                original_issuer_stan: Some(17)
+            })
+        );
         // 700 held, 400 more would exceed the original while the first is unanswered.
         let r2 = begin(TxnKind::Refund, 400, Some(p));
         assert_eq!(
@@ -834,7 +847,9 @@ mod flow_tests {
         index.finish(&key(2), TxnKind::Refund, Some(p), 700, false, 0, &limits);
         assert_eq!(
             index.begin(key(4), &r2, &rules, &limits),
-            Ok(Begun::Forward)
+            Ok(Begun::Forward {
+                original_issuer_stan: Some(17)
+            })
         );
         index.finish(&key(4), TxnKind::Refund, Some(p), 400, true, 0, &limits);
         assert_eq!(
@@ -887,9 +902,15 @@ mod flow_tests {
         index
             .begin(pre, &begin(TxnKind::Preauth, 1_000, None), &rules, &limits)
             .unwrap();
+        index.forwarded(&pre, 17);
         index.finish(&pre, TxnKind::Preauth, None, 1_000, true, 0, &limits);
         let c = begin(TxnKind::PreauthCompletion, 900, Some(pre));
-        assert_eq!(index.begin(key(2), &c, &rules, &limits), Ok(Begun::Forward));
+        assert_eq!(
+            index.begin(key(2), &c, &rules, &limits),
+            Ok(Begun::Forward {
+                original_issuer_stan: Some(17)
+            })
+        );
         let v = begin(TxnKind::PreauthVoid, 1_000, Some(pre));
         assert_eq!(
             index.begin(key(3), &v, &rules, &limits),

@@ -337,15 +337,19 @@ impl AcquirerLink {
                 return;
             }
         };
-        if let Err(code) = self.admit_related(&msg, key, kind, &record, bin.issuer, reservation) {
-            if let Some(r) = &reservation {
-                self.shared.limits.release(r);
+        let admitted = self.admit_related(&msg, key, kind, &record, bin.issuer, reservation);
+        let original_issuer_stan = match admitted {
+            Ok(stan) => stan,
+            Err(code) => {
+                if let Some(r) = &reservation {
+                    self.shared.limits.release(r);
+                }
+                metrics::counter!("switch_related_declines_total", "code" => code.to_string())
+                    .increment(1);
+                self.decline(&msg, code, None, ctx, Some(record));
+                return;
             }
-            metrics::counter!("switch_related_declines_total", "code" => code.to_string())
-                .increment(1);
-            self.decline(&msg, code, None, ctx, Some(record));
-            return;
-        }
+        };
         link.in_flight.fetch_add(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let forward = Forward {
@@ -356,6 +360,7 @@ impl AcquirerLink {
             record,
             received_ms: now,
             reservation,
+            original_issuer_stan,
         };
         if let Err(e) = link.addr.try_send(forward) {
             link.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -390,6 +395,7 @@ impl AcquirerLink {
 impl AcquirerLink {
     /// SPEC.md section 7 for a request about to be forwarded: a related transaction is
     /// checked against its original and holds it; an original is entered as pending.
+    /// Returns the F11 a related request's original got at the issuer.
     fn admit_related(
         &self,
         msg: &Message,
@@ -398,9 +404,9 @@ impl AcquirerLink {
         record: &RequestRecord,
         issuer: InstId,
         reservation: Option<Reservation>,
-    ) -> Result<(), ResponseCode> {
+    ) -> Result<Option<u32>, ResponseCode> {
         if !(is_original_kind(kind) || kind.needs_original()) {
-            return Ok(());
+            return Ok(None);
         }
         let rules = RelatedRules::from(&self.shared.config.load().rules);
         let begin = Begin {
@@ -418,7 +424,12 @@ impl AcquirerLink {
         self.shared
             .originals
             .begin(key, &begin, &rules, &self.shared.limits)
-            .map(|_| ())
+            .map(|begun| match begun {
+                Begun::Forward {
+                    original_issuer_stan,
+                } => original_issuer_stan,
+                Begun::Reversed { .. } | Begun::EarlyReversal => None,
+            })
     }
 
     /// An acquirer 0420 reversal (SPEC.md sections 7 and 8): checked against its original,
@@ -474,7 +485,7 @@ impl AcquirerLink {
                 }
                 ResponseCode::APPROVED
             }
-            Ok(Begun::EarlyReversal | Begun::Forward) => ResponseCode::APPROVED,
+            Ok(Begun::EarlyReversal | Begun::Forward { .. }) => ResponseCode::APPROVED,
             Err(code) => {
                 metrics::counter!("switch_related_declines_total", "code" => code.to_string())
                     .increment(1);

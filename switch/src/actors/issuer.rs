@@ -37,6 +37,8 @@ pub struct Forward {
     pub received_ms: i64,
     /// Limit usage held until the transaction ends; released unless it ends approved.
     pub reservation: Option<crate::limits::Reservation>,
+    /// For a related request: the F11 its original got at the issuer (F90 names it so).
+    pub original_issuer_stan: Option<u32>,
 }
 
 /// An issuer response that arrived on a sibling link but belongs to this link's table.
@@ -218,20 +220,9 @@ impl IssuerLink {
         header.flag = fwd.request.header().flag;
         // A related request names its original as the issuer knows it: the F11 the switch
         // gave the original on its way there (as `pass_on_reversal` does for reversals).
-        let f90 = fwd.record.original.and_then(|orig| {
-            let issuer_stan = self
-                .shared
-                .originals
-                .with(&orig, |o| o.map(|o| o.issuer_stan))?;
-            let od = fwd.request.original_data()?.ok()?;
-            Some(
-                iso8583::subfields::OriginalData {
-                    stan: issuer_stan,
-                    ..od
-                }
-                .encode(),
-            )
-        });
+        let f90 = fwd
+            .original_issuer_stan
+            .and_then(|stan| crate::core::f90_for_issuer(&fwd.request, stan));
         let mut rewrite = fwd
             .request
             .rewrite()
