@@ -28,19 +28,6 @@ fn switch_config(dir: &Path) -> switch::config::Config {
     config
 }
 
-fn noon_today_ms() -> i64 {
-    use chrono::TimeZone;
-    let noon = chrono::Local::now()
-        .date_naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap();
-    chrono::Local
-        .from_local_datetime(&noon)
-        .earliest()
-        .unwrap()
-        .timestamp_millis()
-}
-
 /// The bundled issuer-sim: behaviour, plans and accounts from config/issuer-sim.
 fn bundled_rules() -> Rules {
     let dir = repo().join("config/issuer-sim");
@@ -63,7 +50,7 @@ async fn run_suites(suites: &[&str], rules: Rules) -> Vec<Report> {
         switch::server::start(
             config,
             switch::server::StartOptions {
-                clock: std::sync::Arc::new(switch::clock::ManualClock::new(noon_today_ms())),
+                clock: std::sync::Arc::new(switch::clock::ManualClock::today_at(12, 0, 0)),
                 tick_ms: 5,
             },
         )

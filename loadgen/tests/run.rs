@@ -55,7 +55,7 @@ async fn rig() -> Rig {
         switch::server::start(
             config,
             switch::server::StartOptions {
-                clock: Arc::new(switch::clock::ManualClock::new(noon_today_ms())),
+                clock: Arc::new(switch::clock::ManualClock::today_at(12, 0, 0)),
                 tick_ms: 5,
             },
         )
@@ -346,17 +346,4 @@ fn the_example_mix_file_is_the_default_mix() {
         Mix::load(&path).unwrap(),
         Mix::parse(loadgen::mix::DEFAULT_MIX).unwrap()
     );
-}
-
-fn noon_today_ms() -> i64 {
-    use chrono::TimeZone;
-    let noon = chrono::Local::now()
-        .date_naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap();
-    chrono::Local
-        .from_local_datetime(&noon)
-        .earliest()
-        .unwrap()
-        .timestamp_millis()
 }

@@ -38,6 +38,19 @@ impl ManualClock {
         Self::new(SystemClock.now_millis())
     }
 
+    /// Starts today at `h:m:s` local time (tests place themselves relative to the 23:00
+    /// cut-over; noon keeps a test clear of it). An invalid time starts at the current time.
+    #[must_use]
+    pub fn today_at(h: u32, m: u32, s: u32) -> Self {
+        use chrono::TimeZone;
+        let at = chrono::Local::now()
+            .date_naive()
+            .and_hms_opt(h, m, s)
+            .and_then(|t| chrono::Local.from_local_datetime(&t).earliest())
+            .map_or_else(|| SystemClock.now_millis(), |t| t.timestamp_millis());
+        Self::new(at)
+    }
+
     pub fn advance(&self, by: std::time::Duration) {
         self.0.fetch_add(
             i64::try_from(by.as_millis()).unwrap_or(i64::MAX),

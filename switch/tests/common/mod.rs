@@ -130,14 +130,8 @@ roles = ["issuer"]
 
 /// Today at `h:m:s` local time, in Unix ms.
 pub fn local_ms(h: u32, m: u32, s: u32) -> i64 {
-    use chrono::TimeZone;
-    let today = chrono::Local::now().date_naive();
-    let t = today.and_hms_opt(h, m, s).unwrap();
-    chrono::Local
-        .from_local_datetime(&t)
-        .earliest()
-        .unwrap()
-        .timestamp_millis()
+    use switch::clock::Clock;
+    ManualClock::today_at(h, m, s).now_millis()
 }
 
 /// Yield until `cond` holds, re-checking on each scheduler turn (bounded by the guard).
