@@ -10,17 +10,6 @@ use common::*;
 use iso8583::{Message, MessageBuilder, Mti};
 use std::time::Duration;
 
-async fn approved(acq: &mut Peer, iss: &mut Peer, amount: u64) -> (Message, Message) {
-    let m = acq.purchase(PAN, amount).build().unwrap();
-    let sent = Message::decode(m.clone()).unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
-    let answer = acq.recv().await;
-    assert_eq!(answer.response_code().unwrap().as_str(), "00");
-    (sent, answer)
-}
-
 async fn answer_of(acq: &mut Peer, b: MessageBuilder) -> Message {
     acq.send(b.build().unwrap()).await;
     acq.recv().await
@@ -37,9 +26,9 @@ async fn cutover_at_23_00_dates_declines_90_voids_22_and_takes_reversals_until_i
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
     let closing = shared.day.date();
-    let (p1, a1) = approved(&mut acq, &mut iss, 1_000).await;
+    let (p1, _, a1) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
     assert_eq!(a1.field_str(15), Some(mmdd(closing).as_str()));
-    let (p2, _) = approved(&mut acq, &mut iss, 2_000).await;
+    let (p2, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 2_000).await;
 
     // 23:00: the cut-over starts and is announced with the closing date.
     sw.clock.advance(Duration::from_secs(11));
@@ -167,7 +156,7 @@ async fn daily_limits_start_afresh_on_the_new_business_day() {
     let sw = TestSwitch::start_extras(dir, Extras::days(""));
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    approved(&mut acq, &mut iss, 9_000).await;
+    approved_purchase(&mut acq, &mut iss, PAN, 9_000).await;
     let b = acq.purchase(PAN, 2_000);
     assert_eq!(
         answer_of(&mut acq, b)
@@ -178,5 +167,5 @@ async fn daily_limits_start_afresh_on_the_new_business_day() {
         "61"
     );
     sw.pass_days(1, &mut [&mut acq, &mut iss]).await;
-    approved(&mut acq, &mut iss, 9_000).await;
+    approved_purchase(&mut acq, &mut iss, PAN, 9_000).await;
 }

@@ -21,15 +21,6 @@ async fn code(acq: &mut Peer, m: &Message) -> String {
 }
 
 /// A purchase approved by the issuer; returns the acquirer's request as sent.
-async fn approved_purchase(acq: &mut Peer, iss: &mut Peer, pan: &str, amount: u64) -> Message {
-    let m = acq.purchase(pan, amount).build().unwrap();
-    let sent = Message::decode(m.clone()).unwrap();
-    acq.send(m).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
-    sent
-}
 
 /// The related request goes to the issuer, which answers `issuer_code`; returns the forward
 /// and the acquirer's answer code.
@@ -73,12 +64,7 @@ async fn void_then_second_void_and_refund_of_the_voided_are_22() {
     let sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let m = acq.purchase(PAN, 1_000).build().unwrap();
-    let orig = Message::decode(m.clone()).unwrap();
-    acq.send(m).await;
-    let orig_fwd = iss.recv().await;
-    iss.answer(&orig_fwd, "00").await;
-    acq.recv().await;
+    let (orig, orig_fwd, _) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
 
     let (fwd, c) = {
         let b = void(&mut acq, &orig, 1_000);
@@ -107,7 +93,7 @@ async fn related_checks_answer_25_12_14_97_64_13_without_the_issuer() {
     let sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let orig = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
+    let (orig, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
 
     // A declined purchase cannot be voided.
     let declined = acq.purchase(PAN, 500).build().unwrap();
@@ -151,7 +137,7 @@ async fn partial_refunds_up_to_the_original_and_within_the_window() {
     let sw = TestSwitch::start_extras(tempfile::tempdir().unwrap(), extras);
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let orig = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
+    let (orig, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
 
     let (fwd, c) = {
         let b = refund(&mut acq, &orig, 400);
@@ -176,7 +162,7 @@ async fn partial_refunds_up_to_the_original_and_within_the_window() {
     assert_eq!(code(&mut acq, &Message::decode(over).unwrap()).await, "22");
 
     // Another purchase, refunded after the (here 1-day) window.
-    let orig2 = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
+    let (orig2, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
     sw.pass_days(2, &mut [&mut acq, &mut iss]).await;
     let late = refund(&mut acq, &orig2, 100).build().unwrap();
     assert_eq!(code(&mut acq, &Message::decode(late).unwrap()).await, "22");
@@ -188,12 +174,7 @@ async fn acquirer_reversal_is_answered_at_once_passed_on_and_idempotent() {
     let sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let m = acq.purchase(PAN, 1_000).build().unwrap();
-    let orig = Message::decode(m.clone()).unwrap();
-    acq.send(m).await;
-    let orig_fwd = iss.recv().await;
-    iss.answer(&orig_fwd, "00").await;
-    acq.recv().await;
+    let (orig, orig_fwd, _) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
 
     let rev = reversal(&mut acq, &orig, 1_000).build().unwrap();
     acq.send(rev.clone()).await;
@@ -257,7 +238,7 @@ async fn reversal_of_a_void_restores_the_original_and_all_survives_a_restart() {
     let mut sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let orig = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
+    let (orig, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
     let vb = void(&mut acq, &orig, 1_000);
     let void_msg = Message::decode(vb.build().unwrap()).unwrap();
     let (_, c) = via_issuer(&mut acq, &mut iss, vb, "00").await;
@@ -305,7 +286,7 @@ async fn a_void_gives_back_the_daily_limit_usage() {
     let sw = TestSwitch::start_in(dir, "", "");
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let orig = approved_purchase(&mut acq, &mut iss, PAN, 9_000).await;
+    let (orig, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 9_000).await;
     let over = acq.purchase(PAN, 2_000).build().unwrap();
     assert_eq!(code(&mut acq, &Message::decode(over).unwrap()).await, "61");
     let (_, c) = {

@@ -497,3 +497,21 @@ pub fn write_registry(dir: &Path, categories: &str, limit_row: &str) {
     )
     .unwrap();
 }
+
+/// A purchase the issuer `iss` approves: the request as sent, as forwarded to the issuer,
+/// and the acquirer's answer (asserted `00`).
+pub async fn approved_purchase(
+    acq: &mut Peer,
+    iss: &mut Peer,
+    pan: &str,
+    amount: u64,
+) -> (Message, Message, Message) {
+    let m = acq.purchase(pan, amount).build().unwrap();
+    let sent = Message::decode(m.clone()).unwrap();
+    acq.send(m).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, "00").await;
+    let answer = acq.recv().await;
+    assert_eq!(answer.response_code().unwrap().as_str(), "00");
+    (sent, fwd, answer)
+}
