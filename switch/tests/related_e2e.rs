@@ -20,8 +20,6 @@ async fn code(acq: &mut Peer, m: &Message) -> String {
         .to_owned()
 }
 
-/// A purchase approved by the issuer; returns the acquirer's request as sent.
-
 /// The related request goes to the issuer, which answers `issuer_code`; returns the forward
 /// and the acquirer's answer code.
 async fn via_issuer(
