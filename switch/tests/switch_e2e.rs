@@ -126,6 +126,34 @@ async fn sign_off_stops_traffic() {
 }
 
 #[tokio::test]
+async fn balance_inquiry_timeout_is_98_and_never_reversed() {
+    // SPEC 5: a balance inquiry is never reversed, not even after a timeout or a late
+    // approval.
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let mut b = acq.purchase(PAN, 0);
+    b.set(3, "300000").remove(4);
+    acq.send(b.build().unwrap()).await;
+    let fwd = iss.recv().await;
+    assert_eq!(fwd.processing_code(), Some(*b"300000"));
+
+    sw.clock.advance(Duration::from_millis(20_001));
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "98");
+    iss.answer(&fwd, "00").await;
+
+    // The next thing the issuer receives is the next purchase, not a 0420.
+    let m = acq.purchase(PAN, 7).build().unwrap();
+    acq.send(m).await;
+    let next = iss.recv().await;
+    assert_eq!(
+        (next.mti(), next.amount()),
+        (Mti::FINANCIAL_REQUEST, Some(7)),
+        "no reversal of the balance inquiry"
+    );
+}
+
+#[tokio::test]
 async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360() {
     let sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
