@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: switch, issuer-sim and loadgen as three release processes on this
+# machine, bundled configuration (rules and fsync journal on), fresh journal each run.
+#
+#   scripts/perf-e2e.sh NAME [loadgen run args...]
+#   scripts/perf-e2e.sh open50k --rate 50000 --connections 16 --duration 30s
+#   scripts/perf-e2e.sh closed  --rate max --window 64 --connections 16 --duration 20s
+#
+# Environment: PERF_DIR (default /tmp/cardswitch-perf), ISSUER_LINKS (4), DURABILITY (fsync),
+# NO_BUILD=1 to skip `cargo build --release`, SWITCH_EXTRA (TOML lines appended to [switch]).
+# Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
+# plot, the switch's RSS sampled every second (rss.tsv: second, KiB) and its CPU use.
+# CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+NAME=${1:?usage: scripts/perf-e2e.sh NAME [loadgen args...]}
+shift
+PERF_DIR=${PERF_DIR:-/tmp/cardswitch-perf}
+ISSUER_LINKS=${ISSUER_LINKS:-4}
+DURABILITY=${DURABILITY:-fsync}
+OUT=$PERF_DIR/out
+mkdir -p "$OUT" "$PERF_DIR/bin"
+
+if [[ "${NO_BUILD:-}" != 1 ]]; then
+    cargo build --release -q -p switch -p issuer-sim -p loadgen
+fi
+for b in switch issuer-sim loadgen; do cp -f "target/release/$b" "$PERF_DIR/bin/$b"; done
+
+# The bundled config on fixed ports with the journal under PERF_DIR.
+rm -rf "$PERF_DIR/config" "$PERF_DIR/journal" "$PERF_DIR/clearing"
+cp -r config "$PERF_DIR/config"
+CFG=$PERF_DIR/config/switch.toml
+sed -i \
+    -e 's|^acquirer = .*|acquirer = "127.0.0.1:15001"|' \
+    -e 's|^issuer = .*|issuer = "127.0.0.1:15002"|' \
+    -e 's|^admin = .*|admin = "127.0.0.1:15080"|' \
+    -e "s|^dir = .*|dir = \"$PERF_DIR/journal\"|" \
+    -e "s|^durability = .*|durability = \"$DURABILITY\"|" \
+    -e 's|^level = .*|level = "warn"|' \
+    -e "s|^output_dir = .*|output_dir = \"$PERF_DIR/clearing\"|" \
+    "$CFG"
+if [[ -n "${SWITCH_EXTRA:-}" ]]; then
+    sed -i "/^\[switch\]/a $SWITCH_EXTRA" "$CFG"
+fi
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+"$PERF_DIR/bin/switch" run --config "$CFG" 2>"$OUT/$NAME.switch.log" &
+SW=$!
+pids+=("$SW")
+for _ in $(seq 100); do
+    curl -sf 127.0.0.1:15080/healthz >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"$PERF_DIR/bin/issuer-sim" --switch 127.0.0.1:15002 --institution 03010000 \
+    --links "$ISSUER_LINKS" --no-accounts --stats-interval-s 0 2>"$OUT/$NAME.issuer.log" &
+IS=$!
+pids+=("$IS")
+for _ in $(seq 100); do
+    n=$(curl -sf 127.0.0.1:15080/metrics | awk '/^switch_issuer_links_signed_on\{issuer="03010000"\}/ {print $2}')
+    [[ "${n:-0}" -ge "$ISSUER_LINKS" ]] && break
+    sleep 0.1
+done
+
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+sw0=$(cpu "$SW"); is0=$(cpu "$IS")
+( i=0; while kill -0 "$SW" 2>/dev/null; do
+      printf '%s\t%s\n' "$i" "$(awk '/VmRSS/ {print $2}' "/proc/$SW/status" 2>/dev/null)"
+      i=$((i + 1)); sleep 1
+  done ) >"$OUT/$NAME.rss.tsv" &
+RSSP=$!
+pids+=("$RSSP")
+
+"$PERF_DIR/bin/loadgen" run --target 127.0.0.1:15001 --config "$CFG" --issuers 03010000 \
+    --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
+LG=$!
+lg0=0
+wait "$LG"
+sw1=$(cpu "$SW"); is1=$(cpu "$IS")
+
+python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" <<'EOF'
+import json, sys
+report, rss, tick, sw, iss, name = sys.argv[1:]
+r = json.load(open(report))
+tick, sw, iss = int(tick), int(sw), int(iss)
+n = max(r["answered"], 1)
+lat = r["latency_ms"] or {}
+kib = [int(l.split()[1]) for l in open(rss) if len(l.split()) == 2]
+print(f"{name}: {r['throughput']:,.0f} tx/s answered={r['answered']:,} unanswered={r['unanswered']} "
+      f"p50={lat.get('p50')}ms p90={lat.get('p90')}ms p99={lat.get('p99')}ms p99.9={lat.get('p99_9')}ms max={lat.get('max')}ms "
+      f"switch_cpu/tx={sw / tick / n * 1e6:.1f}us issuer_cpu/tx={iss / tick / n * 1e6:.1f}us "
+      f"switch_rss_MiB start={kib[0] // 1024 if kib else 0} max={max(kib) // 1024 if kib else 0} end={kib[-1] // 1024 if kib else 0} "
+      f"codes={r['by_code']}")
+EOF
