@@ -9,7 +9,7 @@
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), ISSUER_LINKS (4), DURABILITY (fsync),
 # NO_BUILD=1 to skip `cargo build --release`, SWITCH_EXTRA (TOML lines appended to [switch]).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
-# plot, the switch's RSS sampled every second (rss.tsv: second, KiB) and its CPU use.
+# plot, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +68,10 @@ done
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 sw0=$(cpu "$SW"); is0=$(cpu "$IS")
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 ( i=0; while kill -0 "$SW" 2>/dev/null; do
-      printf '%s\t%s\n' "$i" "$(awk '/VmRSS/ {print $2}' "/proc/$SW/status" 2>/dev/null)"
+      lg=$(pgrep -f "bin/loadgen run" | head -1)
+      printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")"
       i=$((i + 1)); sleep 1
   done ) >"$OUT/$NAME.rss.tsv" &
 RSSP=$!
@@ -78,7 +80,6 @@ pids+=("$RSSP")
 "$PERF_DIR/bin/loadgen" run --target 127.0.0.1:15001 --config "$CFG" --issuers 03010000 \
     --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
 LG=$!
-lg0=0
 wait "$LG"
 sw1=$(cpu "$SW"); is1=$(cpu "$IS")
 
@@ -89,7 +90,7 @@ r = json.load(open(report))
 tick, sw, iss = int(tick), int(sw), int(iss)
 n = max(r["answered"], 1)
 lat = r["latency_ms"] or {}
-kib = [int(l.split()[1]) for l in open(rss) if len(l.split()) == 2]
+kib = [int(l.split()[1]) for l in open(rss) if len(l.split()) == 4]
 print(f"{name}: {r['throughput']:,.0f} tx/s answered={r['answered']:,} unanswered={r['unanswered']} "
       f"p50={lat.get('p50')}ms p90={lat.get('p90')}ms p99={lat.get('p99')}ms p99.9={lat.get('p99_9')}ms max={lat.get('max')}ms "
       f"switch_cpu/tx={sw / tick / n * 1e6:.1f}us issuer_cpu/tx={iss / tick / n * 1e6:.1f}us "

@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod cutover;
 pub mod datafile;
+pub mod daytable;
 pub mod journal;
 pub mod limits;
 pub mod logging;

@@ -5,8 +5,8 @@
 //! replay at start calls the same two functions, so a restart rebuilds the same state.
 
 use crate::core::{TxnKey, TxnKind};
+use crate::daytable::DayTable;
 use crate::limits::{LimitCounters, Reservation};
-use dashmap::DashMap;
 use iso8583::{InstId, ResponseCode};
 
 /// Where an original stands.
@@ -354,9 +354,9 @@ pub struct Finished {
 /// Originals by transaction key. Shared by the acquirer links; one shard lock per entry.
 #[derive(Debug, Default)]
 pub struct OriginalIndex {
-    map: DashMap<TxnKey, Original, crate::FastHash>,
+    map: DayTable<Original>,
     /// The answer given to each acquirer reversal, for idempotent duplicates (SPEC 7).
-    reversal_answers: DashMap<TxnKey, ResponseCode, crate::FastHash>,
+    reversal_answers: DayTable<ResponseCode>,
 }
 
 impl OriginalIndex {
@@ -365,30 +365,27 @@ impl OriginalIndex {
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            map: DashMap::with_capacity_and_hasher(capacity, crate::FastHash::default()),
-            reversal_answers: DashMap::default(),
+            map: DayTable::with_capacity(capacity),
+            reversal_answers: DayTable::default(),
         }
     }
 }
 
 impl OriginalIndex {
     pub fn insert(&self, key: TxnKey, original: Original) {
-        self.map.insert(key, original);
+        self.map.insert(&key, original);
     }
 
     /// Run `f` on the original of `key` (with the entry locked, so check-then-apply is atomic).
     pub fn with<R>(&self, key: &TxnKey, f: impl FnOnce(Option<&mut Original>) -> R) -> R {
-        match self.map.get_mut(key) {
-            Some(mut e) => f(Some(e.value_mut())),
-            None => f(None),
-        }
+        self.map.with(key, f)
     }
 
     /// The answer a reversal with this key already got, if any (a duplicate is answered the
     /// same, and nothing is sent to the issuer again).
     #[must_use]
     pub fn reversal_answer(&self, key: &TxnKey) -> Option<ResponseCode> {
-        self.reversal_answers.get(key).map(|c| *c)
+        self.reversal_answers.get(key)
     }
 
     /// Forget the answers of the closed day's reversals (duplicates are per day; a late
@@ -399,7 +396,7 @@ impl OriginalIndex {
 
     /// Record the answer given to a reversal.
     pub fn answer_reversal(&self, key: TxnKey, code: ResponseCode) {
-        self.reversal_answers.insert(key, code);
+        self.reversal_answers.insert(&key, code);
     }
 
     /// Admit a request: a related transaction is checked against its original (SPEC 7) and
@@ -492,7 +489,7 @@ impl OriginalIndex {
             o.refers_to = req.original;
             o.issuer = req.issuer;
             o.reservation = req.reservation;
-            self.map.insert(key, o);
+            self.map.insert(&key, o);
         }
         Ok(begun)
     }
@@ -587,14 +584,15 @@ impl OriginalIndex {
     /// Limit usage still held by the approved transactions of `day` (rebuilt at start).
     #[must_use]
     pub fn usage_of_day(&self, day: u32) -> Vec<Reservation> {
-        self.map
-            .iter()
-            .filter(|e| {
-                e.settlement_date == day
-                    && matches!(e.state, OriginalState::Approved | OriginalState::Completed)
-            })
-            .filter_map(|e| e.reservation)
-            .collect()
+        let mut usage = Vec::new();
+        self.map.for_each(|_, e| {
+            if e.settlement_date == day
+                && matches!(e.state, OriginalState::Approved | OriginalState::Completed)
+            {
+                usage.extend(e.reservation);
+            }
+        });
+        usage
     }
 
     /// Forget originals that no related transaction can refer to any more: approved longer
@@ -607,7 +605,7 @@ impl OriginalIndex {
     fn prune(&self, before_ms: i64) -> usize {
         let n = self.map.len();
         self.map
-            .retain(|_, o| o.state == OriginalState::Pending || o.approved_ms >= before_ms);
+            .retain(|o| o.state == OriginalState::Pending || o.approved_ms >= before_ms);
         n - self.map.len()
     }
 

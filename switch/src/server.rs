@@ -128,7 +128,7 @@ fn replay(
         match SwitchRecord::decode(r.kind, &r.payload) {
             Ok(Some(SwitchRecord::Request(req))) => {
                 if req.settlement_date == today {
-                    shared.seen.insert(req.key, req.settlement_date);
+                    shared.seen.insert(&req.key, req.settlement_date);
                 }
                 // Forwarded requests were admitted: enter them as the links did.
                 if let Some(stan) = req.issuer_stan {
@@ -255,7 +255,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         clock: options.clock,
         journal: Arc::new(journal),
         routes,
-        seen: DashMap::with_capacity_and_hasher(day_capacity, crate::FastHash::default()),
+        seen: crate::daytable::DayTable::with_capacity(day_capacity),
         in_flight: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
         limits: crate::limits::LimitCounters::new(),

@@ -6,7 +6,6 @@ use crate::actors::issuer::IssuerLink;
 use crate::actors::route::IssuerRouteActor;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::core::TxnKey;
 use crate::journal::Journal;
 use actix::Addr;
 use arc_swap::ArcSwap;
@@ -160,7 +159,7 @@ pub struct Shared {
     pub journal: Arc<dyn Journal>,
     pub routes: HashMap<InstId, Arc<IssuerRoute>>,
     /// Keys seen per settlement date (duplicate detection, SPEC.md section 7).
-    pub seen: DashMap<TxnKey, u32, crate::FastHash>,
+    pub seen: crate::daytable::DayTable<u32>,
     /// Transactions forwarded and not yet answered, over all links (graceful shutdown).
     pub in_flight: AtomicUsize,
     /// Set when shutdown begins: acquirer requests are then declined `91`.

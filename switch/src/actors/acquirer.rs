@@ -259,7 +259,7 @@ impl AcquirerLink {
         if self
             .shared
             .seen
-            .insert(key, date)
+            .insert(&key, date)
             .is_some_and(|d| d == date)
         {
             metrics::counter!("switch_duplicates_total").increment(1);

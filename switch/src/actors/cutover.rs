@@ -96,7 +96,7 @@ pub fn end(shared: &Arc<Shared>) {
         "originals index pruned"
     );
     // Duplicate detection is per settlement day: keys of the closed day are done with.
-    shared.seen.retain(|_, day| *day > closed);
+    shared.seen.retain(|day| *day > closed);
     shared.originals.forget_reversal_answers();
     for route in shared.routes.values() {
         if let Some(actor) = route.actor.get() {
