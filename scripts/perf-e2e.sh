@@ -9,7 +9,7 @@
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), ISSUER_LINKS (4), DURABILITY (fsync),
 # NO_BUILD=1 to skip `cargo build --release`, SWITCH_EXTRA (TOML lines appended to [switch]).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
-# plot, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
+# plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +82,7 @@ pids+=("$RSSP")
 LG=$!
 wait "$LG"
 sw1=$(cpu "$SW"); is1=$(cpu "$IS")
+curl -sf 127.0.0.1:15080/metrics >"$OUT/$NAME.metrics" || true
 
 python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" <<'EOF'
 import json, sys
