@@ -7,7 +7,7 @@
 #   scripts/perf-e2e.sh closed  --rate max --window 64 --connections 16 --duration 20s
 #
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), ISSUER_LINKS (4), DURABILITY (fsync),
-# NO_BUILD=1 to skip `cargo build --release`, SWITCH_EXTRA (TOML lines appended to [switch]).
+# NO_BUILD=1 to skip `cargo build --release`, SWITCH_EXTRA ("key = value; ..." set in [switch]).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
@@ -40,9 +40,18 @@ sed -i \
     -e 's|^level = .*|level = "warn"|' \
     -e "s|^output_dir = .*|output_dir = \"$PERF_DIR/clearing\"|" \
     "$CFG"
-if [[ -n "${SWITCH_EXTRA:-}" ]]; then
-    sed -i "/^\[switch\]/a $SWITCH_EXTRA" "$CFG"
-fi
+# SWITCH_EXTRA="key = value; key2 = value2": set keys of [switch] (replaced or added).
+IFS=';' read -ra extra <<<"${SWITCH_EXTRA:-}"
+for kv in "${extra[@]}"; do
+    kv=$(echo "$kv" | sed 's/^ *//; s/ *$//')
+    [[ -z "$kv" ]] && continue
+    key=${kv%% *}
+    if grep -q "^$key = " "$CFG"; then
+        sed -i "s|^$key = .*|$kv|" "$CFG"
+    else
+        sed -i "/^\[switch\]/a $kv" "$CFG"
+    fi
+done
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

@@ -6,8 +6,10 @@
 //!   new table of twice the size at once: the kernel zero-fills hundreds of megabytes of
 //!   fresh pages in one go (`clear_page_erms` was 58 % of the switch's samples in the worst
 //!   second of a 50k/s run, p50 157 ms). Here entries live in an append-only arena of
-//!   4096-entry chunks (new memory is touched in order, a page at a time) and the hash index
-//!   holds 8 bytes per entry, so an index doubling moves little and faults in little.
+//!   256-entry chunks (new memory is taken a little at a time) and the hash index
+//!   holds 8 bytes per entry and doubles incrementally (a few entries moved per insert), so
+//!   no insert pays for a whole shard's growth: the 64 shards fill evenly and would
+//!   otherwise all double within the same fraction of a second.
 //! - **Compact keys.** The four numbers of a [`TxnKey`] (F7 10 digits, F11 6 digits, F32 and
 //!   F33 11 digits each) fit 34 + 20 + 37 + 37 = 128 bits: a [`PackedKey`] is 16 bytes
 //!   instead of the 32 of `TxnKey`, aligned to 4 so small values do not pad it.
@@ -70,70 +72,95 @@ impl From<PackedKey> for TxnKey {
 
 /// Entries per arena chunk: a chunk is allocated when the previous one is full, so the
 /// memory of new entries is touched (page-faulted) a little at a time, in order.
-const CHUNK_BITS: u32 = 12;
+const CHUNK_BITS: u32 = 8;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// One shard: entries live in an append-only arena of fixed-size chunks; the hash index
-/// holds only `(arena position, 32 bits of the hash)`, 8 bytes per entry. When the index
-/// doubles it moves 8-byte entries without touching the arena (the stored hash is all the
-/// rehash needs), and the arena never moves at all.
+/// holds only `(32 bits of the hash, arena position)`, 8 bytes per entry, and grows
+/// incrementally ([`griddle`] moves a few entries per insert while it doubles, and the stored
+/// hash is all a move needs: the arena is never read, and never moves).
 struct Shard<V> {
-    index: hashbrown::HashTable<(u32, u32)>,
+    index: griddle::HashMap<Slot, (), StoredHashBuilder>,
     arena: Vec<Vec<(PackedKey, V)>>,
     len: usize,
 }
 
+/// An index entry: the hash it is filed under and where its entry is in the arena.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    h: u32,
+    pos: u32,
+}
+
+impl std::hash::Hash for Slot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u32(self.h);
+    }
+}
+
+/// Hashes a [`Slot`] to its stored hash (already a seeded hash of the key).
+#[derive(Default)]
+struct StoredHash(u64);
+
+impl std::hash::Hasher for StoredHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u32` is ever called (by `Slot`); anything else still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u32(&mut self, h: u32) {
+        self.0 = spread(h);
+    }
+}
+
+type StoredHashBuilder = std::hash::BuildHasherDefault<StoredHash>;
+
 impl<V> Shard<V> {
     fn with_capacity(n: usize) -> Self {
         Self {
-            index: hashbrown::HashTable::with_capacity(n),
+            index: griddle::HashMap::with_capacity_and_hasher(n, StoredHashBuilder::default()),
             arena: Vec::new(),
             len: 0,
         }
     }
 
-    fn entry(&self, pos: u32) -> Option<&(PackedKey, V)> {
-        let pos = pos as usize;
-        self.arena.get(pos >> CHUNK_BITS)?.get(pos & (CHUNK - 1))
-    }
-
-    fn entry_mut(&mut self, pos: u32) -> Option<&mut (PackedKey, V)> {
-        let pos = pos as usize;
-        self.arena
-            .get_mut(pos >> CHUNK_BITS)?
-            .get_mut(pos & (CHUNK - 1))
-    }
-
     fn find(&self, key: &PackedKey, h: u32) -> Option<u32> {
+        let arena = &self.arena;
         self.index
-            .find(spread(h), |&(pos, eh)| {
-                eh == h && self.entry(pos).is_some_and(|(k, _)| k == key)
+            .raw_entry()
+            .from_hash(spread(h), |s| {
+                s.h == h && entry(arena, s.pos).is_some_and(|(k, _)| k == key)
             })
-            .map(|&(pos, _)| pos)
+            .map(|(s, ())| s.pos)
     }
 
     fn get_mut(&mut self, key: &PackedKey, h: u32) -> Option<&mut V> {
-        let pos = self.find(key, h)?;
-        self.entry_mut(pos).map(|(_, v)| v)
+        let pos = self.find(key, h)? as usize;
+        self.arena
+            .get_mut(pos >> CHUNK_BITS)?
+            .get_mut(pos & (CHUNK - 1))
+            .map(|(_, v)| v)
     }
 
     fn insert(&mut self, key: PackedKey, h: u32, value: V) -> Option<V> {
         if let Some(old) = self.get_mut(&key, h) {
             return Some(std::mem::replace(old, value));
         }
-        let len = self.len;
         if self.arena.last().is_none_or(|c| c.len() == CHUNK) {
             self.arena.push(Vec::with_capacity(CHUNK));
         }
         // Shards hold far fewer than 2^32 entries (the whole day table would need 64 times
         // that, ~100 bytes each); past it an entry is not kept rather than mis-indexed.
-        let (Ok(pos), Some(chunk)) = (u32::try_from(len), self.arena.last_mut()) else {
+        let (Ok(pos), Some(chunk)) = (u32::try_from(self.len), self.arena.last_mut()) else {
             return None;
         };
         chunk.push((key, value));
         self.len += 1;
-        self.index
-            .insert_unique(spread(h), (pos, h), |&(_, eh)| spread(eh));
+        self.index.insert(Slot { h, pos }, ());
         None
     }
 
@@ -148,6 +175,11 @@ impl<V> Shard<V> {
             }
         }
     }
+}
+
+fn entry<V>(arena: &[Vec<(PackedKey, V)>], pos: u32) -> Option<&(PackedKey, V)> {
+    let pos = pos as usize;
+    arena.get(pos >> CHUNK_BITS)?.get(pos & (CHUNK - 1))
 }
 
 /// The 32 stored hash bits, spread over the 64 the index uses: its bucket position comes
