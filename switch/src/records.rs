@@ -5,6 +5,23 @@
 use crate::core::{TxnKey, TxnKind};
 use serde::{Deserialize, Serialize};
 
+pub use arrayvec::ArrayString;
+
+/// `s` in a fixed-capacity string, cut at the last whole character that fits. The text
+/// fields of a [`RequestRecord`] are bounded by their ISO 8583 field lengths (F2 19, F41 8,
+/// F42 15, F37 12, F49 3, IDs 11, F60 100), so they need no allocation per request; they
+/// serialise exactly like `String`, so journals read the same either way.
+#[must_use]
+pub fn fixed<const N: usize>(s: &str) -> ArrayString<N> {
+    let mut out = ArrayString::new();
+    for c in s.chars() {
+        if out.try_push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
 pub const KIND_REQUEST: u8 = 1;
 pub const KIND_OUTCOME: u8 = 2;
 pub const KIND_ADVICE: u8 = 3;
@@ -21,16 +38,16 @@ pub struct RequestRecord {
     /// F4 in minor units (0 when absent).
     pub amount: i64,
     /// Full PAN: clearing files need it. Never logged.
-    pub pan: String,
-    pub terminal: String,
-    pub merchant: String,
+    pub pan: ArrayString<19>,
+    pub terminal: ArrayString<8>,
+    pub merchant: ArrayString<15>,
     pub mcc: u16,
-    pub rrn: String,
-    pub currency: String,
+    pub rrn: ArrayString<12>,
+    pub currency: ArrayString<3>,
     /// Institution the acquirer link is bound to.
-    pub link_institution: String,
+    pub link_institution: ArrayString<11>,
     /// Issuer the request was routed to, if any.
-    pub issuer: Option<String>,
+    pub issuer: Option<ArrayString<11>>,
     /// F11 as sent to the issuer (the switch rewrites it per issuer link).
     pub issuer_stan: Option<u32>,
     /// Settlement date `YYYYMMDD`.
@@ -44,7 +61,7 @@ pub struct RequestRecord {
     pub card_seq: u16,
     /// F60 as received (reason code, terminal capabilities, terminal type, ECI; no card
     /// data). Clearing reads 60.2.2, 60.2.3, 60.2.5 and 60.2.8 from it.
-    pub f60: String,
+    pub f60: ArrayString<100>,
     /// F48 `IP` terms of an installment purchase.
     pub installment: Option<InstallmentTerms>,
 }
@@ -155,6 +172,25 @@ impl SwitchRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_text_cuts_at_a_character_and_serialises_like_a_string() {
+        assert_eq!(fixed::<3>("156").as_str(), "156");
+        assert_eq!(fixed::<3>("15678").as_str(), "156");
+        assert_eq!(fixed::<4>("ab\u{e9}\u{e9}").as_str(), "ab\u{e9}");
+        assert_eq!(fixed::<8>("").as_str(), "");
+        // Journals written with `String` fields read back unchanged, and the reverse.
+        let s = "TERM0001".to_string();
+        let a = postcard::to_allocvec(&s).unwrap();
+        assert_eq!(a, postcard::to_allocvec(&fixed::<8>(&s)).unwrap());
+        assert_eq!(
+            postcard::from_bytes::<ArrayString<8>>(&a).unwrap().as_str(),
+            s
+        );
+        // Text longer than a field can be is refused, not cut, when read back.
+        let long = postcard::to_allocvec(&"123456789").unwrap();
+        assert!(postcard::from_bytes::<ArrayString<8>>(&long).is_err());
+    }
 
     #[test]
     fn records_round_trip() {

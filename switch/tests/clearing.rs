@@ -19,7 +19,7 @@ use switch::clearing::{
 use switch::config::RulesSettings;
 use switch::core::{TxnKey, TxnKind};
 use switch::records::{
-    AdviceRecord, InstallmentTerms, OutcomeRecord, RequestRecord, Responder, SwitchRecord,
+    fixed, AdviceRecord, InstallmentTerms, OutcomeRecord, RequestRecord, Responder, SwitchRecord,
 };
 
 const D: u32 = 20261121;
@@ -160,21 +160,21 @@ impl Day {
             processing_code: *pc,
             pos_condition: cond,
             amount,
-            pan: pan.into(),
-            terminal: "TERM0001".into(),
-            merchant: "MERCHANT0000001".into(),
+            pan: fixed(pan),
+            terminal: fixed("TERM0001"),
+            merchant: fixed("MERCHANT0000001"),
             mcc,
-            rrn: format!("{:06}{stan:06}", date % 1_000_000),
-            currency: "156".into(),
-            link_institution: acquirer.into(),
-            issuer: Some(issuer.into()),
+            rrn: fixed(&format!("{:06}{stan:06}", date % 1_000_000)),
+            currency: fixed("156"),
+            link_institution: fixed(acquirer),
+            issuer: Some(fixed(issuer)),
             issuer_stan: Some(stan + 500_000),
             settlement_date: date,
             received_ms: ms(date, 36_000 + i64::from(stan)),
             original: orig.map(|o| o.key),
             pos_entry: 51,
             card_seq: 1,
-            f60: "000005100300000".into(),
+            f60: fixed("000005100300000"),
             installment: (kind == TxnKind::InstallmentPurchase).then_some(InstallmentTerms {
                 periods: 6,
                 fee_mode: 0,
@@ -204,7 +204,7 @@ impl Day {
     fn undeliverable(&mut self, stan: u32) {
         let r = &self.reqs[&stan];
         self.records.push(SwitchRecord::Advice(AdviceRecord {
-            issuer: r.issuer.clone().unwrap(),
+            issuer: r.issuer.unwrap().to_string(),
             advice_stan: 900_000 + stan,
             reason: *b"4363",
             original: Some(r.key),

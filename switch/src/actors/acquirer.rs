@@ -4,7 +4,7 @@
 
 use super::issuer::Forward;
 use super::route::{QueueReversal, ReversalSource};
-use super::{journal_then, Deliver};
+use super::{journal, journal_then, Deliver};
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
 use crate::limits::Reservation;
 use crate::originals::{is_original_kind, Begin, Begun, RelatedRules};
@@ -105,14 +105,12 @@ impl AcquirerLink {
             reversal_reason: None,
             installment_fee: None,
         };
-        let journal = &*self.shared.journal;
-        journal_then(journal, &SwitchRecord::Request(record), None);
+        let log = &*self.shared.journal;
+        journal(log, &SwitchRecord::Request(record));
         let addr = ctx.address();
-        journal_then(
-            journal,
-            &SwitchRecord::Outcome(outcome),
-            Some(Box::new(move || addr.do_send(Deliver(bytes)))),
-        );
+        journal_then(log, &SwitchRecord::Outcome(outcome), move || {
+            addr.do_send(Deliver(bytes))
+        });
     }
 
     fn reject(&mut self, raw: &[u8], code: RejectCode, why: &str) {
@@ -295,7 +293,7 @@ impl AcquirerLink {
         };
         drop(cfg);
         let issuer = Some(bin.issuer);
-        record.issuer = issuer.map(|i| i.to_string());
+        record.issuer = issuer.map(|i| crate::records::fixed(i.as_str()));
         let Some(route) = issuer.and_then(|i| self.shared.route(&i)).cloned() else {
             self.decline(&msg, ResponseCode::NO_SUCH_ISSUER, None, ctx, Some(record));
             return;
@@ -539,9 +537,9 @@ impl AcquirerLink {
     }
 }
 
-fn text(msg: &Message, n: u8) -> String {
+fn text<const N: usize>(msg: &Message, n: u8) -> crate::records::ArrayString<N> {
     msg.field(n)
-        .map(|v| String::from_utf8_lossy(v).trim_end().to_owned())
+        .map(|v| crate::records::fixed(String::from_utf8_lossy(v).trim_end()))
         .unwrap_or_default()
 }
 
@@ -569,7 +567,7 @@ fn request_record(
             .unwrap_or(0),
         rrn: text(msg, 37),
         currency: text(msg, 49),
-        link_institution: link_inst.to_string(),
+        link_institution: crate::records::fixed(link_inst.as_str()),
         issuer: None,
         issuer_stan: None,
         settlement_date: date,

@@ -4,7 +4,7 @@
 
 use super::acquirer::AcquirerLink;
 use super::route::{IssuerRouteActor, QueueReversal, ReversalSource};
-use super::{journal_then, Deliver};
+use super::{journal, journal_then, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::state::{f15_of, IssuerRoute, LinkHandle, Shared, ROUTE_SLOT};
@@ -271,7 +271,7 @@ impl IssuerLink {
         let settlement_date = record.settlement_date;
         let (original, amount) = (record.original, record.amount);
         self.shared.originals.forwarded(&fwd.key, stan);
-        journal_then(&*self.shared.journal, &SwitchRecord::Request(record), None);
+        journal(&*self.shared.journal, &SwitchRecord::Request(record));
         let now = self.shared.clock.now_millis();
         let deadline = now + route.timeout_ms;
         self.send(forwarded);
@@ -556,7 +556,7 @@ impl IssuerLink {
         journal_then(
             &*self.shared.journal,
             &SwitchRecord::Outcome(outcome),
-            Some(Box::new(move || {
+            move || {
                 if reply_to.try_send(Deliver(answer)).is_err() && reverse_if_lost {
                     metrics::counter!("switch_undeliverable_total").increment(1);
                     tracing::warn!(
@@ -572,7 +572,7 @@ impl IssuerLink {
                         });
                     }
                 }
-            })),
+            },
         );
     }
 
@@ -628,7 +628,7 @@ impl IssuerLink {
             Ok(bytes) => journal_then(
                 &*self.shared.journal,
                 &SwitchRecord::Outcome(outcome),
-                Some(Box::new(move || reply_to.do_send(Deliver(bytes)))),
+                move || reply_to.do_send(Deliver(bytes)),
             ),
             Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
         }

@@ -6,7 +6,7 @@ pub mod cutover;
 pub mod issuer;
 pub mod route;
 
-use crate::journal::Journal;
+use crate::journal::{Completion, Journal};
 use crate::records::SwitchRecord;
 use bytes::Bytes;
 
@@ -15,32 +15,41 @@ use bytes::Bytes;
 #[rtype(result = "()")]
 pub struct Deliver(pub Bytes);
 
+/// Append a record nobody waits for (a forwarded request, an advice).
+pub fn journal(journal: &dyn Journal, record: &SwitchRecord) {
+    append(journal, record, None);
+}
+
 /// Append a record; run `then` once it is durable (or immediately with the error logged:
-/// answering is preferred over silence, the error is counted).
+/// answering is preferred over silence, the error is counted). One allocation: the
+/// closure is boxed once, together with the error handling.
 pub fn journal_then(
     journal: &dyn Journal,
     record: &SwitchRecord,
-    then: Option<Box<dyn FnOnce() + Send>>,
+    then: impl FnOnce() + Send + 'static,
 ) {
+    append(
+        journal,
+        record,
+        Some(Box::new(move |res| {
+            if let Err(e) = res {
+                tracing::error!(error = %e, "journal write failed; answering anyway");
+                metrics::counter!("switch_journal_failures_total").increment(1);
+            }
+            then();
+        })),
+    );
+}
+
+fn append(journal: &dyn Journal, record: &SwitchRecord, done: Option<Completion>) {
     match record.encode() {
-        Ok(payload) => journal.append(
-            record.kind(),
-            payload,
-            then.map(|f| -> crate::journal::Completion {
-                Box::new(move |res| {
-                    if let Err(e) = res {
-                        tracing::error!(error = %e, "journal write failed; answering anyway");
-                        metrics::counter!("switch_journal_failures_total").increment(1);
-                    }
-                    f();
-                })
-            }),
-        ),
+        Ok(payload) => journal.append(record.kind(), payload, done),
         Err(e) => {
             tracing::error!(error = %e, "journal record could not be encoded");
             metrics::counter!("switch_journal_failures_total").increment(1);
-            if let Some(f) = then {
-                f();
+            if let Some(done) = done {
+                // Already counted and logged above.
+                done(Ok(()));
             }
         }
     }

@@ -2,7 +2,7 @@
 //! 0420 advices the switch generates (SPEC.md section 8): journalled when queued, sent on
 //! a signed-on link, resent at an interval until the issuer's 0430 arrives, bounded.
 
-use super::{journal_then, Deliver};
+use super::{journal, Deliver};
 use crate::core::{build_reversal, pass_on_reversal, TxnKey};
 use crate::records::{AdviceDoneRecord, AdviceRecord, SwitchRecord};
 use crate::state::{IssuerRoute, Shared};
@@ -158,7 +158,7 @@ impl IssuerRouteActor {
             advice_stan: stan,
             answered: false,
         });
-        journal_then(&*self.shared.journal, &rec, None);
+        journal(&*self.shared.journal, &rec);
     }
 }
 
@@ -215,7 +215,7 @@ impl Handler<QueueReversal> for IssuerRouteActor {
             payload: payload.to_vec(),
             queued_ms: self.shared.clock.now_millis(),
         });
-        journal_then(&*self.shared.journal, &rec, None);
+        journal(&*self.shared.journal, &rec);
         let queued_ms = self.shared.clock.now_millis();
         metrics::counter!("switch_reversals_generated_total", "issuer" => self.route.id.to_string(), "reason" => String::from_utf8_lossy(&msg.reason).into_owned()).increment(1);
         self.queue.insert(
@@ -242,7 +242,7 @@ impl Handler<AdviceAnswered> for IssuerRouteActor {
                 advice_stan: msg.stan,
                 answered: true,
             });
-            journal_then(&*self.shared.journal, &rec, None);
+            journal(&*self.shared.journal, &rec);
         }
     }
 }

@@ -219,7 +219,7 @@ impl<'r> Ledger<'r> {
                         voided_by: None,
                         root: None,
                         direction: 1,
-                        issuer: r.issuer.clone().filter(|s| !s.is_empty()),
+                        issuer: r.issuer.filter(|s| !s.is_empty()).map(|s| s.to_string()),
                         priced: None,
                         in_window: false,
                         note: None,

@@ -488,7 +488,7 @@ fn line_of(
         mcc,
         terminal: text(|r| &r.terminal),
         merchant: text(|r| &r.merchant),
-        rrn: req.rrn.clone(),
+        rrn: req.rrn.to_string(),
         pos_condition: req.pos_condition,
         auth_code: t
             .outcome
@@ -657,6 +657,8 @@ mod tests {
         }
     }
 
+    use crate::records::fixed;
+
     struct J(Vec<SwitchRecord>);
 
     impl J {
@@ -683,21 +685,21 @@ mod tests {
                 processing_code: *b"000000",
                 pos_condition: 0,
                 amount,
-                pan: "6222021234567890".into(),
-                terminal: "TERM0001".into(),
-                merchant: "MERCHANT0000001".into(),
+                pan: fixed("6222021234567890"),
+                terminal: fixed("TERM0001"),
+                merchant: fixed("MERCHANT0000001"),
                 mcc: 5411,
-                rrn: "000000000001".into(),
-                currency: "156".into(),
-                link_institution: "01030000".into(),
-                issuer: Some("03010000".into()),
+                rrn: fixed("000000000001"),
+                currency: fixed("156"),
+                link_institution: fixed("01030000"),
+                issuer: Some(fixed("03010000")),
                 issuer_stan: None,
                 settlement_date: date,
                 received_ms: i64::from(stan) * 1000,
                 original: original.map(key),
                 pos_entry: 51,
                 card_seq: 0,
-                f60: String::new(),
+                f60: fixed(""),
                 installment: None,
             }));
             self.0.push(SwitchRecord::Outcome(OutcomeRecord {
