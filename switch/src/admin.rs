@@ -22,11 +22,17 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
 
 fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/metrics") => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            crate::server::render_metrics(),
-        ),
+        ("GET", "/metrics") => {
+            // The day's tables grow with every transaction until the cut-over (memory the
+            // operator should watch): sampled per scrape, not maintained per transaction.
+            metrics::gauge!("switch_day_keys").set(shared.seen.len() as f64);
+            metrics::gauge!("switch_originals").set(shared.originals.len() as f64);
+            respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                crate::server::render_metrics(),
+            )
+        }
         ("GET", "/healthz") => {
             let issuers: Vec<serde_json::Value> = shared
                 .routes
@@ -36,6 +42,8 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
             let body = serde_json::json!({
                 "status": if shared.draining.load(Ordering::Relaxed) { "draining" } else { "ok" },
                 "in_flight": shared.in_flight.load(Ordering::Relaxed),
+                "day_keys": shared.seen.len(),
+                "originals": shared.originals.len(),
                 "issuers": issuers,
             });
             respond(StatusCode::OK, "application/json", body.to_string())

@@ -419,8 +419,17 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
             && health.contains(r#""issuer":"03010000","signed_on_links":1"#),
         "{health}"
     );
+    // One purchase: one key of the day, one original (the day's tables an operator watches).
+    assert!(
+        health.contains(r#""day_keys":1"#) && health.contains(r#""originals":1"#),
+        "{health}"
+    );
     let metrics = http(sw.h().admin_addr, "GET", "/metrics").await;
     assert!(metrics.contains("switch_transactions_total{"), "{metrics}");
+    assert!(
+        metrics.contains("switch_day_keys ") && metrics.contains("switch_originals "),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("switch_latency_seconds_bucket"),
         "latency histogram has real buckets"
