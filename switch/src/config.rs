@@ -96,8 +96,8 @@ pub struct SwitchSettings {
     /// How long a cut-over lasts, from `0820/201` (start) to `0820/202` (end).
     pub cutover_duration: Duration,
     /// Transactions a business day is expected to hold: the day's tables are sized for it
-    /// at start, so they do not grow (and stall) under load until it is exceeded. 0: grow
-    /// as needed (the default; pre-sizing moves the page faults to when load starts).
+    /// at start (their indexes: ~9 bytes an entry each). 0: grow as needed, incrementally
+    /// (the default, since tests start many switches in one process).
     pub expected_daily_transactions: usize,
     /// Actor threads as configured; 0 means one per core (see [`SwitchSettings::arbiter_count`]).
     pub arbiters: usize,

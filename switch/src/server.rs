@@ -82,8 +82,8 @@ fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Histogram samples queue in the recorder until they are folded into buckets: by a
-        // scrape, or by upkeep. Without a scraper they would pile up (8 bytes a sample, three
-        // samples a transaction: 240 MB over 10 minutes at 50,000/s), so fold them every
+        // scrape, or by upkeep. Without a scraper they would pile up (8 bytes a sample, about
+        // one sample a transaction: 240 MB over 10 minutes at 50,000/s), so fold them every
         // few seconds whether or not anyone scrapes.
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new()
