@@ -99,6 +99,10 @@ pub struct SwitchSettings {
     /// at start (their indexes: ~9 bytes an entry each). 0: grow as needed, incrementally
     /// (the default, since tests start many switches in one process).
     pub expected_daily_transactions: usize,
+    /// Entries each of the day's tables (keys, originals) keeps in memory; beyond it a
+    /// table writes its entries to run files under `<journal dir>/daytables` (a cache of
+    /// the journal). 0: everything stays in memory.
+    pub day_tables_memory: usize,
     /// Actor threads as configured; 0 means one per core (see [`SwitchSettings::arbiter_count`]).
     pub arbiters: usize,
 }
@@ -389,6 +393,7 @@ struct RawSwitch {
     settlement_cutover: String,
     cutover_duration_secs: u64,
     expected_daily_transactions: u64,
+    day_tables_memory: u64,
     arbiters: u64,
 }
 
@@ -402,6 +407,7 @@ impl Default for RawSwitch {
             settlement_cutover: "23:00".into(),
             cutover_duration_secs: 30,
             expected_daily_transactions: 0,
+            day_tables_memory: 2_000_000,
             arbiters: 0,
         }
     }
@@ -585,6 +591,8 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         parse_hhmm(&s.settlement_cutover).map_err(|r| err("switch.settlement_cutover", r))?;
     let expected_daily_transactions = in_range(s.expected_daily_transactions, 0, 1_000_000_000)
         .map_err(|r| err("switch.expected_daily_transactions", r))?;
+    let day_tables_memory = in_range(s.day_tables_memory, 0, 1_000_000_000)
+        .map_err(|r| err("switch.day_tables_memory", r))?;
     let cutover_duration =
         secs(s.cutover_duration_secs, 3_600).map_err(|r| err("switch.cutover_duration_secs", r))?;
     let arbiters = in_range(s.arbiters, 0, 1024).map_err(|r| err("switch.arbiters", r))?;
@@ -752,6 +760,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             settlement_cutover,
             cutover_duration,
             expected_daily_transactions,
+            day_tables_memory,
             arbiters,
         },
         listeners: Listeners {

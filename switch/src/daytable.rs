@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// A [`TxnKey`] in 16 bytes. Keys of valid messages always fit (each part is bounded by its
 /// field's digits); a part beyond its width is cut to it (no panic on a hand-made key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PackedKey([u32; 4]);
 
 const TRANSMISSION_BITS: u32 = 34;
@@ -34,6 +34,24 @@ const INST_BITS: u32 = 37;
 
 fn low(v: u64, bits: u32) -> u64 {
     v & ((1u64 << bits) - 1)
+}
+
+impl PackedKey {
+    /// The 16 bytes of a run file record (little-endian words).
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (chunk, w) in out.chunks_exact_mut(4).zip(self.0) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    #[must_use]
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        PackedKey([w(0), w(4), w(8), w(12)])
+    }
 }
 
 impl From<&TxnKey> for PackedKey {
@@ -71,18 +89,67 @@ impl From<PackedKey> for TxnKey {
 }
 
 /// Entries per arena chunk: a chunk is allocated when the previous one is full, so the
-/// memory of new entries is touched (page-faulted) a little at a time, in order.
+/// memory of new entries is taken a little at a time.
 const CHUNK_BITS: u32 = 8;
 const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// A value the table can write to a run file and read back, in exactly `SIZE` bytes.
+pub trait Spill: Sized {
+    const SIZE: usize;
+    /// Append exactly `SIZE` bytes.
+    fn put(&self, out: &mut Vec<u8>);
+    /// Read a value from `SIZE` bytes; `None` if they are not a valid value.
+    fn take(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Spill for u32 {
+    const SIZE: usize = 4;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn take(bytes: &[u8]) -> Option<Self> {
+        Some(u32::from_le_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl Spill for iso8583::ResponseCode {
+    const SIZE: usize = 2;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+    fn take(bytes: &[u8]) -> Option<Self> {
+        Some(iso8583::ResponseCode(bytes.try_into().ok()?))
+    }
+}
+
+/// Where a table keeps what does not fit its memory bound.
+#[derive(Debug, Clone)]
+pub struct SpillTo {
+    /// Directory of the run files (`NAME-SS.run`, one per shard). Its files of this name are
+    /// removed when the table is created: runs are a cache of the journal, rebuilt by the
+    /// replay at start, so they are never fsynced.
+    pub dir: std::path::PathBuf,
+    pub name: &'static str,
+    /// Entries kept in memory (over all shards) before a shard writes its entries out.
+    pub memory_entries: usize,
+}
 
 /// One shard: entries live in an append-only arena of fixed-size chunks; the hash index
 /// holds only `(32 bits of the hash, arena position)`, 8 bytes per entry, and grows
 /// incrementally ([`griddle`] moves a few entries per insert while it doubles, and the stored
 /// hash is all a move needs: the arena is never read, and never moves).
+///
+/// With a memory bound, a shard whose arena reaches its share writes the arena out as a
+/// sorted run and starts again empty ([`Cold`]); lookups that miss in memory consult the
+/// runs, and an entry found there is copied back into memory (where later changes go: the
+/// newest copy wins).
 struct Shard<V> {
     index: griddle::HashMap<Slot, (), StoredHashBuilder>,
     arena: Vec<Vec<(PackedKey, V)>>,
     len: usize,
+    /// Arena size above which this shard spills (`usize::MAX`: never).
+    spill_at: usize,
+    cold: Cold,
 }
 
 /// An index entry: the hash it is filed under and where its entry is in the arena.
@@ -119,16 +186,102 @@ impl std::hash::Hasher for StoredHash {
 
 type StoredHashBuilder = std::hash::BuildHasherDefault<StoredHash>;
 
-impl<V> Shard<V> {
+/// Records of one run are sorted by key; every `BLOCK`-th key stays in memory, so a lookup
+/// reads one block of at most `BLOCK` records.
+const BLOCK: usize = 64;
+
+/// What a shard has written out: runs appended to one file, oldest first.
+#[derive(Default)]
+struct Cold {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    end: u64,
+    runs: Vec<Run>,
+    /// Bloom filters over every key in the runs; a new one (twice as large) when the last
+    /// is full, so a key absent from disk costs one probe per filter and no read.
+    blooms: Vec<Bloom>,
+    records: usize,
+    /// Records made stale by a newer copy (read back into memory, or written out again).
+    stale: usize,
+}
+
+struct Run {
+    offset: u64,
+    count: usize,
+    /// Key of record 0, BLOCK, 2 BLOCK, ...
+    firsts: Vec<PackedKey>,
+}
+
+/// A blocked Bloom filter: four bits in one 64-bit word per key (one cache line touched per
+/// probe), ~10 bits per key: about 2 % false positives when full.
+struct Bloom {
+    words: Vec<u64>,
+    capacity: usize,
+    count: usize,
+}
+
+impl Bloom {
     fn with_capacity(n: usize) -> Self {
+        let words = (n.max(64) * 10 / 64).next_power_of_two();
+        Self {
+            words: vec![0; words],
+            capacity: n.max(64),
+            count: 0,
+        }
+    }
+
+    fn probe(&self, h: u64) -> (usize, u64) {
+        let g = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let word = (g >> 32) as usize & (self.words.len() - 1);
+        let mask = (1u64 << (g & 63))
+            | (1u64 << ((g >> 6) & 63))
+            | (1u64 << ((g >> 12) & 63))
+            | (1u64 << ((g >> 18) & 63));
+        (word, mask)
+    }
+
+    fn insert(&mut self, h: u64) {
+        let (w, m) = self.probe(h);
+        if let Some(word) = self.words.get_mut(w) {
+            *word |= m;
+        }
+        self.count += 1;
+    }
+
+    fn may_contain(&self, h: u64) -> bool {
+        let (w, m) = self.probe(h);
+        self.words.get(w).is_some_and(|word| word & m == m)
+    }
+}
+
+fn key_bytes(k: &PackedKey, out: &mut Vec<u8>) {
+    out.extend_from_slice(&k.to_bytes());
+}
+
+fn key_of(b: &[u8]) -> Option<PackedKey> {
+    Some(PackedKey::from_bytes(*b.first_chunk::<16>()?))
+}
+
+fn disk_error(what: &str, path: &std::path::Path, e: &std::io::Error) {
+    metrics::counter!("switch_day_table_errors_total").increment(1);
+    tracing::error!(path = %path.display(), error = %e, "day table {what} failed");
+}
+
+impl<V: Spill + Clone> Shard<V> {
+    fn new(n: usize, spill_at: usize, path: std::path::PathBuf) -> Self {
         Self {
             index: griddle::HashMap::with_capacity_and_hasher(n, StoredHashBuilder::default()),
             arena: Vec::new(),
             len: 0,
+            spill_at,
+            cold: Cold {
+                path,
+                ..Cold::default()
+            },
         }
     }
 
-    fn find(&self, key: &PackedKey, h: u32) -> Option<u32> {
+    fn find_hot(&self, key: &PackedKey, h: u32) -> Option<u32> {
         let arena = &self.arena;
         self.index
             .raw_entry()
@@ -138,40 +291,268 @@ impl<V> Shard<V> {
             .map(|(s, ())| s.pos)
     }
 
-    fn get_mut(&mut self, key: &PackedKey, h: u32) -> Option<&mut V> {
-        let pos = self.find(key, h)? as usize;
+    fn hot_mut(&mut self, pos: u32) -> Option<&mut V> {
+        let pos = pos as usize;
         self.arena
             .get_mut(pos >> CHUNK_BITS)?
             .get_mut(pos & (CHUNK - 1))
             .map(|(_, v)| v)
     }
 
-    fn insert(&mut self, key: PackedKey, h: u32, value: V) -> Option<V> {
-        if let Some(old) = self.get_mut(&key, h) {
-            return Some(std::mem::replace(old, value));
-        }
+    /// The entry of `key`: in memory, or read back from a run and copied into memory.
+    fn get_mut(&mut self, key: &PackedKey, h: u64) -> Option<&mut V> {
+        let pos = match self.find_hot(key, h as u32) {
+            Some(pos) => pos,
+            None => {
+                let v = self.find_cold(key, h)?;
+                self.cold.stale += 1;
+                self.push_hot(*key, h as u32, v)?
+            }
+        };
+        self.hot_mut(pos)
+    }
+
+    fn push_hot(&mut self, key: PackedKey, h: u32, value: V) -> Option<u32> {
         if self.arena.last().is_none_or(|c| c.len() == CHUNK) {
             self.arena.push(Vec::with_capacity(CHUNK));
         }
-        // Shards hold far fewer than 2^32 entries (the whole day table would need 64 times
-        // that, ~100 bytes each); past it an entry is not kept rather than mis-indexed.
+        // Shards hold far fewer than 2^32 entries in memory; past it an entry is not kept
+        // rather than mis-indexed.
         let (Ok(pos), Some(chunk)) = (u32::try_from(self.len), self.arena.last_mut()) else {
             return None;
         };
         chunk.push((key, value));
         self.len += 1;
         self.index.insert(Slot { h, pos }, ());
+        Some(pos)
+    }
+
+    fn insert(&mut self, key: PackedKey, h: u64, value: V, hasher: &crate::FastHash) -> Option<V> {
+        let old = match self.get_mut(&key, h) {
+            Some(old) => Some(std::mem::replace(old, value)),
+            None => {
+                self.push_hot(key, h as u32, value);
+                None
+            }
+        };
+        if self.len > self.spill_at {
+            self.spill(hasher);
+        }
+        old
+    }
+
+    /// Write the arena out as one sorted run and empty it. On an I/O error the entries stay
+    /// in memory (logged, counted) and the next attempt waits for twice as many.
+    fn spill(&mut self, hasher: &crate::FastHash) {
+        let mut order: Vec<&(PackedKey, V)> = self.arena.iter().flatten().collect();
+        order.sort_unstable_by_key(|(k, _)| *k);
+        let keys: Vec<PackedKey> = order.iter().map(|(k, _)| *k).collect();
+        let mut buf = Vec::with_capacity(order.len() * (16 + V::SIZE));
+        for (k, v) in &order {
+            key_bytes(k, &mut buf);
+            v.put(&mut buf);
+        }
+        drop(order);
+        if let Err(e) = self.cold.append(&buf) {
+            disk_error("spill", &self.cold.path, &e);
+            self.spill_at = self.spill_at.saturating_mul(2);
+            return;
+        }
+        self.cold
+            .add_run(keys, buf.len() as u64, |k| hasher.hash_one(k));
+        let n = self.len;
+        self.arena = Vec::new();
+        self.index = griddle::HashMap::with_capacity_and_hasher(n, StoredHashBuilder::default());
+        self.len = 0;
+    }
+
+    fn find_cold(&self, key: &PackedKey, h: u64) -> Option<V> {
+        if !self.cold.blooms.iter().any(|b| b.may_contain(h)) {
+            return None;
+        }
+        let rec = 16 + V::SIZE;
+        let mut buf = Vec::new();
+        for run in self.cold.runs.iter().rev() {
+            let block = match run.firsts.binary_search(key) {
+                Ok(i) => i,
+                Err(0) => continue,
+                Err(i) => i - 1,
+            };
+            let start = block * BLOCK;
+            let n = BLOCK.min(run.count.saturating_sub(start));
+            buf.resize(n * rec, 0);
+            let at = run.offset + (start * rec) as u64;
+            if let Err(e) = self.cold.read(&mut buf, at) {
+                disk_error("read", &self.cold.path, &e);
+                return None;
+            }
+            let found = buf
+                .chunks_exact(rec)
+                .find(|r| key_of(r).as_ref() == Some(key))
+                .and_then(|r| V::take(r.get(16..)?));
+            if found.is_some() {
+                return found;
+            }
+        }
         None
     }
 
-    /// Rebuild without the entries `keep` refuses (cut-over: rare, so a full rebuild).
-    fn retain(&mut self, hasher: &crate::FastHash, mut keep: impl FnMut(&mut V) -> bool) {
-        let old = std::mem::take(&mut self.arena);
-        *self = Shard::with_capacity(0);
-        for (k, mut v) in old.into_iter().flatten() {
-            if keep(&mut v) {
-                let h = hash32(hasher, &k);
-                self.insert(k, h, v);
+    /// Every entry once (the newest copy of a key), sorted by key; `None` if a run could not
+    /// be read back. The shard is left as it is (its share of the table is read at once).
+    fn collect_all(&self) -> Option<Vec<(PackedKey, V)>> {
+        let rec = 16 + V::SIZE;
+        let mut all: Vec<(PackedKey, usize, V)> = Vec::new();
+        for (age, run) in self.cold.runs.iter().rev().enumerate() {
+            let mut buf = vec![0; run.count * rec];
+            if let Err(e) = self.cold.read(&mut buf, run.offset) {
+                disk_error("read", &self.cold.path, &e);
+                return None;
+            }
+            for r in buf.chunks_exact(rec) {
+                if let (Some(k), Some(v)) = (key_of(r), r.get(16..).and_then(V::take)) {
+                    all.push((k, age + 1, v));
+                }
+            }
+        }
+        for (k, v) in self.arena.iter().flatten() {
+            all.push((*k, 0, v.clone()));
+        }
+        all.sort_unstable_by_key(|(k, age, _)| (*k, *age));
+        all.dedup_by_key(|(k, _, _)| *k);
+        Some(all.into_iter().map(|(k, _, v)| (k, v)).collect())
+    }
+
+    /// Keep the entries `keep` accepts (cut-over: rare, so a full rebuild). What survives
+    /// goes back to disk as one run when the shard spills, else into memory.
+    fn retain(&mut self, hasher: &crate::FastHash, keep: &mut impl FnMut(&mut V) -> bool) {
+        if self.cold.runs.is_empty() {
+            let old = std::mem::take(&mut self.arena);
+            self.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
+            self.len = 0;
+            for (k, mut v) in old.into_iter().flatten() {
+                if keep(&mut v) {
+                    let h = hasher.hash_one(k);
+                    self.push_hot(k, h as u32, v);
+                }
+            }
+            return;
+        }
+        let Some(all) = self.collect_all() else {
+            // Nothing is dropped that could not be read: the shard stays as it was.
+            return;
+        };
+        self.cold.reset();
+        self.arena = Vec::new();
+        self.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
+        self.len = 0;
+        let kept: Vec<(PackedKey, V)> = all
+            .into_iter()
+            .filter_map(|(k, mut v)| keep(&mut v).then_some((k, v)))
+            .collect();
+        if kept.len() < self.spill_at {
+            for (k, v) in kept {
+                let h = hasher.hash_one(k);
+                self.push_hot(k, h as u32, v);
+            }
+            return;
+        }
+        let mut buf = Vec::with_capacity(kept.len() * (16 + V::SIZE));
+        for (k, v) in &kept {
+            key_bytes(k, &mut buf);
+            v.put(&mut buf);
+        }
+        match self.cold.append(&buf) {
+            Ok(()) => {
+                let keys = kept.iter().map(|(k, _)| *k).collect();
+                self.cold
+                    .add_run(keys, buf.len() as u64, |k| hasher.hash_one(k));
+            }
+            Err(e) => {
+                disk_error("spill", &self.cold.path, &e);
+                for (k, v) in kept {
+                    let h = hasher.hash_one(k);
+                    self.push_hot(k, h as u32, v);
+                }
+            }
+        }
+    }
+
+    fn for_each(&self, visit: &mut impl FnMut(TxnKey, &V)) {
+        if self.cold.runs.is_empty() {
+            for (k, v) in self.arena.iter().flatten() {
+                visit(TxnKey::from(*k), v);
+            }
+            return;
+        }
+        for (k, v) in self.collect_all().unwrap_or_default() {
+            visit(TxnKey::from(k), &v);
+        }
+    }
+}
+
+impl Cold {
+    fn file(&mut self) -> std::io::Result<&std::fs::File> {
+        if self.file.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)?;
+            self.file = Some(f);
+        }
+        self.file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("run file not open"))
+    }
+
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = self.end;
+        self.file()?.write_all_at(buf, end)
+    }
+
+    /// Runs exist only after an append opened the file.
+    fn read(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("run file not open"))?
+            .read_exact_at(buf, at)
+    }
+
+    /// Record a run just appended (`bytes` long, `keys` sorted) and file its keys.
+    fn add_run(&mut self, keys: Vec<PackedKey>, bytes: u64, hash: impl Fn(&PackedKey) -> u64) {
+        let n = keys.len();
+        let need_new = self.blooms.last().is_none_or(|b| b.count + n > b.capacity);
+        if need_new {
+            let cap = self.blooms.last().map_or(n * 4, |b| b.capacity * 2).max(n);
+            self.blooms.push(Bloom::with_capacity(cap));
+        }
+        if let Some(bloom) = self.blooms.last_mut() {
+            for k in &keys {
+                bloom.insert(hash(k));
+            }
+        }
+        let firsts = keys.iter().step_by(BLOCK).copied().collect();
+        self.runs.push(Run {
+            offset: self.end,
+            count: n,
+            firsts,
+        });
+        self.end += bytes;
+        self.records += n;
+    }
+
+    fn reset(&mut self) {
+        self.runs.clear();
+        self.blooms.clear();
+        self.records = 0;
+        self.stale = 0;
+        self.end = 0;
+        if let Some(f) = &self.file {
+            if let Err(e) = f.set_len(0) {
+                disk_error("truncate", &self.path, &e);
             }
         }
     }
@@ -188,11 +569,8 @@ fn spread(h: u32) -> u64 {
     (u64::from(h) << 32) | u64::from(h)
 }
 
-fn hash32(hasher: &crate::FastHash, key: &PackedKey) -> u32 {
-    hasher.hash_one(key) as u32
-}
-
-/// A sharded map from transaction key to `V` that never stalls to grow.
+/// A sharded map from transaction key to `V` that never stalls to grow and, with a memory
+/// bound, keeps what exceeds it on disk.
 pub struct DayTable<V> {
     shards: Box<[Mutex<Shard<V>>]>,
     hasher: crate::FastHash,
@@ -202,13 +580,13 @@ pub struct DayTable<V> {
 /// that an empty table costs nothing. A power of two, at most 64 (six hash bits).
 const SHARDS: usize = 64;
 
-impl<V> Default for DayTable<V> {
+impl<V: Spill + Clone> Default for DayTable<V> {
     fn default() -> Self {
         Self::with_capacity(0)
     }
 }
 
-impl<V> std::fmt::Debug for DayTable<V> {
+impl<V: Spill + Clone> std::fmt::Debug for DayTable<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DayTable")
             .field("len", &self.len())
@@ -216,17 +594,47 @@ impl<V> std::fmt::Debug for DayTable<V> {
     }
 }
 
-impl<V> DayTable<V> {
-    /// A table whose indexes have room for `capacity` entries before they first grow.
+impl<V: Spill + Clone> DayTable<V> {
+    /// A table in memory only, whose indexes have room for `capacity` entries before they
+    /// first grow.
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS);
         Self {
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(Shard::with_capacity(per_shard)))
+                .map(|_| Mutex::new(Shard::new(per_shard, usize::MAX, Default::default())))
                 .collect(),
             hasher: crate::FastHash::default(),
         }
+    }
+
+    /// A table that keeps about `spill.memory_entries` entries in memory and the rest in
+    /// run files under `spill.dir` (created; this table's old run files removed). Shards
+    /// spill at staggered sizes (their share of the bound, times 1 to 2), so they do not
+    /// all write at the same moment.
+    pub fn spilling(capacity: usize, spill: &SpillTo) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&spill.dir)?;
+        for e in std::fs::read_dir(&spill.dir)? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&format!("{}-", spill.name)) && name.ends_with(".run") {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        // A bound under one entry per shard writes every entry out at once (tests).
+        let share = spill.memory_entries / SHARDS;
+        let per_shard = capacity.div_ceil(SHARDS);
+        Ok(Self {
+            shards: (0..SHARDS)
+                .map(|i| {
+                    let at = share + share * i / SHARDS;
+                    let path = spill.dir.join(format!("{}-{i:02}.run", spill.name));
+                    Mutex::new(Shard::new(per_shard.min(at), at, path))
+                })
+                .collect(),
+            hasher: crate::FastHash::default(),
+        })
     }
 
     fn lock(m: &Mutex<Shard<V>>) -> MutexGuard<'_, Shard<V>> {
@@ -236,18 +644,18 @@ impl<V> DayTable<V> {
         m.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The key's shard (top six bits of its 64-bit hash) and the 32 bits the shard indexes.
-    fn shard(&self, key: &PackedKey) -> (MutexGuard<'_, Shard<V>>, u32) {
+    /// The key's shard (top six bits of its 64-bit hash) and the hash.
+    fn shard(&self, key: &PackedKey) -> (MutexGuard<'_, Shard<V>>, u64) {
         let h = self.hasher.hash_one(key);
         let i = (h >> 58) as usize & (SHARDS - 1);
-        (Self::lock(&self.shards[i]), h as u32)
+        (Self::lock(&self.shards[i]), h)
     }
 
     /// Insert or replace; returns the previous value.
     pub fn insert(&self, key: &TxnKey, value: V) -> Option<V> {
         let k = PackedKey::from(key);
         let (mut shard, h) = self.shard(&k);
-        shard.insert(k, h, value)
+        shard.insert(k, h, value, &self.hasher)
     }
 
     /// Run `f` on the entry of `key` with its shard locked (check-then-change is atomic).
@@ -274,23 +682,40 @@ impl<V> DayTable<V> {
         }
     }
 
-    /// Visit every entry (shard by shard; entries inserted meanwhile may be missed).
+    /// Visit every entry once (shard by shard; entries inserted meanwhile may be missed).
+    /// Entries on disk are read back a shard at a time: meant for start-up and tools, not
+    /// the hot path.
     pub fn for_each(&self, mut visit: impl FnMut(TxnKey, &V)) {
         for s in &*self.shards {
-            for (k, v) in Self::lock(s).arena.iter().flatten() {
-                visit(TxnKey::from(*k), v);
-            }
+            Self::lock(s).for_each(&mut visit);
         }
     }
 
     pub fn clear(&self) {
         for s in &*self.shards {
-            *Self::lock(s) = Shard::with_capacity(0);
+            let mut s = Self::lock(s);
+            s.cold.reset();
+            s.arena = Vec::new();
+            s.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
+            s.len = 0;
         }
     }
 
+    /// Entries, in memory or on disk.
     #[must_use]
     pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = Self::lock(s);
+                (s.len + s.cold.records).saturating_sub(s.cold.stale)
+            })
+            .sum()
+    }
+
+    /// Entries held in memory.
+    #[must_use]
+    pub fn in_memory(&self) -> usize {
         self.shards.iter().map(|s| Self::lock(s).len).sum()
     }
 
@@ -400,5 +825,103 @@ mod tests {
         }
         assert_eq!(t.len(), 80_000);
         assert_eq!(t.get(&key(3, 19_999, 1, 2)), Some(19_999));
+    }
+
+    fn spilling(dir: &std::path::Path, memory_entries: usize) -> DayTable<u32> {
+        let to = SpillTo {
+            dir: dir.to_path_buf(),
+            name: "test",
+            memory_entries,
+        };
+        DayTable::spilling(0, &to).unwrap()
+    }
+
+    #[test]
+    fn a_spilling_table_keeps_every_entry_and_finds_duplicates_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        // 64 entries in memory over 64 shards: each shard spills every one or two inserts.
+        let t = spilling(dir.path(), 64);
+        for i in 0..5_000u32 {
+            assert_eq!(t.insert(&key(u64::from(i), i % 999, 7, 8), i), None, "{i}");
+        }
+        assert!(t.in_memory() < 200, "in memory: {}", t.in_memory());
+        assert_eq!(t.len(), 5_000);
+        // Every key is still there, with its value, read back from its run.
+        for i in (0..5_000u32).step_by(7) {
+            assert_eq!(t.get(&key(u64::from(i), i % 999, 7, 8)), Some(i), "{i}");
+        }
+        assert_eq!(t.get(&key(9_999_999, 1, 7, 8)), None);
+        // A duplicate of a key long on disk is seen as one.
+        assert_eq!(t.insert(&key(3, 3, 7, 8), 42), Some(3));
+        assert_eq!(t.get(&key(3, 3, 7, 8)), Some(42));
+        assert_eq!(t.len(), 5_000, "a rewritten entry is still one entry");
+        // A change to an entry on disk sticks through later spills (newest copy wins).
+        t.with(&key(10, 10, 7, 8), |v| *v.unwrap() += 1_000);
+        for i in 5_000..6_000u32 {
+            t.insert(&key(u64::from(i), i % 999, 7, 8), i);
+        }
+        assert_eq!(t.get(&key(10, 10, 7, 8)), Some(1_010));
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 64, "one run file per shard");
+    }
+
+    #[test]
+    fn retain_and_for_each_see_each_key_once_with_its_newest_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = spilling(dir.path(), 64);
+        for i in 0..3_000u32 {
+            t.insert(&key(u64::from(i), 0, 1, 2), i);
+        }
+        // Rewritten after it went to disk: two copies exist, one value counts.
+        t.insert(&key(1, 0, 1, 2), 2_000_001);
+        t.retain(|v| *v % 2 == 1);
+        let mut seen = std::collections::HashMap::new();
+        t.for_each(|k, v| {
+            assert!(
+                seen.insert(k.transmission, *v).is_none(),
+                "{k:?} visited twice"
+            );
+        });
+        assert_eq!(seen.len(), 1_500);
+        assert_eq!(seen.get(&1), Some(&2_000_001));
+        assert_eq!(seen.get(&2), None);
+        assert_eq!(t.len(), 1_500);
+        assert_eq!(t.get(&key(2_999, 0, 1, 2)), Some(2_999));
+        t.clear();
+        assert!(t.is_empty());
+        assert_eq!(t.get(&key(2_999, 0, 1, 2)), None);
+    }
+
+    #[test]
+    fn a_new_table_removes_its_old_runs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("other-00.run"), b"x").unwrap();
+        {
+            let t = spilling(dir.path(), 64);
+            for i in 0..1_000u32 {
+                t.insert(&key(u64::from(i), 0, 1, 2), i);
+            }
+        }
+        let t = spilling(dir.path(), 64);
+        assert!(t.is_empty());
+        assert_eq!(t.get(&key(5, 0, 1, 2)), None);
+        assert!(dir.path().join("other-00.run").exists());
+    }
+
+    #[test]
+    fn values_round_trip_through_their_spill_bytes() {
+        let mut b = Vec::new();
+        7u32.put(&mut b);
+        iso8583::ResponseCode(*b"94").put(&mut b);
+        assert_eq!(b.len(), u32::SIZE + iso8583::ResponseCode::SIZE);
+        assert_eq!(u32::take(&b[..4]), Some(7));
+        assert_eq!(
+            iso8583::ResponseCode::take(&b[4..]),
+            Some(iso8583::ResponseCode(*b"94"))
+        );
+        assert_eq!(u32::take(&b[..3]), None);
+        let k = key(9_999_999_999, 999_999, 1, 99_999_999_999);
+        let p = PackedKey::from(&k);
+        assert_eq!(PackedKey::from_bytes(p.to_bytes()), p);
     }
 }

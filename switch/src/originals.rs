@@ -131,6 +131,168 @@ impl Original {
     }
 }
 
+const KINDS: [TxnKind; 12] = [
+    TxnKind::Purchase,
+    TxnKind::InstallmentPurchase,
+    TxnKind::Void,
+    TxnKind::Refund,
+    TxnKind::BalanceInquiry,
+    TxnKind::CashWithdrawal,
+    TxnKind::Preauth,
+    TxnKind::PreauthVoid,
+    TxnKind::PreauthCompletion,
+    TxnKind::Reversal,
+    TxnKind::NetworkManagement,
+    TxnKind::Unknown,
+];
+
+const STATES: [OriginalState; 6] = [
+    OriginalState::Pending,
+    OriginalState::Approved,
+    OriginalState::NotApproved,
+    OriginalState::Voided,
+    OriginalState::Reversed,
+    OriginalState::Completed,
+];
+
+/// Reads fixed-size parts off the front of a slice.
+struct Take<'a>(&'a [u8]);
+
+impl Take<'_> {
+    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.bytes::<1>().map(|[b]| b)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.bytes().map(i64::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.bytes().map(u32::from_le_bytes)
+    }
+}
+
+/// An original on disk (the day's tables spill past their memory bound, `daytable.rs`):
+/// 139 bytes, fixed layout. The run files hold the PAN like the journal does (clearing
+/// needs it there), so they live in the journal's directory.
+impl crate::daytable::Spill for Original {
+    const SIZE: usize = 139;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        let index = |k: TxnKind| KINDS.iter().position(|x| *x == k).unwrap_or(11) as u8;
+        let state = STATES.iter().position(|x| *x == self.state).unwrap_or(0) as u8;
+        let flags = u8::from(self.refers_to.is_some())
+            | u8::from(self.issuer.is_some()) << 1
+            | u8::from(self.reservation.is_some()) << 2
+            | u8::from(self.related_pending) << 3
+            | u8::from(self.reverse_when_answered.is_some()) << 4;
+        out.extend_from_slice(&[index(self.kind), state, flags]);
+        for v in [
+            self.amount,
+            self.refunded,
+            self.approved_ms,
+            self.refund_held,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.settlement_date.to_le_bytes());
+        out.extend_from_slice(&self.issuer_stan.to_le_bytes());
+        out.push(self.pan.len);
+        out.extend_from_slice(&self.pan.digits);
+        out.extend_from_slice(&self.terminal);
+        let key = self
+            .refers_to
+            .map(|k| crate::daytable::PackedKey::from(&k).to_bytes())
+            .unwrap_or_default();
+        out.extend_from_slice(&key);
+        let mut issuer = [0u8; 12];
+        if let Some(id) = &self.issuer {
+            let b = id.as_bytes();
+            issuer[0] = b.len() as u8;
+            for (d, s) in issuer[1..].iter_mut().zip(b) {
+                *d = *s;
+            }
+        }
+        out.extend_from_slice(&issuer);
+        match &self.reservation {
+            Some(r) => {
+                out.extend_from_slice(r.terminal.as_field());
+                out.extend_from_slice(r.merchant.as_field());
+                let c = crate::registry::TxnCategory::ALL
+                    .iter()
+                    .position(|c| *c == r.category)
+                    .unwrap_or(0);
+                out.push(c as u8);
+                out.extend_from_slice(&r.amount.to_le_bytes());
+                out.extend_from_slice(&r.day.to_le_bytes());
+            }
+            None => out.extend_from_slice(&[0u8; 36]),
+        }
+        out.extend_from_slice(&self.reverse_when_answered.unwrap_or_default());
+    }
+
+    fn take(bytes: &[u8]) -> Option<Self> {
+        let mut t = Take(bytes);
+        let kind = *KINDS.get(usize::from(t.u8()?))?;
+        let state = *STATES.get(usize::from(t.u8()?))?;
+        let flags = t.u8()?;
+        let (amount, refunded, approved_ms, refund_held) = (t.i64()?, t.i64()?, t.i64()?, t.i64()?);
+        let (settlement_date, issuer_stan) = (t.u32()?, t.u32()?);
+        let pan_len = t.u8()?;
+        let digits = t.bytes::<19>()?;
+        let terminal = t.bytes::<8>()?;
+        let key = t.bytes::<16>()?;
+        let issuer = t.bytes::<12>()?;
+        let r_terminal = t.bytes::<8>()?;
+        let r_merchant = t.bytes::<15>()?;
+        let r_category = t.u8()?;
+        let r_amount = t.i64()?;
+        let r_day = t.u32()?;
+        let reverse = t.bytes::<4>()?;
+        let flag = |bit: u8| flags & (1 << bit) != 0;
+        let reservation = if flag(2) {
+            Some(Reservation {
+                terminal: crate::registry::TerminalId::from_field(&r_terminal)?,
+                merchant: crate::registry::MerchantId::from_field(&r_merchant)?,
+                category: *crate::registry::TxnCategory::ALL.get(usize::from(r_category))?,
+                amount: r_amount,
+                day: r_day,
+            })
+        } else {
+            None
+        };
+        let issuer = if flag(1) {
+            let n = usize::from(issuer[0]);
+            Some(InstId::from_digits(issuer.get(1..=n)?)?)
+        } else {
+            None
+        };
+        Some(Original {
+            kind,
+            amount,
+            pan: PanDigits {
+                len: pan_len.min(19),
+                digits,
+            },
+            terminal,
+            state,
+            refunded,
+            approved_ms,
+            settlement_date,
+            refers_to: flag(0).then(|| TxnKey::from(crate::daytable::PackedKey::from_bytes(key))),
+            issuer,
+            issuer_stan,
+            reservation,
+            refund_held,
+            related_pending: flag(3),
+            reverse_when_answered: flag(4).then_some(reverse),
+        })
+    }
+}
+
 /// A related request, as far as the checks need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelatedRequest<'a> {
@@ -368,6 +530,19 @@ impl OriginalIndex {
             map: DayTable::with_capacity(capacity),
             reversal_answers: DayTable::default(),
         }
+    }
+
+    /// An index that keeps a bounded number of originals in memory and the rest on disk
+    /// (see [`DayTable::spilling`]).
+    pub fn spilling(
+        capacity: usize,
+        originals: &crate::daytable::SpillTo,
+        reversal_answers: &crate::daytable::SpillTo,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            map: DayTable::spilling(capacity, originals)?,
+            reversal_answers: DayTable::spilling(0, reversal_answers)?,
+        })
     }
 }
 
@@ -655,6 +830,44 @@ mod tests {
             settlement_date: 20261121,
             now_ms: 1_000,
         }
+    }
+
+    #[test]
+    fn originals_round_trip_through_their_spill_bytes() {
+        use crate::daytable::Spill;
+        let mut full = orig(TxnKind::InstallmentPurchase, OriginalState::Approved);
+        full.refunded = 300;
+        full.approved_ms = 1_764_000_000_123;
+        full.refers_to = Some(TxnKey {
+            transmission: 1_201_235_959,
+            stan: 999_999,
+            acquirer: 99_999_999_999,
+            forwarding: 1_030_000,
+        });
+        full.issuer = InstId::new("03010000");
+        full.issuer_stan = 123_457;
+        full.reservation = Some(Reservation {
+            terminal: crate::registry::TerminalId::parse("TERM0001").unwrap(),
+            merchant: crate::registry::MerchantId::parse("898100000000001").unwrap(),
+            category: crate::registry::TxnCategory::Installment,
+            amount: 1_000,
+            day: 20261121,
+        });
+        full.refund_held = 50;
+        full.related_pending = true;
+        full.reverse_when_answered = Some(*b"4351");
+        let bare = orig(TxnKind::Refund, OriginalState::Pending);
+        for o in [full, bare] {
+            let mut b = Vec::new();
+            o.put(&mut b);
+            assert_eq!(b.len(), Original::SIZE);
+            assert_eq!(Original::take(&b), Some(o.clone()));
+            assert_eq!(Original::take(&b[..Original::SIZE - 1]), None);
+        }
+        let mut bad = Vec::new();
+        orig(TxnKind::Void, OriginalState::Voided).put(&mut bad);
+        bad[0] = 200; // no such kind
+        assert_eq!(Original::take(&bad), None);
     }
 
     #[test]

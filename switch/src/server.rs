@@ -261,6 +261,30 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
     let listeners = config.listeners.clone();
     let arbiters = config.switch.arbiter_count();
     let day_capacity = config.switch.expected_daily_transactions;
+    let spill_to = |name: &'static str| crate::daytable::SpillTo {
+        dir: config.journal.dir.join("daytables"),
+        name,
+        memory_entries: config.switch.day_tables_memory,
+    };
+    let (seen, originals) = if config.switch.day_tables_memory == 0 {
+        (
+            crate::daytable::DayTable::with_capacity(day_capacity),
+            crate::originals::OriginalIndex::with_capacity(day_capacity),
+        )
+    } else {
+        let dir = config.journal.dir.join("daytables");
+        let open = || -> std::io::Result<_> {
+            Ok((
+                crate::daytable::DayTable::spilling(day_capacity, &spill_to("keys"))?,
+                crate::originals::OriginalIndex::spilling(
+                    day_capacity,
+                    &spill_to("originals"),
+                    &spill_to("reversals"),
+                )?,
+            ))
+        };
+        open().with_context(|| format!("opening the day tables' directory {}", dir.display()))?
+    };
     let first_date =
         crate::cutover::clock_date(config.switch.settlement_cutover, options.clock.now_millis());
     let shared = Arc::new(Shared {
@@ -269,11 +293,11 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         clock: options.clock,
         journal: Arc::new(journal),
         routes,
-        seen: crate::daytable::DayTable::with_capacity(day_capacity),
+        seen,
         in_flight: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
         limits: crate::limits::LimitCounters::new(),
-        originals: crate::originals::OriginalIndex::with_capacity(day_capacity),
+        originals,
         day: crate::cutover::Day::new(first_date),
         acquirer_links: DashMap::new(),
         next_link_id: std::sync::atomic::AtomicU64::new(0),

@@ -73,6 +73,10 @@ pub fn write_config_full(dir: &Path, extras: &Extras) -> Config {
     let (extra_switch, extra_acquirer, extra_issuer) =
         (&extras.switch, &extras.acquirer, &extras.issuer);
     let idle = default_key(extra_switch, "idle_timeout_secs = 180");
+    // The day's tables keep nothing in memory: every entry is written out as it is made,
+    // so every test below finds its originals, keys and reversal answers on disk
+    // (`switch::daytable`'s spill path; the in-memory path has its unit tests).
+    let spill = default_key(extra_switch, "day_tables_memory = 1");
     let echo = default_key(extra_issuer, "echo_interval_secs = 60");
     let echo_timeout = default_key(extra_issuer, "echo_timeout_secs = 10");
     // `[registry]` only when the test wrote the files (registry rules are off otherwise).
@@ -92,6 +96,7 @@ pub fn write_config_full(dir: &Path, extras: &Extras) -> Config {
 id = "00010000"
 keepalive_send_secs = 120
 {idle}
+{spill}
 {extra_switch}
 [listeners]
 acquirer = "127.0.0.1:0"
