@@ -7,7 +7,7 @@
 #   scripts/perf-e2e.sh closed  --rate max --window 64 --connections 16 --duration 20s
 #
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), ISSUER_LINKS (4), DURABILITY (fsync),
-# NO_BUILD=1 to skip `cargo build --release`, SWITCH_EXTRA ("key = value; ..." set in [switch]).
+# NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, SWITCH_EXTRA ("key = value; ..." set in [switch]).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
@@ -29,6 +29,7 @@ for b in switch issuer-sim loadgen; do cp -f "target/release/$b" "$PERF_DIR/bin/
 
 # The bundled config on fixed ports with the journal under PERF_DIR.
 rm -rf "$PERF_DIR/config" "$PERF_DIR/journal" "$PERF_DIR/clearing"
+sync
 cp -r config "$PERF_DIR/config"
 CFG=$PERF_DIR/config/switch.toml
 sed -i \
@@ -54,7 +55,14 @@ for kv in "${extra[@]}"; do
 done
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# The journal and day-table runs of a long run are gigabytes: they are removed when the run
+# ends (KEEP_JOURNAL=1 keeps them), so that freeing them (discards on this disk) does not
+# slow the next run's fsyncs.
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ "${KEEP_JOURNAL:-}" != 1 ]]; then rm -rf "$PERF_DIR/journal"; sync; fi
+}
 trap cleanup EXIT
 
 "$PERF_DIR/bin/switch" run --config "$CFG" 2>"$OUT/$NAME.switch.log" &

@@ -249,6 +249,43 @@ fn extras(c: &mut Criterion) {
             dash.insert(black_box(k), DAY)
         })
     });
+    // A table past its memory bound: 1M keys, 64k of them in memory, the rest in runs.
+    // A fresh key's insert (duplicate check through the Bloom filters) and a lookup of a
+    // key on disk (one block read per run, newest first).
+    let dir = tempfile::tempdir().unwrap();
+    let spilled: switch::daytable::DayTable<u32> = switch::daytable::DayTable::spilling(
+        0,
+        &switch::daytable::SpillTo {
+            dir: dir.path().to_path_buf(),
+            name: "bench",
+            memory_entries: 64_000,
+        },
+    )
+    .unwrap();
+    for i in 0..1_000_000u32 {
+        let mut k = key;
+        k.stan = i;
+        spilled.insert(&k, DAY);
+    }
+    let mut n = 0u32;
+    g.bench_function("seen_key_insert_spilled", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut k = key;
+            k.stan = n % 1_000_000;
+            k.transmission = 2_000_000_000 + u64::from(n);
+            spilled.insert(black_box(&k), DAY)
+        })
+    });
+    let mut n = 0u32;
+    g.bench_function("seen_key_get_on_disk", |b| {
+        b.iter(|| {
+            n = (n + 7_919) % 500_000;
+            let mut k = key;
+            k.stan = n;
+            spilled.get(black_box(&k))
+        })
+    });
     // Filling an empty table with 200,000 fresh keys: growth included (the stall-free
     // growth itself shows in loadgen's per-second maximum, not in a mean).
     g.sample_size(10);

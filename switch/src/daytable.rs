@@ -145,9 +145,9 @@ pub struct SpillTo {
 /// newest copy wins).
 struct Shard<V> {
     index: griddle::HashMap<Slot, (), StoredHashBuilder>,
-    arena: Vec<Vec<(PackedKey, V)>>,
+    arena: Arena<V>,
     len: usize,
-    /// Arena size above which this shard spills (`usize::MAX`: never).
+    /// Arena size above which this shard spills its oldest chunks (`usize::MAX`: never).
     spill_at: usize,
     cold: Cold,
 }
@@ -198,7 +198,8 @@ struct Cold {
     end: u64,
     runs: Vec<Run>,
     /// Bloom filters over every key in the runs; a new one (twice as large) when the last
-    /// is full, so a key absent from disk costs one probe per filter and no read.
+    /// is full, so a key absent from disk costs one probe per filter (a handful a day) and
+    /// no read.
     blooms: Vec<Bloom>,
     records: usize,
     /// Records made stale by a newer copy (read back into memory, or written out again).
@@ -210,6 +211,10 @@ struct Run {
     count: usize,
     /// Key of record 0, BLOCK, 2 BLOCK, ...
     firsts: Vec<PackedKey>,
+    /// This run's keys alone: after the shard's filters pass a key (a duplicate, a related
+    /// transaction's original, or a 1-2 % false positive), only runs whose own filter
+    /// passes it are read.
+    bloom: Bloom,
 }
 
 /// A blocked Bloom filter: four bits in one 64-bit word per key (one cache line touched per
@@ -271,7 +276,7 @@ impl<V: Spill + Clone> Shard<V> {
     fn new(n: usize, spill_at: usize, path: std::path::PathBuf) -> Self {
         Self {
             index: griddle::HashMap::with_capacity_and_hasher(n, StoredHashBuilder::default()),
-            arena: Vec::new(),
+            arena: Arena::default(),
             len: 0,
             spill_at,
             cold: Cold {
@@ -286,17 +291,13 @@ impl<V: Spill + Clone> Shard<V> {
         self.index
             .raw_entry()
             .from_hash(spread(h), |s| {
-                s.h == h && entry(arena, s.pos).is_some_and(|(k, _)| k == key)
+                s.h == h && arena.get(s.pos).is_some_and(|(k, _)| k == key)
             })
             .map(|(s, ())| s.pos)
     }
 
     fn hot_mut(&mut self, pos: u32) -> Option<&mut V> {
-        let pos = pos as usize;
-        self.arena
-            .get_mut(pos >> CHUNK_BITS)?
-            .get_mut(pos & (CHUNK - 1))
-            .map(|(_, v)| v)
+        self.arena.get_mut(pos).map(|(_, v)| v)
     }
 
     /// The entry of `key`: in memory, or read back from a run and copied into memory.
@@ -313,18 +314,17 @@ impl<V: Spill + Clone> Shard<V> {
     }
 
     fn push_hot(&mut self, key: PackedKey, h: u32, value: V) -> Option<u32> {
-        if self.arena.last().is_none_or(|c| c.len() == CHUNK) {
-            self.arena.push(Vec::with_capacity(CHUNK));
-        }
-        // Shards hold far fewer than 2^32 entries in memory; past it an entry is not kept
-        // rather than mis-indexed.
-        let (Ok(pos), Some(chunk)) = (u32::try_from(self.len), self.arena.last_mut()) else {
-            return None;
-        };
-        chunk.push((key, value));
+        let pos = self.arena.push((key, value))?;
         self.len += 1;
         self.index.insert(Slot { h, pos }, ());
         Some(pos)
+    }
+
+    /// Forget the in-memory part (its entries were moved elsewhere or dropped).
+    fn reset_hot(&mut self) {
+        self.arena = Arena::default();
+        self.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
+        self.len = 0;
     }
 
     fn insert(&mut self, key: PackedKey, h: u64, value: V, hasher: &crate::FastHash) -> Option<V> {
@@ -341,10 +341,22 @@ impl<V: Spill + Clone> Shard<V> {
         old
     }
 
-    /// Write the arena out as one sorted run and empty it. On an I/O error the entries stay
-    /// in memory (logged, counted) and the next attempt waits for twice as many.
+    /// Write the oldest chunks (up to `SPILL_CHUNKS`, all but the one being filled; all of
+    /// them when the bound is under a chunk) out as one sorted run and drop them from
+    /// memory: each spill is small (a few hundred KB, about a millisecond), however large
+    /// the bound. On an I/O error the entries stay in memory (logged, counted) and the next
+    /// attempt waits for twice as many.
     fn spill(&mut self, hasher: &crate::FastHash) {
-        let mut order: Vec<&(PackedKey, V)> = self.arena.iter().flatten().collect();
+        let chunks = if self.spill_at < CHUNK {
+            self.arena.chunks.len()
+        } else {
+            SPILL_CHUNKS.min(self.arena.chunks.len().saturating_sub(1))
+        };
+        if chunks == 0 {
+            return;
+        }
+        let mut order: Vec<&(PackedKey, V)> =
+            self.arena.chunks.iter().take(chunks).flatten().collect();
         order.sort_unstable_by_key(|(k, _)| *k);
         let keys: Vec<PackedKey> = order.iter().map(|(k, _)| *k).collect();
         let mut buf = Vec::with_capacity(order.len() * (16 + V::SIZE));
@@ -355,15 +367,29 @@ impl<V: Spill + Clone> Shard<V> {
         drop(order);
         if let Err(e) = self.cold.append(&buf) {
             disk_error("spill", &self.cold.path, &e);
-            self.spill_at = self.spill_at.saturating_mul(2);
+            self.spill_at = self.spill_at.max(1).saturating_mul(2);
             return;
         }
         self.cold
             .add_run(keys, buf.len() as u64, |k| hasher.hash_one(k));
-        let n = self.len;
-        self.arena = Vec::new();
-        self.index = griddle::HashMap::with_capacity_and_hasher(n, StoredHashBuilder::default());
-        self.len = 0;
+        for _ in 0..chunks {
+            let base = self.arena.base;
+            let Some(chunk) = self.arena.pop_front() else {
+                break;
+            };
+            for (i, (k, _)) in chunk.iter().enumerate() {
+                let pos = base.wrapping_add(i as u32);
+                let h = hasher.hash_one(k) as u32;
+                if let griddle::hash_map::RawEntryMut::Occupied(e) = self
+                    .index
+                    .raw_entry_mut()
+                    .from_hash(spread(h), |s| s.pos == pos)
+                {
+                    e.remove();
+                }
+                self.len -= 1;
+            }
+        }
     }
 
     fn find_cold(&self, key: &PackedKey, h: u64) -> Option<V> {
@@ -373,6 +399,9 @@ impl<V: Spill + Clone> Shard<V> {
         let rec = 16 + V::SIZE;
         let mut buf = Vec::new();
         for run in self.cold.runs.iter().rev() {
+            if !run.bloom.may_contain(h) {
+                continue;
+            }
             let block = match run.firsts.binary_search(key) {
                 Ok(i) => i,
                 Err(0) => continue,
@@ -414,7 +443,7 @@ impl<V: Spill + Clone> Shard<V> {
                 }
             }
         }
-        for (k, v) in self.arena.iter().flatten() {
+        for (k, v) in self.arena.iter() {
             all.push((*k, 0, v.clone()));
         }
         all.sort_unstable_by_key(|(k, age, _)| (*k, *age));
@@ -427,9 +456,8 @@ impl<V: Spill + Clone> Shard<V> {
     fn retain(&mut self, hasher: &crate::FastHash, keep: &mut impl FnMut(&mut V) -> bool) {
         if self.cold.runs.is_empty() {
             let old = std::mem::take(&mut self.arena);
-            self.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
-            self.len = 0;
-            for (k, mut v) in old.into_iter().flatten() {
+            self.reset_hot();
+            for (k, mut v) in old.chunks.into_iter().flatten() {
                 if keep(&mut v) {
                     let h = hasher.hash_one(k);
                     self.push_hot(k, h as u32, v);
@@ -442,9 +470,7 @@ impl<V: Spill + Clone> Shard<V> {
             return;
         };
         self.cold.reset();
-        self.arena = Vec::new();
-        self.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
-        self.len = 0;
+        self.reset_hot();
         let kept: Vec<(PackedKey, V)> = all
             .into_iter()
             .filter_map(|(k, mut v)| keep(&mut v).then_some((k, v)))
@@ -479,7 +505,7 @@ impl<V: Spill + Clone> Shard<V> {
 
     fn for_each(&self, visit: &mut impl FnMut(TxnKey, &V)) {
         if self.cold.runs.is_empty() {
-            for (k, v) in self.arena.iter().flatten() {
+            for (k, v) in self.arena.iter() {
                 visit(TxnKey::from(*k), v);
             }
             return;
@@ -529,9 +555,12 @@ impl Cold {
             let cap = self.blooms.last().map_or(n * 4, |b| b.capacity * 2).max(n);
             self.blooms.push(Bloom::with_capacity(cap));
         }
+        let mut own = Bloom::with_capacity(n);
         if let Some(bloom) = self.blooms.last_mut() {
             for k in &keys {
-                bloom.insert(hash(k));
+                let h = hash(k);
+                bloom.insert(h);
+                own.insert(h);
             }
         }
         let firsts = keys.iter().step_by(BLOCK).copied().collect();
@@ -539,6 +568,7 @@ impl Cold {
             offset: self.end,
             count: n,
             firsts,
+            bloom: own,
         });
         self.end += bytes;
         self.records += n;
@@ -558,9 +588,66 @@ impl Cold {
     }
 }
 
-fn entry<V>(arena: &[Vec<(PackedKey, V)>], pos: u32) -> Option<&(PackedKey, V)> {
-    let pos = pos as usize;
-    arena.get(pos >> CHUNK_BITS)?.get(pos & (CHUNK - 1))
+/// Chunks spilled at a time once a shard is at its bound (16 x 256 entries).
+const SPILL_CHUNKS: usize = 16;
+
+/// The in-memory entries of a shard: fixed-size chunks, oldest first. Positions grow with
+/// every entry and are never reused; spilling drops whole chunks from the front.
+struct Arena<V> {
+    chunks: std::collections::VecDeque<Vec<(PackedKey, V)>>,
+    /// Position of the first entry of the first chunk (a multiple of `CHUNK`).
+    base: u32,
+}
+
+impl<V> Default for Arena<V> {
+    fn default() -> Self {
+        Self {
+            chunks: std::collections::VecDeque::new(),
+            base: 0,
+        }
+    }
+}
+
+impl<V> Arena<V> {
+    fn slot(&self, pos: u32) -> Option<(usize, usize)> {
+        let i = pos.checked_sub(self.base)? as usize;
+        Some((i >> CHUNK_BITS, i & (CHUNK - 1)))
+    }
+
+    fn get(&self, pos: u32) -> Option<&(PackedKey, V)> {
+        let (c, i) = self.slot(pos)?;
+        self.chunks.get(c)?.get(i)
+    }
+
+    fn get_mut(&mut self, pos: u32) -> Option<&mut (PackedKey, V)> {
+        let (c, i) = self.slot(pos)?;
+        self.chunks.get_mut(c)?.get_mut(i)
+    }
+
+    /// Append; `None` once positions would pass 2^32 (4 billion entries through one
+    /// shard: never in a settlement day; the entry is then not kept rather than mis-indexed).
+    fn push(&mut self, e: (PackedKey, V)) -> Option<u32> {
+        let full = self.chunks.len() * CHUNK;
+        let pos = u32::try_from(
+            self.base as usize + self.chunks.back().map_or(full, |c| full - CHUNK + c.len()),
+        )
+        .ok()?;
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push_back(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.back_mut()?.push(e);
+        Some(pos)
+    }
+
+    fn pop_front(&mut self) -> Option<Vec<(PackedKey, V)>> {
+        let c = self.chunks.pop_front()?;
+        self.base = self.base.wrapping_add(CHUNK as u32);
+        Some(c)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(PackedKey, V)> {
+        self.chunks.iter().flatten()
+    }
 }
 
 /// The 32 stored hash bits, spread over the 64 the index uses: its bucket position comes
@@ -695,9 +782,7 @@ impl<V: Spill + Clone> DayTable<V> {
         for s in &*self.shards {
             let mut s = Self::lock(s);
             s.cold.reset();
-            s.arena = Vec::new();
-            s.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
-            s.len = 0;
+            s.reset_hot();
         }
     }
 
@@ -923,5 +1008,55 @@ mod tests {
         let k = key(9_999_999_999, 999_999, 1, 99_999_999_999);
         let p = PackedKey::from(&k);
         assert_eq!(PackedKey::from_bytes(p.to_bytes()), p);
+    }
+
+    #[test]
+    fn a_full_bloom_filter_has_few_false_positives() {
+        let hasher = crate::FastHash::default();
+        let mut b = Bloom::with_capacity(100_000);
+        for i in 0..100_000u64 {
+            b.insert(hasher.hash_one(PackedKey::from(&key(i, 1, 2, 3))));
+        }
+        for i in (0..100_000u64).step_by(97) {
+            assert!(b.may_contain(hasher.hash_one(PackedKey::from(&key(i, 1, 2, 3)))));
+        }
+        let fp = (0..100_000u64)
+            .filter(|i| b.may_contain(hasher.hash_one(PackedKey::from(&key(*i, 9, 2, 3)))))
+            .count();
+        eprintln!("false positives: {fp} of 100000");
+        assert!(fp < 4_000, "{fp} false positives of 100,000");
+    }
+
+    #[test]
+    fn a_large_bound_spills_the_oldest_chunks_a_few_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1,000 entries per shard before the oldest chunks go out.
+        let t = spilling(dir.path(), 64_000);
+        for i in 0..300_000u32 {
+            assert_eq!(t.insert(&key(u64::from(i), i % 1_000, 1, 2), i), None);
+        }
+        let mem = t.in_memory();
+        // Each shard keeps at most its bound (1,000 to 2,000) plus the chunk being filled.
+        assert!(
+            (1..=64 * (2_000 + CHUNK)).contains(&mem),
+            "in memory: {mem}"
+        );
+        assert_eq!(t.len(), 300_000);
+        for i in (0..300_000u32).step_by(101) {
+            assert_eq!(t.get(&key(u64::from(i), i % 1_000, 1, 2)), Some(i), "{i}");
+        }
+        assert_eq!(
+            t.insert(&key(7, 7, 1, 2), 1),
+            Some(7),
+            "a duplicate of an early key"
+        );
+        assert_eq!(t.len(), 300_000);
+        let mut n = 0;
+        t.for_each(|_, _| n += 1);
+        assert_eq!(n, 300_000);
+        t.retain(|v| *v < 1_000);
+        assert_eq!(t.len(), 1_000);
+        assert_eq!(t.get(&key(7, 7, 1, 2)), Some(1));
+        assert_eq!(t.get(&key(5_000, 0, 1, 2)), None);
     }
 }
