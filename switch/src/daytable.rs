@@ -227,7 +227,7 @@ struct Bloom {
 
 impl Bloom {
     fn with_capacity(n: usize) -> Self {
-        let words = (n.max(64) * 10 / 64).next_power_of_two();
+        let words = (n.max(64) * 10).div_ceil(64);
         Self {
             words: vec![0; words],
             capacity: n.max(64),
@@ -237,7 +237,8 @@ impl Bloom {
 
     fn probe(&self, h: u64) -> (usize, u64) {
         let g = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let word = (g >> 32) as usize & (self.words.len() - 1);
+        // Multiply-shift maps the top 32 bits onto any length (no power of two needed).
+        let word = (((g >> 32) * self.words.len() as u64) >> 32) as usize;
         let mask = (1u64 << (g & 63))
             | (1u64 << ((g >> 6) & 63))
             | (1u64 << ((g >> 12) & 63))
@@ -697,8 +698,8 @@ impl<V: Spill + Clone> DayTable<V> {
 
     /// A table that keeps about `spill.memory_entries` entries in memory and the rest in
     /// run files under `spill.dir` (created; this table's old run files removed). Shards
-    /// spill at staggered sizes (their share of the bound, times 1 to 2), so they do not
-    /// all write at the same moment.
+    /// spill at staggered sizes (their share of the bound, times 0.5 to 1.5), so they do
+    /// not all write at the same moment.
     pub fn spilling(capacity: usize, spill: &SpillTo) -> std::io::Result<Self> {
         std::fs::create_dir_all(&spill.dir)?;
         for e in std::fs::read_dir(&spill.dir)? {
@@ -715,7 +716,9 @@ impl<V: Spill + Clone> DayTable<V> {
         Ok(Self {
             shards: (0..SHARDS)
                 .map(|i| {
-                    let at = share + share * i / SHARDS;
+                    // Half to one and a half times the share: the shards average the
+                    // bound and never all reach it at the same moment.
+                    let at = share / 2 + share * i / SHARDS;
                     let path = spill.dir.join(format!("{}-{i:02}.run", spill.name));
                     Mutex::new(Shard::new(per_shard.min(at), at, path))
                 })
@@ -1030,15 +1033,15 @@ mod tests {
     #[test]
     fn a_large_bound_spills_the_oldest_chunks_a_few_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        // 1,000 entries per shard before the oldest chunks go out.
+        // 500 to 1,500 entries per shard before the oldest chunks go out.
         let t = spilling(dir.path(), 64_000);
         for i in 0..300_000u32 {
             assert_eq!(t.insert(&key(u64::from(i), i % 1_000, 1, 2), i), None);
         }
         let mem = t.in_memory();
-        // Each shard keeps at most its bound (1,000 to 2,000) plus the chunk being filled.
+        // Each shard keeps at most its bound (500 to 1,500) plus the chunk being filled.
         assert!(
-            (1..=64 * (2_000 + CHUNK)).contains(&mem),
+            (1..=64 * (1_500 + CHUNK)).contains(&mem),
             "in memory: {mem}"
         );
         assert_eq!(t.len(), 300_000);
