@@ -125,11 +125,13 @@ fn begin_of(
     }
 }
 
+/// Rebuild the day's state from the journal in `dir`, a record at a time (a busy day's
+/// journal is gigabytes: it is streamed, never held in memory whole).
 fn replay(
     shared: &Shared,
-    records: Vec<crate::journal::Record>,
+    dir: &std::path::Path,
     today: u32,
-) -> BTreeMap<(String, u32), ReplayedAdvice> {
+) -> Result<BTreeMap<(String, u32), ReplayedAdvice>, crate::journal::JournalError> {
     use crate::originals::RelatedRules;
     let mut advices = BTreeMap::new();
     // Requests by key until their outcome: the originals index is rebuilt by the same
@@ -138,7 +140,7 @@ fn replay(
     let rules = RelatedRules::from(&shared.config.load().rules);
     let index = &shared.originals;
     let mut undecodable = 0u64;
-    for r in records {
+    crate::journal::read_with(dir, |r| {
         match SwitchRecord::decode(r.kind, &r.payload) {
             Ok(Some(SwitchRecord::Request(req))) => {
                 if req.settlement_date == today {
@@ -158,7 +160,7 @@ fn replay(
             }
             Ok(Some(SwitchRecord::Outcome(out))) => {
                 let Some(req) = requests.remove(&out.key) else {
-                    continue;
+                    return;
                 };
                 let approved = out.code == *b"00";
                 if req.kind == crate::core::TxnKind::Reversal {
@@ -197,7 +199,7 @@ fn replay(
             Ok(_) => {}
             Err(_) => undecodable += 1,
         }
-    }
+    })?;
     // Daily limit usage: what today's approved transactions still hold.
     let usage = index.usage_of_day(today);
     if !usage.is_empty() {
@@ -220,32 +222,36 @@ fn replay(
             "journal records that could not be decoded were skipped"
         );
     }
-    advices
+    Ok(advices)
 }
 
 /// Start the switch on its own threads. Returns once every listener is bound.
 pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHandle> {
     let _ = prometheus();
     let durability = config.journal.durability;
-    let (journal, replayed) = FileJournal::open(
+    // Opening checks every record and cuts a torn tail; the records themselves are read
+    // again, streamed, once the shared state exists (`replay`).
+    let (journal, summary) = FileJournal::open_with(
         &config.journal.dir,
         JournalOptions {
             durability,
             ..JournalOptions::default()
         },
+        |_| {},
     )
     .with_context(|| format!("opening journal {}", config.journal.dir.display()))?;
-    if replayed.summary.torn_records > 0 {
+    if summary.torn_records > 0 {
         tracing::warn!(
-            torn = replayed.summary.torn_records,
+            torn = summary.torn_records,
             "journal had a torn last record; ignored"
         );
     }
     tracing::info!(
-        records = replayed.summary.records,
-        segments = replayed.summary.segments,
-        "journal replayed"
+        records = summary.records,
+        segments = summary.segments,
+        "journal opened"
     );
+    let journal_dir = config.journal.dir.clone();
     let switch_id = config.switch.id;
     let mut routes = HashMap::new();
     for inst in config.issuers() {
@@ -304,7 +310,8 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         tick_ms: options.tick_ms,
     });
     let (today, _) = shared.settlement_now();
-    let advices = replay(&shared, replayed.records, today);
+    let advices = replay(&shared, &journal_dir, today)
+        .with_context(|| format!("replaying journal {}", journal_dir.display()))?;
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
