@@ -146,7 +146,6 @@ pub struct SpillTo {
 struct Shard<V> {
     index: griddle::HashMap<Slot, (), StoredHashBuilder>,
     arena: Arena<V>,
-    len: usize,
     /// Arena size above which this shard spills its oldest chunks (`usize::MAX`: never).
     spill_at: usize,
     cold: Cold,
@@ -260,10 +259,6 @@ impl Bloom {
     }
 }
 
-fn key_bytes(k: &PackedKey, out: &mut Vec<u8>) {
-    out.extend_from_slice(&k.to_bytes());
-}
-
 fn key_of(b: &[u8]) -> Option<PackedKey> {
     Some(PackedKey::from_bytes(*b.first_chunk::<16>()?))
 }
@@ -278,7 +273,6 @@ impl<V: Spill + Clone> Shard<V> {
         Self {
             index: griddle::HashMap::with_capacity_and_hasher(n, StoredHashBuilder::default()),
             arena: Arena::default(),
-            len: 0,
             spill_at,
             cold: Cold {
                 path,
@@ -316,7 +310,6 @@ impl<V: Spill + Clone> Shard<V> {
 
     fn push_hot(&mut self, key: PackedKey, h: u32, value: V) -> Option<u32> {
         let pos = self.arena.push((key, value))?;
-        self.len += 1;
         self.index.insert(Slot { h, pos }, ());
         Some(pos)
     }
@@ -325,7 +318,6 @@ impl<V: Spill + Clone> Shard<V> {
     fn reset_hot(&mut self) {
         self.arena = Arena::default();
         self.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
-        self.len = 0;
     }
 
     fn insert(&mut self, key: PackedKey, h: u64, value: V, hasher: &crate::FastHash) -> Option<V> {
@@ -336,7 +328,7 @@ impl<V: Spill + Clone> Shard<V> {
                 None
             }
         };
-        if self.len > self.spill_at {
+        if self.arena.len() > self.spill_at {
             self.spill(hasher);
         }
         old
@@ -356,40 +348,32 @@ impl<V: Spill + Clone> Shard<V> {
         if chunks == 0 {
             return;
         }
-        let mut order: Vec<&(PackedKey, V)> =
-            self.arena.chunks.iter().take(chunks).flatten().collect();
-        order.sort_unstable_by_key(|(k, _)| *k);
-        let keys: Vec<PackedKey> = order.iter().map(|(k, _)| *k).collect();
-        let mut buf = Vec::with_capacity(order.len() * (16 + V::SIZE));
-        for (k, v) in &order {
-            key_bytes(k, &mut buf);
-            v.put(&mut buf);
-        }
-        drop(order);
-        if let Err(e) = self.cold.append(&buf) {
+        // Each key is hashed once: for the run's filters and to find its index slot.
+        let mut order: Vec<(u64, u32, &(PackedKey, V))> = (self.arena.base..)
+            .zip(self.arena.chunks.iter().take(chunks).flatten())
+            .map(|(pos, e)| (hasher.hash_one(e.0), pos, e))
+            .collect();
+        order.sort_unstable_by_key(|(_, _, (k, _))| *k);
+        if let Err(e) = self
+            .cold
+            .write_run(order.iter().map(|&(h, _, (k, v))| (h, k, v)))
+        {
             disk_error("spill", &self.cold.path, &e);
             self.spill_at = self.spill_at.max(1).saturating_mul(2);
             return;
         }
-        self.cold
-            .add_run(keys, buf.len() as u64, |k| hasher.hash_one(k));
-        for _ in 0..chunks {
-            let base = self.arena.base;
-            let Some(chunk) = self.arena.pop_front() else {
-                break;
-            };
-            for (i, (k, _)) in chunk.iter().enumerate() {
-                let pos = base.wrapping_add(i as u32);
-                let h = hasher.hash_one(k) as u32;
-                if let griddle::hash_map::RawEntryMut::Occupied(e) = self
-                    .index
-                    .raw_entry_mut()
-                    .from_hash(spread(h), |s| s.pos == pos)
-                {
-                    e.remove();
-                }
-                self.len -= 1;
+        let slots: Vec<(u32, u32)> = order.iter().map(|&(h, p, _)| (h as u32, p)).collect();
+        for (h, pos) in slots {
+            if let griddle::hash_map::RawEntryMut::Occupied(e) = self
+                .index
+                .raw_entry_mut()
+                .from_hash(spread(h), |s| s.pos == pos)
+            {
+                e.remove();
             }
+        }
+        for _ in 0..chunks {
+            self.arena.pop_front();
         }
     }
 
@@ -447,70 +431,39 @@ impl<V: Spill + Clone> Shard<V> {
         for (k, v) in self.arena.iter() {
             all.push((*k, 0, v.clone()));
         }
-        all.sort_unstable_by_key(|(k, age, _)| (*k, *age));
-        all.dedup_by_key(|(k, _, _)| *k);
+        if !self.cold.runs.is_empty() {
+            // Keys in memory are unique; only copies on disk need the newest one chosen.
+            all.sort_unstable_by_key(|(k, age, _)| (*k, *age));
+            all.dedup_by_key(|(k, _, _)| *k);
+        }
         Some(all.into_iter().map(|(k, _, v)| (k, v)).collect())
     }
 
     /// Keep the entries `keep` accepts (cut-over: rare, so a full rebuild). What survives
-    /// goes back to disk as one run when the shard spills, else into memory.
+    /// goes back into memory, or to disk as one run when it is more than the shard keeps.
     fn retain(&mut self, hasher: &crate::FastHash, keep: &mut impl FnMut(&mut V) -> bool) {
-        if self.cold.runs.is_empty() {
-            let old = std::mem::take(&mut self.arena);
-            self.reset_hot();
-            for (k, mut v) in old.chunks.into_iter().flatten() {
-                if keep(&mut v) {
-                    let h = hasher.hash_one(k);
-                    self.push_hot(k, h as u32, v);
-                }
-            }
-            return;
-        }
         let Some(all) = self.collect_all() else {
             // Nothing is dropped that could not be read: the shard stays as it was.
             return;
         };
         self.cold.reset();
         self.reset_hot();
-        let kept: Vec<(PackedKey, V)> = all
+        let kept: Vec<(u64, PackedKey, V)> = all
             .into_iter()
-            .filter_map(|(k, mut v)| keep(&mut v).then_some((k, v)))
+            .filter_map(|(k, mut v)| keep(&mut v).then(|| (hasher.hash_one(k), k, v)))
             .collect();
-        if kept.len() < self.spill_at {
-            for (k, v) in kept {
-                let h = hasher.hash_one(k);
-                self.push_hot(k, h as u32, v);
+        if kept.len() > self.spill_at {
+            match self.cold.write_run(kept.iter().map(|(h, k, v)| (*h, k, v))) {
+                Ok(()) => return,
+                Err(e) => disk_error("spill", &self.cold.path, &e),
             }
-            return;
         }
-        let mut buf = Vec::with_capacity(kept.len() * (16 + V::SIZE));
-        for (k, v) in &kept {
-            key_bytes(k, &mut buf);
-            v.put(&mut buf);
-        }
-        match self.cold.append(&buf) {
-            Ok(()) => {
-                let keys = kept.iter().map(|(k, _)| *k).collect();
-                self.cold
-                    .add_run(keys, buf.len() as u64, |k| hasher.hash_one(k));
-            }
-            Err(e) => {
-                disk_error("spill", &self.cold.path, &e);
-                for (k, v) in kept {
-                    let h = hasher.hash_one(k);
-                    self.push_hot(k, h as u32, v);
-                }
-            }
+        for (h, k, v) in kept {
+            self.push_hot(k, h as u32, v);
         }
     }
 
     fn for_each(&self, visit: &mut impl FnMut(TxnKey, &V)) {
-        if self.cold.runs.is_empty() {
-            for (k, v) in self.arena.iter() {
-                visit(TxnKey::from(*k), v);
-            }
-            return;
-        }
         for (k, v) in self.collect_all().unwrap_or_default() {
             visit(TxnKey::from(k), &v);
         }
@@ -533,46 +486,55 @@ impl Cold {
             .ok_or_else(|| std::io::Error::other("run file not open"))
     }
 
-    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+    /// Append `entries` (sorted by key, each with its hash) as a run, and file their keys in
+    /// the shard's filters and the run's own.
+    fn write_run<'a, V: Spill + 'a>(
+        &mut self,
+        entries: impl ExactSizeIterator<Item = (u64, &'a PackedKey, &'a V)> + Clone,
+    ) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
+        let n = entries.len();
+        let mut buf = Vec::with_capacity(n * (16 + V::SIZE));
+        for (_, k, v) in entries.clone() {
+            buf.extend_from_slice(&k.to_bytes());
+            v.put(&mut buf);
+        }
         let end = self.end;
-        self.file()?.write_all_at(buf, end)
-    }
-
-    /// Runs exist only after an append opened the file.
-    fn read(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.file
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("run file not open"))?
-            .read_exact_at(buf, at)
-    }
-
-    /// Record a run just appended (`bytes` long, `keys` sorted) and file its keys.
-    fn add_run(&mut self, keys: Vec<PackedKey>, bytes: u64, hash: impl Fn(&PackedKey) -> u64) {
-        let n = keys.len();
+        self.file()?.write_all_at(&buf, end)?;
         let need_new = self.blooms.last().is_none_or(|b| b.count + n > b.capacity);
         if need_new {
             let cap = self.blooms.last().map_or(n * 4, |b| b.capacity * 2).max(n);
             self.blooms.push(Bloom::with_capacity(cap));
         }
         let mut own = Bloom::with_capacity(n);
-        if let Some(bloom) = self.blooms.last_mut() {
-            for k in &keys {
-                let h = hash(k);
+        let mut firsts = Vec::with_capacity(n.div_ceil(BLOCK));
+        for (i, (h, k, _)) in entries.enumerate() {
+            if let Some(bloom) = self.blooms.last_mut() {
                 bloom.insert(h);
-                own.insert(h);
+            }
+            own.insert(h);
+            if i % BLOCK == 0 {
+                firsts.push(*k);
             }
         }
-        let firsts = keys.iter().step_by(BLOCK).copied().collect();
         self.runs.push(Run {
-            offset: self.end,
+            offset: end,
             count: n,
             firsts,
             bloom: own,
         });
-        self.end += bytes;
+        self.end += buf.len() as u64;
         self.records += n;
+        Ok(())
+    }
+
+    /// Runs exist only after a write opened the file.
+    fn read(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("run file not open"))?
+            .read_exact_at(buf, at)
     }
 
     fn reset(&mut self) {
@@ -596,8 +558,10 @@ const SPILL_CHUNKS: usize = 16;
 /// every entry and are never reused; spilling drops whole chunks from the front.
 struct Arena<V> {
     chunks: std::collections::VecDeque<Vec<(PackedKey, V)>>,
-    /// Position of the first entry of the first chunk (a multiple of `CHUNK`).
+    /// Position of the first entry of the first chunk.
     base: u32,
+    /// Position the next entry gets.
+    next: u32,
 }
 
 impl<V> Default for Arena<V> {
@@ -605,6 +569,7 @@ impl<V> Default for Arena<V> {
         Self {
             chunks: std::collections::VecDeque::new(),
             base: 0,
+            next: 0,
         }
     }
 }
@@ -625,25 +590,31 @@ impl<V> Arena<V> {
         self.chunks.get_mut(c)?.get_mut(i)
     }
 
+    /// Entries held.
+    fn len(&self) -> usize {
+        (self.next - self.base) as usize
+    }
+
     /// Append; `None` once positions would pass 2^32 (4 billion entries through one
     /// shard: never in a settlement day; the entry is then not kept rather than mis-indexed).
     fn push(&mut self, e: (PackedKey, V)) -> Option<u32> {
-        let full = self.chunks.len() * CHUNK;
-        let pos = u32::try_from(
-            self.base as usize + self.chunks.back().map_or(full, |c| full - CHUNK + c.len()),
-        )
-        .ok()?;
+        let pos = self.next;
+        let next = pos.checked_add(1)?;
         if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push_back(Vec::with_capacity(CHUNK));
         }
         self.chunks.back_mut()?.push(e);
+        self.next = next;
         Some(pos)
     }
 
-    fn pop_front(&mut self) -> Option<Vec<(PackedKey, V)>> {
+    /// The oldest chunk and the position of its first entry. Only the last chunk can be
+    /// partly filled, so the next one (if any) starts right after it.
+    fn pop_front(&mut self) -> Option<(u32, Vec<(PackedKey, V)>)> {
         let c = self.chunks.pop_front()?;
-        self.base = self.base.wrapping_add(CHUNK as u32);
-        Some(c)
+        let first = self.base;
+        self.base += c.len() as u32;
+        Some((first, c))
     }
 
     fn iter(&self) -> impl Iterator<Item = &(PackedKey, V)> {
@@ -796,7 +767,7 @@ impl<V: Spill + Clone> DayTable<V> {
             .iter()
             .map(|s| {
                 let s = Self::lock(s);
-                (s.len + s.cold.records).saturating_sub(s.cold.stale)
+                (s.arena.len() + s.cold.records).saturating_sub(s.cold.stale)
             })
             .sum()
     }
@@ -804,7 +775,7 @@ impl<V: Spill + Clone> DayTable<V> {
     /// Entries held in memory.
     #[must_use]
     pub fn in_memory(&self) -> usize {
-        self.shards.iter().map(|s| Self::lock(s).len).sum()
+        self.shards.iter().map(|s| Self::lock(s).arena.len()).sum()
     }
 
     #[must_use]
