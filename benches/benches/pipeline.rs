@@ -257,9 +257,9 @@ fn extras(c: &mut Criterion) {
         0,
         &switch::daytable::SpillTo {
             dir: dir.path().to_path_buf(),
-            name: "bench",
             memory_entries: 64_000,
         },
+        "bench",
     )
     .unwrap();
     for i in 0..1_000_000u32 {

@@ -122,15 +122,14 @@ impl Spill for iso8583::ResponseCode {
     }
 }
 
-/// Where a table keeps what does not fit its memory bound.
+/// Where the day's tables keep what does not fit their memory bound.
 #[derive(Debug, Clone)]
 pub struct SpillTo {
-    /// Directory of the run files (`NAME-SS.run`, one per shard). Its files of this name are
-    /// removed when the table is created: runs are a cache of the journal, rebuilt by the
+    /// Directory of the run files (`NAME-SS.run`, one per table and shard). A table's files
+    /// are removed when it is created: runs are a cache of the journal, rebuilt by the
     /// replay at start, so they are never fsynced.
     pub dir: std::path::PathBuf,
-    pub name: &'static str,
-    /// Entries kept in memory (over all shards) before a shard writes its entries out.
+    /// Entries a table keeps in memory (over all shards) before a shard writes some out.
     pub memory_entries: usize,
 }
 
@@ -671,13 +670,13 @@ impl<V: Spill + Clone> DayTable<V> {
     /// run files under `spill.dir` (created; this table's old run files removed). Shards
     /// spill at staggered sizes (their share of the bound, times 0.5 to 1.5), so they do
     /// not all write at the same moment.
-    pub fn spilling(capacity: usize, spill: &SpillTo) -> std::io::Result<Self> {
+    pub fn spilling(capacity: usize, spill: &SpillTo, name: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(&spill.dir)?;
         for e in std::fs::read_dir(&spill.dir)? {
             let e = e?;
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(&format!("{}-", spill.name)) && name.ends_with(".run") {
+            let file = e.file_name();
+            let file = file.to_string_lossy();
+            if file.starts_with(&format!("{name}-")) && file.ends_with(".run") {
                 std::fs::remove_file(e.path())?;
             }
         }
@@ -690,7 +689,7 @@ impl<V: Spill + Clone> DayTable<V> {
                     // Half to one and a half times the share: the shards average the
                     // bound and never all reach it at the same moment.
                     let at = share / 2 + share * i / SHARDS;
-                    let path = spill.dir.join(format!("{}-{i:02}.run", spill.name));
+                    let path = spill.dir.join(format!("{name}-{i:02}.run"));
                     Mutex::new(Shard::new(per_shard.min(at), at, path))
                 })
                 .collect(),
@@ -889,10 +888,9 @@ mod tests {
     fn spilling(dir: &std::path::Path, memory_entries: usize) -> DayTable<u32> {
         let to = SpillTo {
             dir: dir.to_path_buf(),
-            name: "test",
             memory_entries,
         };
-        DayTable::spilling(0, &to).unwrap()
+        DayTable::spilling(0, &to, "test").unwrap()
     }
 
     #[test]

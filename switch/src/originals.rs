@@ -534,14 +534,10 @@ impl OriginalIndex {
 
     /// An index that keeps a bounded number of originals in memory and the rest on disk
     /// (see [`DayTable::spilling`]).
-    pub fn spilling(
-        capacity: usize,
-        originals: &crate::daytable::SpillTo,
-        reversal_answers: &crate::daytable::SpillTo,
-    ) -> std::io::Result<Self> {
+    pub fn spilling(capacity: usize, spill: &crate::daytable::SpillTo) -> std::io::Result<Self> {
         Ok(Self {
-            map: DayTable::spilling(capacity, originals)?,
-            reversal_answers: DayTable::spilling(0, reversal_answers)?,
+            map: DayTable::spilling(capacity, spill, "originals")?,
+            reversal_answers: DayTable::spilling(0, spill, "reversals")?,
         })
     }
 }

@@ -267,29 +267,24 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
     let listeners = config.listeners.clone();
     let arbiters = config.switch.arbiter_count();
     let day_capacity = config.switch.expected_daily_transactions;
-    let spill_to = |name: &'static str| crate::daytable::SpillTo {
+    // Past `day_tables_memory` entries the day's tables keep the rest next to the journal.
+    let spill = (config.switch.day_tables_memory > 0).then(|| crate::daytable::SpillTo {
         dir: config.journal.dir.join("daytables"),
-        name,
         memory_entries: config.switch.day_tables_memory,
-    };
-    let (seen, originals) = if config.switch.day_tables_memory == 0 {
-        (
+    });
+    let (seen, originals) = match &spill {
+        None => (
             crate::daytable::DayTable::with_capacity(day_capacity),
             crate::originals::OriginalIndex::with_capacity(day_capacity),
-        )
-    } else {
-        let dir = config.journal.dir.join("daytables");
-        let open = || -> std::io::Result<_> {
-            Ok((
-                crate::daytable::DayTable::spilling(day_capacity, &spill_to("keys"))?,
-                crate::originals::OriginalIndex::spilling(
-                    day_capacity,
-                    &spill_to("originals"),
-                    &spill_to("reversals"),
-                )?,
-            ))
-        };
-        open().with_context(|| format!("opening the day tables' directory {}", dir.display()))?
+        ),
+        Some(to) => crate::daytable::DayTable::spilling(day_capacity, to, "keys")
+            .and_then(|seen| {
+                Ok((
+                    seen,
+                    crate::originals::OriginalIndex::spilling(day_capacity, to)?,
+                ))
+            })
+            .with_context(|| format!("opening the day tables in {}", to.dir.display()))?,
     };
     let first_date =
         crate::cutover::clock_date(config.switch.settlement_cutover, options.clock.now_millis());
