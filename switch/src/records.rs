@@ -13,13 +13,16 @@ pub use arrayvec::ArrayString;
 /// serialise exactly like `String`, so journals read the same either way.
 #[must_use]
 pub fn fixed<const N: usize>(s: &str) -> ArrayString<N> {
-    let mut out = ArrayString::new();
-    for c in s.chars() {
-        if out.try_push(c).is_err() {
-            break;
+    // Field values fit (one copy); only a longer text is cut, a character at a time.
+    ArrayString::from(s).unwrap_or_else(|_| {
+        let mut out = ArrayString::new();
+        for c in s.chars() {
+            if out.try_push(c).is_err() {
+                break;
+            }
         }
-    }
-    out
+        out
+    })
 }
 
 pub const KIND_REQUEST: u8 = 1;
