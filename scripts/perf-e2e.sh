@@ -7,7 +7,7 @@
 #   scripts/perf-e2e.sh closed  --rate max --window 64 --connections 16 --duration 20s
 #
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), ISSUER_LINKS (4), DURABILITY (fsync),
-# NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, SWITCH_EXTRA ("key = value; ..." set in [switch]).
+# BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; ..." set in [switch]).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
@@ -22,10 +22,11 @@ DURABILITY=${DURABILITY:-fsync}
 OUT=$PERF_DIR/out
 mkdir -p "$OUT" "$PERF_DIR/bin"
 
-if [[ "${NO_BUILD:-}" != 1 ]]; then
+if [[ "${NO_BUILD:-}" != 1 && -z "${BIN_FROM:-}" ]]; then
     cargo build --release -q -p switch -p issuer-sim -p loadgen
 fi
-for b in switch issuer-sim loadgen; do cp -f "target/release/$b" "$PERF_DIR/bin/$b"; done
+# BIN_FROM=DIR: take the three binaries from DIR instead (A/B runs against a saved build).
+for b in switch issuer-sim loadgen; do cp -f "${BIN_FROM:-target/release}/$b" "$PERF_DIR/bin/$b"; done
 
 # The bundled config on fixed ports with the journal under PERF_DIR.
 rm -rf "$PERF_DIR/config" "$PERF_DIR/journal" "$PERF_DIR/clearing"
@@ -94,16 +95,27 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 RSSP=$!
 pids+=("$RSSP")
 
-"$PERF_DIR/bin/loadgen" run --target 127.0.0.1:15001 --config "$CFG" --issuers 03010000 \
+/usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$PERF_DIR/bin/loadgen" run --target 127.0.0.1:15001 --config "$CFG" --issuers 03010000 \
     --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
 LG=$!
+# PERF_RECORD="perf record args": profile the switch for the whole load (perf.data in OUT).
+if [[ -n "${PERF_RECORD:-}" ]]; then
+    # shellcheck disable=SC2086
+    perf record $PERF_RECORD -o "$OUT/$NAME.perf.data" -p "$SW" 2>"$OUT/$NAME.perf.log" &
+    PR=$!
+fi
 wait "$LG"
+if [[ -n "${PERF_RECORD:-}" ]]; then kill -INT "$PR"; wait "$PR" || true; fi
 sw1=$(cpu "$SW"); is1=$(cpu "$IS")
 curl -sf 127.0.0.1:15080/metrics >"$OUT/$NAME.metrics" || true
 
-python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" <<'EOF'
+python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" "$OUT/$NAME.loadgen.time" <<'EOF'
 import json, sys
-report, rss, tick, sw, iss, name = sys.argv[1:]
+report, rss, tick, sw, iss, name, lgtime = sys.argv[1:]
+try:
+    lg = sum(float(x) for x in open(lgtime).read().split()[-2:])
+except (OSError, ValueError):
+    lg = 0.0
 r = json.load(open(report))
 tick, sw, iss = int(tick), int(sw), int(iss)
 n = max(r["answered"], 1)
@@ -111,7 +123,7 @@ lat = r["latency_ms"] or {}
 kib = [int(l.split()[1]) for l in open(rss) if len(l.split()) == 4]
 print(f"{name}: {r['throughput']:,.0f} tx/s answered={r['answered']:,} unanswered={r['unanswered']} "
       f"p50={lat.get('p50')}ms p90={lat.get('p90')}ms p99={lat.get('p99')}ms p99.9={lat.get('p99_9')}ms max={lat.get('max')}ms "
-      f"switch_cpu/tx={sw / tick / n * 1e6:.1f}us issuer_cpu/tx={iss / tick / n * 1e6:.1f}us "
+      f"switch_cpu/tx={sw / tick / n * 1e6:.1f}us issuer_cpu/tx={iss / tick / n * 1e6:.1f}us loadgen_cpu/tx={lg / n * 1e6:.1f}us "
       f"switch_rss_MiB start={kib[0] // 1024 if kib else 0} max={max(kib) // 1024 if kib else 0} end={kib[-1] // 1024 if kib else 0} "
       f"codes={r['by_code']}")
 EOF
