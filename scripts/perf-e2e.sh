@@ -6,7 +6,7 @@
 #   scripts/perf-e2e.sh open50k --rate 50000 --connections 16 --duration 30s
 #   scripts/perf-e2e.sh closed  --rate max --window 64 --connections 16 --duration 20s
 #
-# Environment: PERF_DIR (default /tmp/cardswitch-perf), ISSUER_LINKS (4), DURABILITY (fsync),
+# Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
 # BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; ..." set in [switch]).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
@@ -20,6 +20,11 @@ PERF_DIR=${PERF_DIR:-/tmp/cardswitch-perf}
 ISSUER_LINKS=${ISSUER_LINKS:-4}
 DURABILITY=${DURABILITY:-fsync}
 OUT=$PERF_DIR/out
+# PORT_BASE (default 15000): acquirer listener +1, issuer listener +2, admin +80.
+PORT_BASE=${PORT_BASE:-15000}
+ACQ=127.0.0.1:$((PORT_BASE + 1))
+ISS=127.0.0.1:$((PORT_BASE + 2))
+ADMIN=127.0.0.1:$((PORT_BASE + 80))
 mkdir -p "$OUT" "$PERF_DIR/bin"
 
 if [[ "${NO_BUILD:-}" != 1 && -z "${BIN_FROM:-}" ]]; then
@@ -34,9 +39,9 @@ sync
 cp -r config "$PERF_DIR/config"
 CFG=$PERF_DIR/config/switch.toml
 sed -i \
-    -e 's|^acquirer = .*|acquirer = "127.0.0.1:15001"|' \
-    -e 's|^issuer = .*|issuer = "127.0.0.1:15002"|' \
-    -e 's|^admin = .*|admin = "127.0.0.1:15080"|' \
+    -e 's|^acquirer = .*|acquirer = "'"$ACQ"'"|' \
+    -e 's|^issuer = .*|issuer = "'"$ISS"'"|' \
+    -e 's|^admin = .*|admin = "'"$ADMIN"'"|' \
     -e "s|^dir = .*|dir = \"$PERF_DIR/journal\"|" \
     -e "s|^durability = .*|durability = \"$DURABILITY\"|" \
     -e 's|^level = .*|level = "warn"|' \
@@ -70,15 +75,15 @@ trap cleanup EXIT
 SW=$!
 pids+=("$SW")
 for _ in $(seq 100); do
-    curl -sf 127.0.0.1:15080/healthz >/dev/null 2>&1 && break
+    curl -sf "$ADMIN"/healthz >/dev/null 2>&1 && break
     sleep 0.1
 done
-"$PERF_DIR/bin/issuer-sim" --switch 127.0.0.1:15002 --institution 03010000 \
+"$PERF_DIR/bin/issuer-sim" --switch "$ISS" --institution 03010000 \
     --links "$ISSUER_LINKS" --no-accounts --stats-interval-s 0 2>"$OUT/$NAME.issuer.log" &
 IS=$!
 pids+=("$IS")
 for _ in $(seq 100); do
-    n=$(curl -sf 127.0.0.1:15080/metrics | awk '/^switch_issuer_links_signed_on\{issuer="03010000"\}/ {print $2}')
+    n=$(curl -sf "$ADMIN"/metrics | awk '/^switch_issuer_links_signed_on\{issuer="03010000"\}/ {print $2}')
     [[ "${n:-0}" -ge "$ISSUER_LINKS" ]] && break
     sleep 0.1
 done
@@ -88,14 +93,14 @@ TICK=$(getconf CLK_TCK)
 sw0=$(cpu "$SW"); is0=$(cpu "$IS")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 ( i=0; while kill -0 "$SW" 2>/dev/null; do
-      lg=$(pgrep -f "bin/loadgen run" | head -1)
+      lg=$(pgrep -f "$PERF_DIR/bin/loadgen run" | head -1)
       printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")"
       i=$((i + 1)); sleep 1
   done ) >"$OUT/$NAME.rss.tsv" &
 RSSP=$!
 pids+=("$RSSP")
 
-/usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$PERF_DIR/bin/loadgen" run --target 127.0.0.1:15001 --config "$CFG" --issuers 03010000 \
+/usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$PERF_DIR/bin/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
     --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
 LG=$!
 # PERF_RECORD="perf record args": profile the switch for the whole load (perf.data in OUT).
@@ -107,7 +112,7 @@ fi
 wait "$LG"
 if [[ -n "${PERF_RECORD:-}" ]]; then kill -INT "$PR"; wait "$PR" || true; fi
 sw1=$(cpu "$SW"); is1=$(cpu "$IS")
-curl -sf 127.0.0.1:15080/metrics >"$OUT/$NAME.metrics" || true
+curl -sf "$ADMIN"/metrics >"$OUT/$NAME.metrics" || true
 
 python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" "$OUT/$NAME.loadgen.time" <<'EOF'
 import json, sys

@@ -688,12 +688,34 @@ impl OriginalIndex {
         now_ms: i64,
         limits: &LimitCounters,
     ) -> Finished {
+        self.finish_at(key, None, kind, original, amount, approved, now_ms, limits)
+    }
+
+    /// [`finish`](Self::finish) for a request the issuer answered (or timed out): also
+    /// records the F11 it had at the issuer, in the same lookup (instead of a
+    /// [`forwarded`](Self::forwarded) call when it was sent: only an original that ended
+    /// approved is ever referred to by that F11).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_at(
+        &self,
+        key: &TxnKey,
+        issuer_stan: Option<u32>,
+        kind: TxnKind,
+        original: Option<TxnKey>,
+        amount: i64,
+        approved: bool,
+        now_ms: i64,
+        limits: &LimitCounters,
+    ) -> Finished {
         let mut out = Finished::default();
         let mut reversed_early = false;
         self.with(key, |o| {
             if let Some(o) = o {
                 if o.state != OriginalState::Pending {
                     return;
+                }
+                if let Some(stan) = issuer_stan {
+                    o.issuer_stan = stan;
                 }
                 o.state = if approved {
                     OriginalState::Approved

@@ -178,6 +178,31 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A switch state with no routes, an in-memory journal and tables, for unit tests.
+    #[cfg(test)]
+    #[must_use]
+    pub fn for_tests(config: Config) -> Self {
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let first_date =
+            crate::cutover::clock_date(config.switch.settlement_cutover, clock.now_millis());
+        Shared {
+            switch_id: config.switch.id,
+            config: ArcSwap::from_pointee(config),
+            clock,
+            journal: Arc::new(crate::journal::MemoryJournal::new()),
+            routes: HashMap::new(),
+            seen: crate::daytable::DayTable::with_capacity(0),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            limits: crate::limits::LimitCounters::new(),
+            originals: crate::originals::OriginalIndex::with_capacity(0),
+            day: crate::cutover::Day::new(first_date),
+            acquirer_links: DashMap::new(),
+            next_link_id: std::sync::atomic::AtomicU64::new(0),
+            tick_ms: 10,
+        }
+    }
+
     /// The settlement date the clock alone gives for `now_ms` (the cut-over timer compares
     /// it with the business date).
     #[must_use]

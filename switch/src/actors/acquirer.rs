@@ -1,8 +1,9 @@
 //! `AcquirerLink`: one actor per acquirer TCP link. Reads frames, decodes, checks, routes by
 //! BIN and sends the request straight to an issuer link actor (one hop). Answers come back
-//! as [`Deliver`] messages and are written in arrival order.
+//! through the link's [`Outbox`] and are written in arrival order, a batch per write.
 
 use super::issuer::Forward;
+use super::outbox::{Flush, Outbox};
 use super::route::{QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
@@ -34,8 +35,10 @@ pub struct AcquirerLink {
     last_send: i64,
     /// Key in `Shared::acquirer_links` once bound.
     link_id: u64,
-    /// Own address, shared by every forwarded request (answers come back to it).
-    addr: Option<Arc<Addr<AcquirerLink>>>,
+    /// Where answers are queued, shared by every forwarded request.
+    outbox: Option<Arc<Outbox>>,
+    /// The outbox's previous vector, kept empty with its capacity (swapped on each flush).
+    spare: Vec<bytes::Bytes>,
 }
 
 impl AcquirerLink {
@@ -55,14 +58,16 @@ impl AcquirerLink {
                 last_recv: now,
                 last_send: now,
                 link_id: 0,
-                addr: None,
+                outbox: None,
+                spare: Vec::new(),
             }
         })
     }
 
-    fn self_addr(&mut self, ctx: &Context<Self>) -> Arc<Addr<AcquirerLink>> {
-        self.addr
-            .get_or_insert_with(|| Arc::new(ctx.address()))
+    fn outbox(&mut self, ctx: &Context<Self>) -> Arc<Outbox> {
+        let shared = &self.shared;
+        self.outbox
+            .get_or_insert_with(|| Arc::new(Outbox::new(ctx.address().recipient(), shared.clone())))
             .clone()
     }
 
@@ -105,11 +110,13 @@ impl AcquirerLink {
             reversal_reason: None,
             installment_fee: None,
         };
+        let outbox = self.outbox(ctx);
         let log = &*self.shared.journal;
         journal(log, &SwitchRecord::Request(record));
-        let addr = ctx.address();
         journal_then(log, &SwitchRecord::Outcome(outcome), move || {
-            addr.do_send(Deliver(bytes))
+            // A switch decision is never an approval to reverse: a closed link just
+            // does not get it.
+            let _ = outbox.push(bytes);
         });
     }
 
@@ -352,7 +359,7 @@ impl AcquirerLink {
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let forward = Forward {
             request: msg,
-            reply_to: self.self_addr(ctx),
+            reply_to: self.outbox(ctx),
             key,
             kind,
             record,
@@ -632,6 +639,11 @@ impl Actor for AcquirerLink {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.shared.acquirer_links.remove(&self.link_id);
+        let unwritten = self.outbox.as_ref().map_or(0, |o| o.close());
+        if unwritten > 0 {
+            metrics::counter!("switch_undeliverable_total").increment(unwritten as u64);
+            tracing::warn!(peer = %self.peer, unwritten, "acquirer link closed with answers not yet written");
+        }
         metrics::gauge!("switch_acquirer_links").decrement(1.0);
         tracing::info!(peer = %self.peer, institution = ?self.institution.map(|i| i.to_string()), "acquirer link closed");
     }
@@ -663,5 +675,24 @@ impl Handler<Deliver> for AcquirerLink {
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
         self.send(msg.0);
+    }
+}
+
+impl Handler<Flush> for AcquirerLink {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) {
+        let Some(outbox) = self.outbox.clone() else {
+            return;
+        };
+        let mut frames = std::mem::take(&mut self.spare);
+        outbox.take(&mut frames);
+        if !frames.is_empty() {
+            self.last_send = self.shared.clock.now_millis();
+        }
+        for frame in frames.drain(..) {
+            self.writer.write(Frame::Message(frame));
+        }
+        self.spare = frames;
     }
 }

@@ -2,7 +2,7 @@
 //! sent (no shared lock), matches responses by the rewritten F11, times requests out with
 //! the injected clock, and sends echoes and keep-alives on an idle link.
 
-use super::acquirer::AcquirerLink;
+use super::outbox::Outbox;
 use super::route::{IssuerRouteActor, QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
@@ -29,8 +29,8 @@ use tokio_util::codec::FramedRead;
 #[rtype(result = "()")]
 pub struct Forward {
     pub request: Message,
-    /// Shared per acquirer link: cloning the `Arc` is cheaper than cloning an `Addr`.
-    pub reply_to: Arc<Addr<AcquirerLink>>,
+    /// The acquirer link's outbox, where the answer goes once its outcome is durable.
+    pub reply_to: Arc<Outbox>,
     pub key: TxnKey,
     pub kind: TxnKind,
     pub record: RequestRecord,
@@ -48,7 +48,7 @@ pub struct SiblingResponse(pub Message);
 
 /// One request waiting for the issuer (keyed by the F11 the switch sent it).
 struct Pending {
-    reply_to: Arc<Addr<AcquirerLink>>,
+    reply_to: Arc<Outbox>,
     /// The acquirer's request: its header fields 6-9 and F11 are restored in the answer
     /// (SPEC.md section 3) and it is the template of a reversal.
     request: Message,
@@ -61,6 +61,58 @@ struct Pending {
     /// F90 of a related transaction and F4: the originals index is updated at the end.
     original: Option<TxnKey>,
     amount: i64,
+}
+
+/// An issuer's answer on its way to the acquirer, with what it takes to reverse an
+/// approval that cannot be delivered (SPEC 8, reason 4363). Kept small: it rides in the
+/// journal completion of every transaction.
+struct Lost {
+    reply_to: Arc<Outbox>,
+    /// The answer is an approval of a reversible transaction.
+    reverse: bool,
+    issuer: Option<iso8583::InstId>,
+    /// The acquirer's request as received (the reversal's template).
+    template: bytes::Bytes,
+    key: TxnKey,
+    /// F11 of the request at the issuer.
+    stan: u32,
+}
+
+impl Lost {
+    /// Queue the answer on the acquirer link; reverse an approval it cannot take.
+    fn deliver(self, answer: bytes::Bytes) {
+        let Err((why, _)) = self.reply_to.push(answer) else {
+            return;
+        };
+        if !self.reverse {
+            return;
+        }
+        metrics::counter!("switch_undeliverable_total").increment(1);
+        tracing::warn!(why = ?why, "approval could not be delivered to the acquirer; reversing (4363)");
+        let shared = &self.reply_to.shared;
+        shared
+            .originals
+            .reversed_by_switch(&self.key, &shared.limits);
+        let actor = self
+            .issuer
+            .and_then(|i| shared.route(&i))
+            .and_then(|r| r.actor.get());
+        let template = Message::decode(self.template);
+        match (actor, template) {
+            (Some(actor), Ok(template)) => actor.do_send(QueueReversal {
+                source: ReversalSource::Generated(template),
+                original_stan: self.stan,
+                reason: reason::UNDELIVERABLE,
+                original: Some(self.key),
+            }),
+            (None, _) => tracing::error!(
+                "undeliverable approval's issuer route is unknown; no reversal sent"
+            ),
+            (_, Err(e)) => {
+                tracing::error!(error = %e, "undeliverable approval's request could not be decoded again; no reversal sent")
+            }
+        }
+    }
 }
 
 pub struct IssuerLink {
@@ -92,7 +144,7 @@ pub struct IssuerLink {
 #[derive(Default)]
 struct LinkMetrics {
     /// `switch_transactions_total` by (request MTI, response code).
-    txns: HashMap<([u8; 4], [u8; 2]), metrics::Counter>,
+    txns: HashMap<([u8; 4], [u8; 2]), metrics::Counter, crate::FastHash>,
     latency: Option<metrics::Histogram>,
     in_flight: Option<metrics::Gauge>,
 }
@@ -261,7 +313,7 @@ impl IssuerLink {
                 )
                 .build();
                 if let Ok(b) = resp {
-                    fwd.reply_to.do_send(Deliver(b));
+                    let _ = fwd.reply_to.push(b);
                 }
                 return;
             }
@@ -270,7 +322,7 @@ impl IssuerLink {
         record.issuer_stan = Some(stan);
         let settlement_date = record.settlement_date;
         let (original, amount) = (record.original, record.amount);
-        self.shared.originals.forwarded(&fwd.key, stan);
+        // The originals index learns `stan` when the request ends (`finish_at`).
         journal(&*self.shared.journal, &SwitchRecord::Request(record));
         let now = self.shared.clock.now_millis();
         let deadline = now + route.timeout_ms;
@@ -509,8 +561,9 @@ impl IssuerLink {
             self.shared.limits.release(r);
         }
         let now = self.shared.clock.now_millis();
-        let finished = self.shared.originals.finish(
+        let finished = self.shared.originals.finish_at(
             &p.key,
+            Some(stan),
             p.kind,
             p.original,
             p.amount,
@@ -547,32 +600,19 @@ impl IssuerLink {
                 .and_then(|v| iso8583::subfields::InstallmentResponse::parse(v).ok())
                 .map(|ip| ip.cardholder_fee),
         };
-        let reply_to = p.reply_to;
-        let reverse_if_lost = code.is_approved() && p.kind.is_reversible();
-        // Looked up only on the rare undeliverable path.
-        let route = self.route.clone();
-        let template = p.request;
-        let shared = self.shared.clone();
+        let lost = Lost {
+            reply_to: p.reply_to,
+            reverse: code.is_approved() && p.kind.is_reversible(),
+            issuer: self.route.as_ref().map(|r| r.id),
+            // The request as received: decoded again only on the rare undeliverable path.
+            template: p.request.raw().clone(),
+            key: p.key,
+            stan,
+        };
         journal_then(
             &*self.shared.journal,
             &SwitchRecord::Outcome(outcome),
-            move || {
-                if reply_to.try_send(Deliver(answer)).is_err() && reverse_if_lost {
-                    metrics::counter!("switch_undeliverable_total").increment(1);
-                    tracing::warn!(
-                        "approval could not be delivered to the acquirer; reversing (4363)"
-                    );
-                    shared.originals.reversed_by_switch(&p.key, &shared.limits);
-                    if let Some(actor) = route.as_ref().and_then(|r| r.actor.get()) {
-                        actor.do_send(QueueReversal {
-                            source: ReversalSource::Generated(template),
-                            original_stan: stan,
-                            reason: reason::UNDELIVERABLE,
-                            original: Some(p.key),
-                        });
-                    }
-                }
-            },
+            move || lost.deliver(answer),
         );
     }
 
@@ -628,7 +668,10 @@ impl IssuerLink {
             Ok(bytes) => journal_then(
                 &*self.shared.journal,
                 &SwitchRecord::Outcome(outcome),
-                move || reply_to.do_send(Deliver(bytes)),
+                move || {
+                    // The switch never approves: nothing to reverse if the link is gone.
+                    let _ = reply_to.push(bytes);
+                },
             ),
             Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
         }

@@ -4,6 +4,7 @@
 pub mod acquirer;
 pub mod cutover;
 pub mod issuer;
+pub mod outbox;
 pub mod route;
 
 use crate::journal::{Completion, Journal};
