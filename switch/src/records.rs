@@ -94,7 +94,8 @@ pub struct OutcomeRecord {
     pub key: TxnKey,
     pub settlement_date: u32,
     pub code: [u8; 2],
-    pub auth_code: Option<String>,
+    /// F38 (6 characters; fixed capacity like the request's text fields: no allocation).
+    pub auth_code: Option<ArrayString<6>>,
     pub responder: Responder,
     pub answered_ms: i64,
     /// A reversal the switch generated for this transaction (F60.1 reason).
@@ -136,6 +137,21 @@ pub enum SwitchRecord {
     AdviceDone(AdviceDoneRecord),
 }
 
+/// Encoded on the stack, then copied into one exactly sized allocation: a `Bytes` made from
+/// a `Vec` with spare capacity costs a second allocation (its shared header), and the
+/// journal keeps every payload until its batch is written. A record too large for the
+/// stack buffer (an advice carrying a long frame) takes the growing-`Vec` way.
+fn encode_one<T: Serialize>(record: &T) -> Result<bytes::Bytes, postcard::Error> {
+    let mut stack = [0u8; 512];
+    match postcard::to_slice(record, &mut stack) {
+        Ok(used) => Ok(bytes::Bytes::copy_from_slice(used)),
+        Err(postcard::Error::SerializeBufferFull) => {
+            postcard::to_extend(record, Vec::new()).map(bytes::Bytes::from)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl SwitchRecord {
     #[must_use]
     pub fn kind(&self) -> u8 {
@@ -149,15 +165,12 @@ impl SwitchRecord {
 
     /// Serialise the payload.
     pub fn encode(&self) -> Result<bytes::Bytes, postcard::Error> {
-        // One allocation sized for a typical request record instead of a growing Vec.
-        let buf = Vec::with_capacity(256);
-        let v = match self {
-            SwitchRecord::Request(r) => postcard::to_extend(r, buf),
-            SwitchRecord::Outcome(r) => postcard::to_extend(r, buf),
-            SwitchRecord::Advice(r) => postcard::to_extend(r, buf),
-            SwitchRecord::AdviceDone(r) => postcard::to_extend(r, buf),
-        }?;
-        Ok(bytes::Bytes::from(v))
+        match self {
+            SwitchRecord::Request(r) => encode_one(r),
+            SwitchRecord::Outcome(r) => encode_one(r),
+            SwitchRecord::Advice(r) => encode_one(r),
+            SwitchRecord::AdviceDone(r) => encode_one(r),
+        }
     }
 
     /// Decode a journal record; `None` for an unknown kind (a newer version's record).
@@ -208,7 +221,7 @@ mod tests {
                 key,
                 settlement_date: 20261121,
                 code: *b"00",
-                auth_code: Some("123456".into()),
+                auth_code: Some(fixed("123456")),
                 responder: Responder::Issuer,
                 answered_ms: 5,
                 reversal_reason: None,
@@ -219,9 +232,27 @@ mod tests {
                 advice_stan: 19,
                 answered: true,
             }),
+            // Larger than the stack buffer: encoded through a growing Vec instead.
+            SwitchRecord::Advice(AdviceRecord {
+                issuer: "03010000".into(),
+                advice_stan: 29,
+                reason: *b"4361",
+                original: Some(key),
+                payload: vec![b'7'; 2_000],
+                queued_ms: 9,
+            }),
         ];
         for r in recs {
             let bytes = r.encode().unwrap();
+            // Byte for byte what postcard writes on its own (journals stay readable).
+            let plain = match &r {
+                SwitchRecord::Outcome(o) => postcard::to_allocvec(o),
+                SwitchRecord::AdviceDone(o) => postcard::to_allocvec(o),
+                SwitchRecord::Advice(o) => postcard::to_allocvec(o),
+                SwitchRecord::Request(o) => postcard::to_allocvec(o),
+            }
+            .unwrap();
+            assert_eq!(&bytes[..], &plain[..]);
             assert_eq!(SwitchRecord::decode(r.kind(), &bytes).unwrap(), Some(r));
         }
         assert_eq!(SwitchRecord::decode(99, b"").unwrap(), None);

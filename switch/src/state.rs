@@ -37,8 +37,10 @@ pub struct IssuerRoute {
     pub id: InstId,
     pub timeout_ms: i64,
     pub max_in_flight: usize,
-    /// Signed-on links; replaced as a whole on sign-on/off (rare).
-    pub links: ArcSwap<Vec<LinkHandle>>,
+    /// Signed-on links; replaced as a whole on sign-on/off (rare). Each handle is behind an
+    /// `Arc`: picking one per request is then one counter increment (cloning an actix
+    /// `Addr` allocates).
+    pub links: ArcSwap<Vec<Arc<LinkHandle>>>,
     /// Round-robin cursor.
     rr: AtomicUsize,
     /// Slots taken by bound links (bit per slot). Only touched on connect/disconnect.
@@ -66,7 +68,7 @@ impl IssuerRoute {
 
     /// Pick a signed-on link with room, round-robin. `None`: no link or all at their cap.
     #[must_use]
-    pub fn pick(&self) -> Option<LinkHandle> {
+    pub fn pick(&self) -> Option<Arc<LinkHandle>> {
         let links = self.links.load();
         let n = links.len();
         if n == 0 {
@@ -82,7 +84,7 @@ impl IssuerRoute {
 
     /// The signed-on link in `slot`.
     #[must_use]
-    pub fn link_in_slot(&self, slot: u8) -> Option<LinkHandle> {
+    pub fn link_in_slot(&self, slot: u8) -> Option<Arc<LinkHandle>> {
         self.links.load().iter().find(|l| l.slot == slot).cloned()
     }
 
@@ -107,12 +109,12 @@ impl IssuerRoute {
 
     pub fn sign_on(&self, handle: LinkHandle) {
         self.links.rcu(|links| {
-            let mut v: Vec<LinkHandle> = links
+            let mut v: Vec<Arc<LinkHandle>> = links
                 .iter()
                 .filter(|l| l.slot != handle.slot)
                 .cloned()
                 .collect();
-            v.push(handle.clone());
+            v.push(Arc::new(handle.clone()));
             v
         });
         metrics::gauge!("switch_issuer_links_signed_on", "issuer" => self.id.to_string())

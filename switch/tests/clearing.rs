@@ -193,7 +193,7 @@ impl Day {
             key: r.key,
             settlement_date: r.settlement_date,
             code: *code,
-            auth_code: (code == b"00").then(|| format!("A{stan:05}")),
+            auth_code: (code == b"00").then(|| switch::records::fixed(&format!("A{stan:05}"))),
             responder: Responder::Issuer,
             answered_ms: r.received_ms + 300,
             reversal_reason: None,

@@ -591,7 +591,7 @@ impl IssuerLink {
             key: p.key,
             settlement_date: p.settlement_date,
             code: code.0,
-            auth_code: msg.field_str(38).map(str::to_owned),
+            auth_code: msg.field_str(38).map(crate::records::fixed),
             responder: Responder::Issuer,
             answered_ms: now,
             reversal_reason: None,

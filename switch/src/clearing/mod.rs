@@ -492,7 +492,8 @@ fn line_of(
         pos_condition: req.pos_condition,
         auth_code: t
             .outcome
-            .and_then(|o| o.auth_code.clone())
+            .and_then(|o| o.auth_code)
+            .map(|a| a.to_string())
             .unwrap_or_default(),
         response_code: t.outcome.map_or(*b"00", |o| o.code),
         pos_entry: req.pos_entry,
