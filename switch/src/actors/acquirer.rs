@@ -217,7 +217,8 @@ impl AcquirerLink {
         require_sign_on: bool,
         ctx: &mut Context<Self>,
     ) {
-        let now = self.shared.clock.now_millis();
+        // Set from the clock when this frame was read.
+        let now = self.last_recv;
         if let Some(n) = missing_mandatory(&msg, kind) {
             tracing::info!(mti = %msg.mti(), field = n, "mandatory field missing");
             let reason = format!("F{n} MISSING");
@@ -358,7 +359,7 @@ impl AcquirerLink {
         link.in_flight.fetch_add(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let forward = Forward {
-            request: msg,
+            request: Box::new(msg),
             reply_to: self.outbox(ctx),
             key,
             kind,

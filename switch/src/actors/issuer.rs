@@ -28,7 +28,9 @@ use tokio_util::codec::FramedRead;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Forward {
-    pub request: Message,
+    /// Boxed: a `Message` is ~620 bytes (its field spans), and the request moves from the
+    /// acquirer link through the mailbox into the pending table.
+    pub request: Box<Message>,
     /// The acquirer link's outbox, where the answer goes once its outcome is durable.
     pub reply_to: Arc<Outbox>,
     pub key: TxnKey,
@@ -51,7 +53,7 @@ struct Pending {
     reply_to: Arc<Outbox>,
     /// The acquirer's request: its header fields 6-9 and F11 are restored in the answer
     /// (SPEC.md section 3) and it is the template of a reversal.
-    request: Message,
+    request: Box<Message>,
     key: TxnKey,
     kind: TxnKind,
     deadline: i64,
@@ -326,7 +328,8 @@ impl IssuerLink {
         journal(&*self.shared.journal, &SwitchRecord::Request(record));
         let now = self.shared.clock.now_millis();
         let deadline = now + route.timeout_ms;
-        self.send(forwarded);
+        self.last_send = now;
+        self.writer.write(Frame::Message(forwarded));
         self.pending.insert(
             stan,
             Pending {
@@ -419,11 +422,11 @@ impl IssuerLink {
                 actor.do_send(super::route::AdviceAnswered { stan });
             }
         } else if Some(slot) == self.slot {
-            self.on_response(msg);
+            self.on_response(msg, self.last_recv);
         } else if let Some(sibling) = route.link_in_slot(slot) {
             sibling.addr.do_send(SiblingResponse(msg));
         } else {
-            self.on_response(msg);
+            self.on_response(msg, self.last_recv);
         }
     }
 
@@ -494,7 +497,8 @@ impl IssuerLink {
         }
     }
 
-    fn on_response(&mut self, msg: Message) {
+    /// An issuer's answer, received at `now` (the clock is read once per frame).
+    fn on_response(&mut self, msg: Message, now: i64) {
         let Some(stan) = msg.stan() else { return };
         let code = msg.response_code();
         let Some(p) = self.pending.remove(&stan) else {
@@ -560,7 +564,6 @@ impl IssuerLink {
         if let (false, Some(r)) = (code.is_approved(), &p.reservation) {
             self.shared.limits.release(r);
         }
-        let now = self.shared.clock.now_millis();
         let finished = self.shared.originals.finish_at(
             &p.key,
             Some(stan),
@@ -576,7 +579,7 @@ impl IssuerLink {
             // approved it, reverse it there.
             tracing::info!(issuer = %self.issuer_label(), stan, "approval of an early-reversed transaction; reversing");
             actor.do_send(QueueReversal {
-                source: ReversalSource::Generated(p.request.clone()),
+                source: ReversalSource::Generated((*p.request).clone()),
                 original_stan: stan,
                 reason,
                 original: Some(p.key),
@@ -657,7 +660,7 @@ impl IssuerLink {
         };
         if let (Some(reason), Some(actor)) = (reversal, self.route_actor()) {
             actor.do_send(QueueReversal {
-                source: ReversalSource::Generated(p.request),
+                source: ReversalSource::Generated(*p.request),
                 original_stan: issuer_stan,
                 reason,
                 original: Some(p.key),
@@ -844,7 +847,8 @@ impl Handler<Forward> for IssuerLink {
 impl Handler<SiblingResponse> for IssuerLink {
     type Result = ();
     fn handle(&mut self, msg: SiblingResponse, _ctx: &mut Self::Context) {
-        self.on_response(msg.0);
+        let now = self.shared.clock.now_millis();
+        self.on_response(msg.0, now);
     }
 }
 
