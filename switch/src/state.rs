@@ -30,6 +30,8 @@ pub struct LinkHandle {
     pub addr: Addr<IssuerLink>,
     /// Requests sent on this link and not yet answered or timed out.
     pub in_flight: Arc<AtomicUsize>,
+    /// Where requests for this link are queued.
+    pub inbox: Arc<crate::actors::outbox::Inbox<crate::actors::issuer::Forward>>,
 }
 
 /// Shared, lock-free view of one issuer institution.

@@ -3,7 +3,7 @@
 //! through the link's [`Outbox`] and are written in arrival order, a batch per write.
 
 use super::issuer::Forward;
-use super::outbox::{Flush, Outbox};
+use super::outbox::{Flush, Outbox, Undeliverable};
 use super::route::{QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
@@ -368,13 +368,14 @@ impl AcquirerLink {
             reservation,
             original_issuer_stan,
         };
-        if let Err(e) = link.addr.try_send(forward) {
+        if let Err((why, forward)) = link.inbox.push(forward) {
             link.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-            metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => "mailbox_full").increment(1);
-            let forward = match e {
-                SendError::Full(f) | SendError::Closed(f) => f,
+            let reason = match why {
+                Undeliverable::Full => "mailbox_full",
+                Undeliverable::Closed => "link_closed",
             };
+            metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => reason).increment(1);
             if let Some(r) = &forward.reservation {
                 self.shared.limits.release(r);
             }
@@ -640,7 +641,7 @@ impl Actor for AcquirerLink {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.shared.acquirer_links.remove(&self.link_id);
-        let unwritten = self.outbox.as_ref().map_or(0, |o| o.close());
+        let unwritten = self.outbox.as_ref().map_or(0, |o| o.frames.close().len());
         if unwritten > 0 {
             metrics::counter!("switch_undeliverable_total").increment(unwritten as u64);
             tracing::warn!(peer = %self.peer, unwritten, "acquirer link closed with answers not yet written");
@@ -687,7 +688,7 @@ impl Handler<Flush> for AcquirerLink {
             return;
         };
         let mut frames = std::mem::take(&mut self.spare);
-        outbox.take(&mut frames);
+        outbox.frames.take(&mut frames);
         if !frames.is_empty() {
             self.last_send = self.shared.clock.now_millis();
         }

@@ -2,7 +2,7 @@
 //! sent (no shared lock), matches responses by the rewritten F11, times requests out with
 //! the injected clock, and sends echoes and keep-alives on an idle link.
 
-use super::outbox::Outbox;
+use super::outbox::{Flush, Inbox, Outbox};
 use super::route::{IssuerRouteActor, QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
@@ -24,9 +24,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-/// A request from an acquirer link to forward on this link.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A request from an acquirer link to forward on this link (queued on its inbox).
 pub struct Forward {
     /// Boxed: a `Message` is ~620 bytes (its field spans), and the request moves from the
     /// acquirer link through the mailbox into the pending table.
@@ -133,6 +131,10 @@ pub struct IssuerLink {
     echo_deadline: Option<(i64, u32)>,
     /// Own address, published to the route on sign-on.
     self_addr: Option<Addr<IssuerLink>>,
+    /// Requests queued for this link by acquirer links, taken in batches on `Flush`.
+    inbox: Arc<Inbox<Forward>>,
+    /// The inbox's previous vector, kept empty with its capacity.
+    spare: Vec<Forward>,
     /// Dropped when the actor stops: a dialler waits on it before reconnecting.
     on_stop: Option<tokio::sync::oneshot::Sender<()>>,
     last_recv: i64,
@@ -205,6 +207,8 @@ impl IssuerLink {
                 in_flight: Arc::new(AtomicUsize::new(0)),
                 echo_deadline: None,
                 self_addr: None,
+                inbox: Arc::new(Inbox::new(ctx.address().recipient())),
+                spare: Vec::new(),
                 on_stop,
                 last_recv: now,
                 last_send: now,
@@ -263,8 +267,33 @@ impl IssuerLink {
         self.route.as_ref().and_then(|r| r.actor.get().cloned())
     }
 
-    fn on_forward(&mut self, fwd: Forward, ctx: &mut Context<Self>) {
+    /// A request that never reached the issuer: what it held is released and the acquirer
+    /// gets `code` from the switch (nothing to reverse).
+    fn answer_unsent(&mut self, fwd: Forward, code: ResponseCode) {
+        if let Some(r) = &fwd.reservation {
+            self.shared.limits.release(r);
+        }
+        self.shared.originals.finish(
+            &fwd.key,
+            fwd.kind,
+            fwd.record.original,
+            fwd.record.amount,
+            false,
+            self.shared.clock.now_millis(),
+            &self.shared.limits,
+        );
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let f15 = f15_of(fwd.record.settlement_date);
+        let resp = switch_response(&fwd.request, self.shared.switch_id, code, &f15, None).build();
+        if let Ok(b) = resp {
+            let _ = fwd.reply_to.push(b);
+        }
+    }
+
+    fn on_forward(&mut self, fwd: Forward) {
         let Some(route) = self.route.clone() else {
+            self.answer_unsent(fwd, ResponseCode::ISSUER_INOPERATIVE);
             return;
         };
         let stan = self.next_stan();
@@ -292,31 +321,7 @@ impl IssuerLink {
             Ok(bytes) => bytes,
             Err(_) => {
                 tracing::error!(issuer = %route.id, "could not re-encode a request for the issuer");
-                if let Some(r) = &fwd.reservation {
-                    self.shared.limits.release(r);
-                }
-                self.shared.originals.finish(
-                    &fwd.key,
-                    fwd.kind,
-                    fwd.record.original,
-                    fwd.record.amount,
-                    false,
-                    self.shared.clock.now_millis(),
-                    &self.shared.limits,
-                );
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-                let resp = switch_response(
-                    &fwd.request,
-                    self.shared.switch_id,
-                    ResponseCode::SYSTEM_MALFUNCTION,
-                    &f15,
-                    None,
-                )
-                .build();
-                if let Ok(b) = resp {
-                    let _ = fwd.reply_to.push(b);
-                }
+                self.answer_unsent(fwd, ResponseCode::SYSTEM_MALFUNCTION);
                 return;
             }
         };
@@ -346,8 +351,6 @@ impl IssuerLink {
             },
         );
         self.deadlines.push_back((deadline, stan));
-
-        let _ = ctx;
     }
 
     fn on_payload(&mut self, raw: bytes::Bytes, ctx: &mut Context<Self>) {
@@ -472,6 +475,7 @@ impl IssuerLink {
                             slot,
                             addr,
                             in_flight: self.in_flight.clone(),
+                            inbox: self.inbox.clone(),
                         });
                         tracing::info!(issuer = %route.id, slot, "issuer link signed on");
                     }
@@ -802,7 +806,11 @@ impl Actor for IssuerLink {
             route.release_slot(slot);
             tracing::info!(issuer = %route.id, slot, pending = self.pending.len(), "issuer link closed");
         }
-        // Nothing is left unanswered: what this link was waiting for times out now.
+        // Nothing is left unanswered: requests queued and never sent are declined (the
+        // issuer never saw them), what this link was waiting for times out now.
+        for fwd in self.inbox.close() {
+            self.answer_unsent(fwd, ResponseCode::ISSUER_INOPERATIVE);
+        }
         for (stan, p) in std::mem::take(&mut self.pending) {
             {
                 self.answer_from_switch(
@@ -837,10 +845,15 @@ impl StreamHandler<Result<Frame, FramingError>> for IssuerLink {
     }
 }
 
-impl Handler<Forward> for IssuerLink {
+impl Handler<Flush> for IssuerLink {
     type Result = ();
-    fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
-        self.on_forward(msg, ctx);
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) {
+        let mut forwards = std::mem::take(&mut self.spare);
+        self.inbox.take(&mut forwards);
+        for fwd in forwards.drain(..) {
+            self.on_forward(fwd);
+        }
+        self.spare = forwards;
     }
 }
 

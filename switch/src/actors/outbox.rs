@@ -1,78 +1,82 @@
-//! `Outbox`: the answers waiting to be written on one acquirer link.
+//! Batched hand-offs between link actors: [`Inbox`], a queue one actor drains in one go,
+//! and [`Outbox`], the answers waiting to be written on one acquirer link.
 //!
-//! Answers are released by the journal writer thread once their outcome is durable, a
-//! batch at a time. Sending each one as an actor message cost an envelope, a channel push
-//! and a wake-up of the link's thread per answer. Instead the writer pushes them onto the
-//! link's outbox and wakes the link only when the outbox goes from empty to non-empty; the
-//! link then writes everything queued in one go (one `write` for the batch).
+//! Sending each request or answer as its own actor message cost an envelope allocation
+//! (freed on another thread), a channel push and a wake-up of the receiving link per
+//! transaction. An inbox takes the item under a short lock and wakes its link only when it
+//! goes from empty to non-empty; the link then handles everything queued at once, and
+//! writes it in one go. Answers are released by the journal writer a batch at a time, and
+//! requests arrive from many acquirer links, so batches form under load by themselves.
 
 use crate::state::Shared;
 use actix::prelude::*;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Answers queued on one link beyond which it counts as unable to take more (the same
-/// bound its mailbox had): an approval that cannot be queued is reversed.
-pub const OUTBOX_CAP: usize = 65_536;
+/// Items queued on one link beyond which it counts as unable to take more (the bound its
+/// mailbox had): a request is then declined `91`, an approval that cannot be queued is
+/// reversed.
+pub const QUEUE_CAP: usize = 65_536;
 
-/// Tells the link that its outbox has answers to write.
+/// Tells a link that its inbox has items to handle.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush;
 
-/// Why an answer could not be queued.
+/// Why an item could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Undeliverable {
     /// The link has closed.
     Closed,
-    /// The link is not keeping up: `OUTBOX_CAP` answers already wait.
+    /// The link is not keeping up: `QUEUE_CAP` items already wait.
     Full,
 }
 
-#[derive(Default)]
-struct Queue {
-    frames: Vec<Bytes>,
+struct Queue<T> {
+    items: Vec<T>,
     /// A `Flush` is on its way (or being handled): no other is needed.
     scheduled: bool,
     closed: bool,
 }
 
-pub struct Outbox {
-    queue: Mutex<Queue>,
+/// Items for one link actor, handled by it in batches.
+pub struct Inbox<T> {
+    queue: Mutex<Queue<T>>,
     /// The link (a `Recipient`, so tests can stand in for it).
     link: Recipient<Flush>,
-    /// The switch state, for whoever must deal with an answer that could not be queued.
-    pub shared: Arc<Shared>,
 }
 
-impl Outbox {
+impl<T> Inbox<T> {
     #[must_use]
-    pub fn new(link: Recipient<Flush>, shared: Arc<Shared>) -> Self {
+    pub fn new(link: Recipient<Flush>) -> Self {
         Self {
-            queue: Mutex::default(),
+            queue: Mutex::new(Queue {
+                items: Vec::new(),
+                scheduled: false,
+                closed: false,
+            }),
             link,
-            shared,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // The queue holds plain frames: a panic elsewhere cannot leave it half-updated.
+    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+        // The queue holds plain items: a panic elsewhere cannot leave it half-updated.
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queue an answer for the link. The link is woken only if nothing was queued yet.
-    pub fn push(&self, frame: Bytes) -> Result<(), (Undeliverable, Bytes)> {
+    /// Queue an item for the link. The link is woken only if nothing was queued yet.
+    pub fn push(&self, item: T) -> Result<(), (Undeliverable, T)> {
         let wake = {
             let mut q = self.lock();
             if q.closed {
-                return Err((Undeliverable::Closed, frame));
+                return Err((Undeliverable::Closed, item));
             }
-            if q.frames.len() >= OUTBOX_CAP {
-                return Err((Undeliverable::Full, frame));
+            if q.items.len() >= QUEUE_CAP {
+                return Err((Undeliverable::Full, item));
             }
-            q.frames.push(frame);
+            q.items.push(item);
             !std::mem::replace(&mut q.scheduled, true)
         };
         if wake {
@@ -84,18 +88,39 @@ impl Outbox {
 
     /// Take everything queued, swapping in `spare` (an empty vector with capacity) so the
     /// steady state allocates nothing. Called by the link on `Flush`.
-    pub fn take(&self, spare: &mut Vec<Bytes>) {
+    pub fn take(&self, spare: &mut Vec<T>) {
         let mut q = self.lock();
         q.scheduled = false;
-        std::mem::swap(&mut q.frames, spare);
+        std::mem::swap(&mut q.items, spare);
     }
 
-    /// The link has stopped: later answers are refused (and an approval among them is
-    /// reversed by its sender). Returns how many queued answers were never written.
-    pub fn close(&self) -> usize {
+    /// The link has stopped: later items are refused. Returns the items never handled.
+    pub fn close(&self) -> Vec<T> {
         let mut q = self.lock();
         q.closed = true;
-        std::mem::take(&mut q.frames).len()
+        std::mem::take(&mut q.items)
+    }
+}
+
+/// The answers waiting to be written on one acquirer link.
+pub struct Outbox {
+    pub frames: Inbox<Bytes>,
+    /// The switch state, for whoever must deal with an answer that could not be queued.
+    pub shared: Arc<Shared>,
+}
+
+impl Outbox {
+    #[must_use]
+    pub fn new(link: Recipient<Flush>, shared: Arc<Shared>) -> Self {
+        Self {
+            frames: Inbox::new(link),
+            shared,
+        }
+    }
+
+    /// Queue an answer; see [`Inbox::push`].
+    pub fn push(&self, frame: Bytes) -> Result<(), (Undeliverable, Bytes)> {
+        self.frames.push(frame)
     }
 }
 
@@ -121,7 +146,7 @@ mod tests {
             self.flushes += 1;
             let mut frames = Vec::new();
             if let Some(o) = &self.outbox {
-                o.take(&mut frames);
+                o.frames.take(&mut frames);
             }
             self.written.extend(frames);
         }
@@ -182,12 +207,12 @@ mod tests {
     async fn a_closed_or_full_outbox_hands_the_answer_back() {
         let link = Link::default().start();
         let outbox = Outbox::new(link.recipient(), shared());
-        for _ in 0..OUTBOX_CAP {
+        for _ in 0..QUEUE_CAP {
             outbox.push(Bytes::from_static(b"a")).unwrap();
         }
         let (why, back) = outbox.push(Bytes::from_static(b"b")).unwrap_err();
         assert_eq!((why, &back[..]), (Undeliverable::Full, &b"b"[..]));
-        assert_eq!(outbox.close(), OUTBOX_CAP);
+        assert_eq!(outbox.frames.close().len(), QUEUE_CAP);
         let (why, _) = outbox.push(Bytes::from_static(b"c")).unwrap_err();
         assert_eq!(why, Undeliverable::Closed);
     }
