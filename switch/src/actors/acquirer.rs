@@ -3,7 +3,7 @@
 //! through the link's [`Outbox`] and are written in arrival order, a batch per write.
 
 use super::issuer::Forward;
-use super::outbox::{Flush, Outbox, Undeliverable};
+use super::outbox::{Answer, Flush, Outbox, Undeliverable};
 use super::route::{QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
@@ -38,7 +38,7 @@ pub struct AcquirerLink {
     /// Where answers are queued, shared by every forwarded request.
     outbox: Option<Arc<Outbox>>,
     /// The outbox's previous vector, kept empty with its capacity (swapped on each flush).
-    spare: Vec<bytes::Bytes>,
+    spare: Vec<Answer>,
 }
 
 impl AcquirerLink {
@@ -113,10 +113,10 @@ impl AcquirerLink {
         let outbox = self.outbox(ctx);
         let log = &*self.shared.journal;
         journal(log, &SwitchRecord::Request(record));
+        // A switch decision is never an approval to reverse: a closed link just does not
+        // get it.
         journal_then(log, &SwitchRecord::Outcome(outcome), move || {
-            // A switch decision is never an approval to reverse: a closed link just
-            // does not get it.
-            let _ = outbox.push(bytes);
+            outbox.push(bytes);
         });
     }
 
@@ -641,9 +641,10 @@ impl Actor for AcquirerLink {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.shared.acquirer_links.remove(&self.link_id);
-        let unwritten = self.outbox.as_ref().map_or(0, |o| o.frames.close().len());
+        // Approvals among the answers never written are reversed (4363).
+        let unwritten = self.outbox.as_ref().map_or(0, |o| o.close());
         if unwritten > 0 {
-            metrics::counter!("switch_undeliverable_total").increment(unwritten as u64);
+            metrics::counter!("switch_answers_unwritten_total").increment(unwritten as u64);
             tracing::warn!(peer = %self.peer, unwritten, "acquirer link closed with answers not yet written");
         }
         metrics::gauge!("switch_acquirer_links").decrement(1.0);
@@ -687,14 +688,14 @@ impl Handler<Flush> for AcquirerLink {
         let Some(outbox) = self.outbox.clone() else {
             return;
         };
-        let mut frames = std::mem::take(&mut self.spare);
-        outbox.frames.take(&mut frames);
-        if !frames.is_empty() {
+        let mut answers = std::mem::take(&mut self.spare);
+        outbox.answers.take(&mut answers);
+        if !answers.is_empty() {
             self.last_send = self.shared.clock.now_millis();
         }
-        for frame in frames.drain(..) {
-            self.writer.write(Frame::Message(frame));
+        for answer in answers.drain(..) {
+            self.writer.write(Frame::Message(answer.frame));
         }
-        self.spare = frames;
+        self.spare = answers;
     }
 }

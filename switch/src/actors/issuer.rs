@@ -2,7 +2,7 @@
 //! sent (no shared lock), matches responses by the rewritten F11, times requests out with
 //! the injected clock, and sends echoes and keep-alives on an idle link.
 
-use super::outbox::{Flush, Inbox, Outbox};
+use super::outbox::{Answer, Flush, Inbox, Outbox, Reversible};
 use super::route::{IssuerRouteActor, QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
@@ -27,7 +27,7 @@ use tokio_util::codec::FramedRead;
 /// A request from an acquirer link to forward on this link (queued on its inbox).
 pub struct Forward {
     /// Boxed: a `Message` is ~620 bytes (its field spans), and the request moves from the
-    /// acquirer link through the mailbox into the pending table.
+    /// acquirer link through the inbox into the pending table.
     pub request: Box<Message>,
     /// The acquirer link's outbox, where the answer goes once its outcome is durable.
     pub reply_to: Arc<Outbox>,
@@ -61,58 +61,6 @@ struct Pending {
     /// F90 of a related transaction and F4: the originals index is updated at the end.
     original: Option<TxnKey>,
     amount: i64,
-}
-
-/// An issuer's answer on its way to the acquirer, with what it takes to reverse an
-/// approval that cannot be delivered (SPEC 8, reason 4363). Kept small: it rides in the
-/// journal completion of every transaction.
-struct Lost {
-    reply_to: Arc<Outbox>,
-    /// The answer is an approval of a reversible transaction.
-    reverse: bool,
-    issuer: Option<iso8583::InstId>,
-    /// The acquirer's request as received (the reversal's template).
-    template: bytes::Bytes,
-    key: TxnKey,
-    /// F11 of the request at the issuer.
-    stan: u32,
-}
-
-impl Lost {
-    /// Queue the answer on the acquirer link; reverse an approval it cannot take.
-    fn deliver(self, answer: bytes::Bytes) {
-        let Err((why, _)) = self.reply_to.push(answer) else {
-            return;
-        };
-        if !self.reverse {
-            return;
-        }
-        metrics::counter!("switch_undeliverable_total").increment(1);
-        tracing::warn!(why = ?why, "approval could not be delivered to the acquirer; reversing (4363)");
-        let shared = &self.reply_to.shared;
-        shared
-            .originals
-            .reversed_by_switch(&self.key, &shared.limits);
-        let actor = self
-            .issuer
-            .and_then(|i| shared.route(&i))
-            .and_then(|r| r.actor.get());
-        let template = Message::decode(self.template);
-        match (actor, template) {
-            (Some(actor), Ok(template)) => actor.do_send(QueueReversal {
-                source: ReversalSource::Generated(template),
-                original_stan: self.stan,
-                reason: reason::UNDELIVERABLE,
-                original: Some(self.key),
-            }),
-            (None, _) => tracing::error!(
-                "undeliverable approval's issuer route is unknown; no reversal sent"
-            ),
-            (_, Err(e)) => {
-                tracing::error!(error = %e, "undeliverable approval's request could not be decoded again; no reversal sent")
-            }
-        }
-    }
 }
 
 pub struct IssuerLink {
@@ -287,7 +235,7 @@ impl IssuerLink {
         let f15 = f15_of(fwd.record.settlement_date);
         let resp = switch_response(&fwd.request, self.shared.switch_id, code, &f15, None).build();
         if let Ok(b) = resp {
-            let _ = fwd.reply_to.push(b);
+            fwd.reply_to.push(b);
         }
     }
 
@@ -607,19 +555,20 @@ impl IssuerLink {
                 .and_then(|v| iso8583::subfields::InstallmentResponse::parse(v).ok())
                 .map(|ip| ip.cardholder_fee),
         };
-        let lost = Lost {
-            reply_to: p.reply_to,
-            reverse: code.is_approved() && p.kind.is_reversible(),
-            issuer: self.route.as_ref().map(|r| r.id),
-            // The request as received: decoded again only on the rare undeliverable path.
-            template: p.request.raw().clone(),
-            key: p.key,
-            stan,
+        let answer = Answer {
+            frame: answer,
+            reversible: (code.is_approved() && p.kind.is_reversible()).then(|| Reversible {
+                issuer: self.route.as_ref().map(|r| r.id),
+                template: p.request.raw().clone(),
+                key: p.key,
+                stan,
+            }),
         };
+        let reply_to = p.reply_to;
         journal_then(
             &*self.shared.journal,
             &SwitchRecord::Outcome(outcome),
-            move || lost.deliver(answer),
+            move || reply_to.deliver(answer),
         );
     }
 
@@ -675,10 +624,8 @@ impl IssuerLink {
             Ok(bytes) => journal_then(
                 &*self.shared.journal,
                 &SwitchRecord::Outcome(outcome),
-                move || {
-                    // The switch never approves: nothing to reverse if the link is gone.
-                    let _ = reply_to.push(bytes);
-                },
+                // The switch never approves: nothing to reverse if the link is gone.
+                move || reply_to.push(bytes),
             ),
             Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
         }

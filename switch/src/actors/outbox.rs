@@ -8,9 +8,13 @@
 //! writes it in one go. Answers are released by the journal writer a batch at a time, and
 //! requests arrive from many acquirer links, so batches form under load by themselves.
 
+use super::route::{QueueReversal, ReversalSource};
+use crate::core::TxnKey;
 use crate::state::Shared;
 use actix::prelude::*;
 use bytes::Bytes;
+use iso8583::subfields::reason;
+use iso8583::{InstId, Message};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Items queued on one link beyond which it counts as unable to take more (the bound its
@@ -102,10 +106,60 @@ impl<T> Inbox<T> {
     }
 }
 
+/// What it takes to reverse an approval that never reached the acquirer (SPEC 8, reason
+/// 4363). Kept small: it rides with every approval until the approval is written.
+pub struct Reversible {
+    pub issuer: Option<InstId>,
+    /// The acquirer's request as received (the reversal's template, decoded again only
+    /// when it is needed).
+    pub template: Bytes,
+    pub key: TxnKey,
+    /// F11 of the request at the issuer.
+    pub stan: u32,
+}
+
+impl Reversible {
+    /// Mark the original reversed and queue the 0420 advice to its issuer.
+    pub fn reverse(self, shared: &Shared, why: Undeliverable) {
+        metrics::counter!("switch_undeliverable_total").increment(1);
+        tracing::warn!(why = ?why, "approval could not be delivered to the acquirer; reversing (4363)");
+        shared
+            .originals
+            .reversed_by_switch(&self.key, &shared.limits);
+        let actor = self
+            .issuer
+            .and_then(|i| shared.route(&i))
+            .and_then(|r| r.actor.get());
+        match (actor, Message::decode(self.template)) {
+            (Some(actor), Ok(template)) => actor.do_send(QueueReversal {
+                source: ReversalSource::Generated(template),
+                original_stan: self.stan,
+                reason: reason::UNDELIVERABLE,
+                original: Some(self.key),
+            }),
+            (None, _) => {
+                tracing::error!(
+                    "undeliverable approval's issuer route is unknown; no reversal sent"
+                );
+            }
+            (_, Err(e)) => {
+                tracing::error!(error = %e, "undeliverable approval's request could not be decoded again; no reversal sent");
+            }
+        }
+    }
+}
+
+/// One answer for the acquirer: the frame, and for an approval of a reversible
+/// transaction what it takes to reverse it if the frame is never written.
+pub struct Answer {
+    pub frame: Bytes,
+    pub reversible: Option<Reversible>,
+}
+
 /// The answers waiting to be written on one acquirer link.
 pub struct Outbox {
-    pub frames: Inbox<Bytes>,
-    /// The switch state, for whoever must deal with an answer that could not be queued.
+    pub answers: Inbox<Answer>,
+    /// The switch state, for an approval that cannot be delivered.
     pub shared: Arc<Shared>,
 }
 
@@ -113,25 +167,51 @@ impl Outbox {
     #[must_use]
     pub fn new(link: Recipient<Flush>, shared: Arc<Shared>) -> Self {
         Self {
-            frames: Inbox::new(link),
+            answers: Inbox::new(link),
             shared,
         }
     }
 
-    /// Queue an answer; see [`Inbox::push`].
-    pub fn push(&self, frame: Bytes) -> Result<(), (Undeliverable, Bytes)> {
-        self.frames.push(frame)
+    /// Queue an answer that needs no reversal if lost (a switch decision, a decline).
+    pub fn push(&self, frame: Bytes) {
+        self.deliver(Answer {
+            frame,
+            reversible: None,
+        });
+    }
+
+    /// Queue an answer; an approval the link cannot take is reversed at once.
+    pub fn deliver(&self, answer: Answer) {
+        if let Err((why, answer)) = self.answers.push(answer) {
+            if let Some(r) = answer.reversible {
+                r.reverse(&self.shared, why);
+            }
+        }
+    }
+
+    /// The link has stopped: refuse later answers, and reverse the approvals among those
+    /// queued and never written. Returns how many answers were never written.
+    pub fn close(&self) -> usize {
+        let unwritten = self.answers.close();
+        let n = unwritten.len();
+        for a in unwritten {
+            if let Some(r) = a.reversible {
+                r.reverse(&self.shared, Undeliverable::Closed);
+            }
+        }
+        n
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::originals::{Original, OriginalState};
 
-    /// Stands in for an acquirer link: counts flushes, records what it takes.
+    /// Stands in for a link: counts flushes, records what it takes.
     #[derive(Default)]
     struct Link {
-        outbox: Option<Arc<Outbox>>,
+        inbox: Option<Arc<Inbox<Bytes>>>,
         flushes: usize,
         written: Vec<Bytes>,
     }
@@ -144,11 +224,11 @@ mod tests {
         type Result = ();
         fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
             self.flushes += 1;
-            let mut frames = Vec::new();
-            if let Some(o) = &self.outbox {
-                o.frames.take(&mut frames);
+            let mut items = Vec::new();
+            if let Some(i) = &self.inbox {
+                i.take(&mut items);
             }
-            self.written.extend(frames);
+            self.written.extend(items);
         }
     }
 
@@ -165,12 +245,12 @@ mod tests {
 
     #[derive(Message)]
     #[rtype(result = "()")]
-    struct Attach(Arc<Outbox>);
+    struct Attach(Arc<Inbox<Bytes>>);
 
     impl Handler<Attach> for Link {
         type Result = ();
         fn handle(&mut self, m: Attach, _: &mut Context<Self>) {
-            self.outbox = Some(m.0);
+            self.inbox = Some(m.0);
         }
     }
 
@@ -183,12 +263,12 @@ mod tests {
     #[actix::test]
     async fn a_batch_pushed_at_once_wakes_the_link_once_and_keeps_its_order() {
         let link = Link::default().start();
-        let outbox = Arc::new(Outbox::new(link.clone().recipient(), shared()));
-        link.send(Attach(outbox.clone())).await.unwrap();
+        let inbox = Arc::new(Inbox::new(link.clone().recipient()));
+        link.send(Attach(inbox.clone())).await.unwrap();
         // The link's thread is busy with this task until the await: all five are queued
         // before it can flush.
         for i in 0..5u8 {
-            outbox.push(Bytes::from(vec![i])).unwrap();
+            inbox.push(Bytes::from(vec![i])).unwrap();
         }
         let (flushes, written) = link.send(Report).await.unwrap();
         assert_eq!(flushes, 1);
@@ -196,24 +276,78 @@ mod tests {
             written,
             (0..5u8).map(|i| Bytes::from(vec![i])).collect::<Vec<_>>()
         );
-        // Once flushed, the next answer wakes it again.
-        outbox.push(Bytes::from_static(b"x")).unwrap();
+        // Once flushed, the next item wakes it again.
+        inbox.push(Bytes::from_static(b"x")).unwrap();
         let (flushes, written) = link.send(Report).await.unwrap();
         assert_eq!(flushes, 2);
         assert_eq!(written.len(), 6);
     }
 
     #[actix::test]
-    async fn a_closed_or_full_outbox_hands_the_answer_back() {
+    async fn a_closed_or_full_inbox_hands_the_item_back() {
         let link = Link::default().start();
-        let outbox = Outbox::new(link.recipient(), shared());
+        let inbox = Inbox::new(link.recipient());
         for _ in 0..QUEUE_CAP {
-            outbox.push(Bytes::from_static(b"a")).unwrap();
+            inbox.push(Bytes::from_static(b"a")).unwrap();
         }
-        let (why, back) = outbox.push(Bytes::from_static(b"b")).unwrap_err();
+        let (why, back) = inbox.push(Bytes::from_static(b"b")).unwrap_err();
         assert_eq!((why, &back[..]), (Undeliverable::Full, &b"b"[..]));
-        assert_eq!(outbox.frames.close().len(), QUEUE_CAP);
-        let (why, _) = outbox.push(Bytes::from_static(b"c")).unwrap_err();
+        assert_eq!(inbox.close().len(), QUEUE_CAP);
+        let (why, _) = inbox.push(Bytes::from_static(b"c")).unwrap_err();
         assert_eq!(why, Undeliverable::Closed);
+    }
+
+    fn approved(shared: &Shared, stan: u32) -> TxnKey {
+        let key = TxnKey {
+            transmission: 1_201_120_000,
+            stan,
+            acquirer: 1_030_000,
+            forwarding: 1_030_000,
+        };
+        let mut o = Original::pending(
+            crate::core::TxnKind::Purchase,
+            1_000,
+            b"6222020000000001",
+            b"TERM0001",
+            20261201,
+        );
+        o.state = OriginalState::Approved;
+        shared.originals.insert(key, o);
+        key
+    }
+
+    fn state(shared: &Shared, key: &TxnKey) -> Option<OriginalState> {
+        shared.originals.with(key, |o| o.map(|o| o.state))
+    }
+
+    #[actix::test]
+    async fn approvals_a_closed_link_never_wrote_are_reversed() {
+        let link = Link::default().start();
+        let shared = shared();
+        let outbox = Outbox::new(link.recipient(), shared.clone());
+        let (queued, late) = (approved(&shared, 1), approved(&shared, 2));
+        let reversible = |key| {
+            Some(Reversible {
+                issuer: None,
+                template: Bytes::new(),
+                key,
+                stan: 11,
+            })
+        };
+        outbox.deliver(Answer {
+            frame: Bytes::from_static(b"approval"),
+            reversible: reversible(queued),
+        });
+        outbox.push(Bytes::from_static(b"decline"));
+        assert_eq!(state(&shared, &queued), Some(OriginalState::Approved));
+        // The link stops before writing them: two answers lost, the approval reversed.
+        assert_eq!(outbox.close(), 2);
+        assert_eq!(state(&shared, &queued), Some(OriginalState::Reversed));
+        // An approval arriving after the close is reversed at once.
+        outbox.deliver(Answer {
+            frame: Bytes::from_static(b"late approval"),
+            reversible: reversible(late),
+        });
+        assert_eq!(state(&shared, &late), Some(OriginalState::Reversed));
     }
 }
