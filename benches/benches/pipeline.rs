@@ -295,6 +295,60 @@ fn extras(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    // The cut-over's prune of a day table past its bound: 1M keys, 64k in memory, every
+    // key of the closed day dropped (`seen.retain(|day| *day > closed)`). It reads every run
+    // back, one shard at a time with that shard locked: a 64th of this is how long a
+    // transaction on that shard can wait.
+    g.sample_size(10);
+    g.bench_function("day_table_cutover_1m_spilled", |b| {
+        b.iter_batched(
+            filled,
+            |t| {
+                t.retain(|day| *day > DAY);
+                t.len()
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    // The cut-over's prune of the originals index past its bound: 1M approved originals,
+    // 64k in memory, all inside the refund window, so every run is read back and written
+    // again (the prune does not yet keep or drop whole runs by age).
+    let rules = switch::originals::RelatedRules::from(
+        &switch::config::Config::from_toml_str("", std::path::Path::new("switch.toml"))
+            .unwrap()
+            .rules,
+    );
+    let now_ms = 1_764_547_200_000i64;
+    let originals = || {
+        let idx = switch::originals::OriginalIndex::spilling(
+            0,
+            &switch::daytable::SpillTo {
+                dir: dir.path().to_path_buf(),
+                memory_entries: 64_000,
+            },
+        )
+        .unwrap();
+        for i in 0..1_000_000u32 {
+            let mut o = switch::originals::Original::pending(
+                switch::core::TxnKind::Purchase,
+                1_000,
+                b"6222020000000001",
+                b"TERM0001",
+                DAY,
+            );
+            o.state = switch::originals::OriginalState::Approved;
+            o.approved_ms = now_ms;
+            idx.insert(key_n(i), o);
+        }
+        idx
+    };
+    g.bench_function("originals_cutover_prune_1m_spilled", |b| {
+        b.iter_batched(
+            originals,
+            |idx| idx.prune_past(&rules, now_ms),
+            criterion::BatchSize::PerIteration,
+        )
+    });
     // Filling an empty table with 200,000 fresh keys: growth included (the stall-free
     // growth itself shows in loadgen's per-second maximum, not in a mean).
     g.sample_size(10);
