@@ -297,8 +297,8 @@ fn extras(c: &mut Criterion) {
     });
     // The cut-over's prune of a day table past its bound: 1M keys, 64k in memory, every
     // key of the closed day dropped (`seen.retain(|day| *day > closed)`). It reads every run
-    // back, one shard at a time with that shard locked: a 64th of this is how long a
-    // transaction on that shard can wait.
+    // back and compacts it shard by shard; the shard's lock is held only to snapshot the
+    // runs and to swap the compacted run in.
     g.sample_size(10);
     g.bench_function("day_table_cutover_1m_spilled", |b| {
         b.iter_batched(
@@ -310,9 +310,14 @@ fn extras(c: &mut Criterion) {
             criterion::BatchSize::PerIteration,
         )
     });
-    // The cut-over's prune of the originals index past its bound: 1M approved originals,
-    // 64k in memory, all inside the refund window, so every run is read back and written
-    // again (the prune does not yet keep or drop whole runs by age).
+    // The cut-over's prune of the originals index past its bound: 1M approved originals
+    // (`CUTOVER_BENCH_ORIGINALS` to change), 64k in memory, all inside the refund window,
+    // so every run is read back and written again (the prune does not yet keep or drop
+    // whole runs by age).
+    let originals_n: u32 = std::env::var("CUTOVER_BENCH_ORIGINALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let rules = switch::originals::RelatedRules::from(
         &switch::config::Config::from_toml_str("", std::path::Path::new("switch.toml"))
             .unwrap()
@@ -328,7 +333,7 @@ fn extras(c: &mut Criterion) {
             },
         )
         .unwrap();
-        for i in 0..1_000_000u32 {
+        for i in 0..originals_n {
             let mut o = switch::originals::Original::pending(
                 switch::core::TxnKind::Purchase,
                 1_000,
@@ -348,6 +353,41 @@ fn extras(c: &mut Criterion) {
             |idx| idx.prune_past(&rules, now_ms),
             criterion::BatchSize::PerIteration,
         )
+    });
+    // What the prune costs the link threads: the longest one insert waits (on a shard's
+    // lock) while the prune above runs on another thread. Reported as the time.
+    g.bench_function("originals_cutover_longest_insert_wait", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let idx = originals();
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                total += std::thread::scope(|scope| {
+                    let worker = scope.spawn(|| {
+                        let mut longest = std::time::Duration::ZERO;
+                        let mut i = 0u32;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let o = switch::originals::Original::pending(
+                                switch::core::TxnKind::Purchase,
+                                1_000,
+                                b"6222020000000001",
+                                b"TERM0001",
+                                DAY,
+                            );
+                            let t = std::time::Instant::now();
+                            idx.insert(key_n(2_000_000 + i % 1_000_000), o);
+                            longest = longest.max(t.elapsed());
+                            i += 1;
+                        }
+                        longest
+                    });
+                    idx.prune_past(&rules, now_ms);
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    worker.join().unwrap()
+                });
+            }
+            total
+        })
     });
     // Filling an empty table with 200,000 fresh keys: growth included (the stall-free
     // growth itself shows in loadgen's per-second maximum, not in a mean).

@@ -17,7 +17,8 @@
 //! Shards are picked by a hash of the key, each behind a short [`Mutex`] (no shard is held
 //! across anything but the closure a caller passes). Keys come from acquirers, so the hash
 //! has a per-process random seed. Entries are removed only by [`DayTable::retain`] (cut-over
-//! end), which rebuilds each shard.
+//! end), which rebuilds each shard: its runs on disk are compacted into a new run file
+//! without the shard's lock, then swapped in under it.
 
 use crate::core::TxnKey;
 use std::hash::BuildHasher;
@@ -191,7 +192,11 @@ const BLOCK: usize = 64;
 /// What a shard has written out: runs appended to one file, oldest first.
 #[derive(Default)]
 struct Cold {
+    /// The run file in use: `base` with the generation in its name once a cut-over has
+    /// compacted the runs (`NAME-SS.run`, then `NAME-SS.1.run`, ...).
     path: std::path::PathBuf,
+    base: std::path::PathBuf,
+    generation: u32,
     file: Option<std::fs::File>,
     end: u64,
     runs: Vec<Run>,
@@ -202,6 +207,10 @@ struct Cold {
     records: usize,
     /// Records made stale by a newer copy (read back into memory, or written out again).
     stale: usize,
+    /// Keys whose copy in run 0 (the runs a cut-over compacted) is superseded: a newer copy
+    /// was in memory or in a newer run when the compaction was swapped in, and may since
+    /// have been dropped. Lookups skip run 0 for them.
+    tomb: std::collections::HashSet<PackedKey, crate::FastHash>,
 }
 
 struct Run {
@@ -267,6 +276,135 @@ fn disk_error(what: &str, path: &std::path::Path, e: &std::io::Error) {
     tracing::error!(path = %path.display(), error = %e, "day table {what} failed");
 }
 
+/// Read the records of `runs` (oldest first, as `(offset, count)`) into `out` with their
+/// age (`first_age` for the newest run, counting up), leaving out run 0's `hidden` keys.
+fn read_runs<V: Spill>(
+    file: &std::fs::File,
+    runs: &[(u64, usize)],
+    hidden: &std::collections::HashSet<PackedKey, crate::FastHash>,
+    first_age: usize,
+    out: &mut Vec<(PackedKey, usize, V)>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let rec = 16 + V::SIZE;
+    for (age, (i, &(offset, count))) in (first_age..).zip(runs.iter().enumerate().rev()) {
+        let mut buf = vec![0; count * rec];
+        file.read_exact_at(&mut buf, offset)?;
+        for r in buf.chunks_exact(rec) {
+            if let (Some(k), Some(v)) = (key_of(r), r.get(16..).and_then(V::take)) {
+                if i == 0 && hidden.contains(&k) {
+                    continue;
+                }
+                out.push((k, age, v));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The newest copy of each key (lowest age), sorted by key.
+fn newest<V>(mut all: Vec<(PackedKey, usize, V)>) -> Vec<(PackedKey, V)> {
+    all.sort_unstable_by_key(|(k, age, _)| (*k, *age));
+    all.dedup_by_key(|(k, _, _)| *k);
+    all.into_iter().map(|(k, _, v)| (k, v)).collect()
+}
+
+/// The runs of a shard as a cut-over found them (read without the shard's lock).
+struct Snapshot {
+    /// The run file (another handle: spills go on appending to it meanwhile, after these).
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    runs: Vec<(u64, usize)>,
+    tomb: std::collections::HashSet<PackedKey, crate::FastHash>,
+    generation: u32,
+    new_path: std::path::PathBuf,
+}
+
+/// The snapshot's runs compacted into one run (what `keep` accepts, newest copies only)
+/// at the start of a new run file.
+struct Compacted {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    generation: u32,
+    /// Runs of the snapshot: those after them were spilled during the compaction.
+    snapshot_runs: usize,
+    run: Option<Run>,
+    bloom: Option<Bloom>,
+    end: u64,
+    /// The run's keys, sorted.
+    keys: Vec<PackedKey>,
+}
+
+/// The middle step of [`DayTable::retain`], without the lock: read the snapshot's runs,
+/// keep what `keep` accepts, write it to the new run file.
+fn compact<V: Spill>(
+    snap: Snapshot,
+    keep: &mut impl FnMut(&mut V) -> bool,
+    hasher: &crate::FastHash,
+) -> std::io::Result<Compacted> {
+    use std::os::unix::fs::FileExt;
+    let mut all: Vec<(PackedKey, usize, V)> = Vec::new();
+    read_runs(&snap.file, &snap.runs, &snap.tomb, 1, &mut all)?;
+    let kept: Vec<(u64, PackedKey, V)> = newest(all)
+        .into_iter()
+        .filter_map(|(k, mut v)| keep(&mut v).then(|| (hasher.hash_one(k), k, v)))
+        .collect();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&snap.new_path)?;
+    let (run, bloom, end) = if kept.is_empty() {
+        (None, None, 0)
+    } else {
+        let mut bloom = Bloom::with_capacity(kept.len() * 2);
+        let (buf, run) = build_run(kept.iter().map(|(h, k, v)| (*h, k, v)), 0, Some(&mut bloom));
+        file.write_all_at(&buf, 0)?;
+        (Some(run), Some(bloom), buf.len() as u64)
+    };
+    Ok(Compacted {
+        file,
+        path: snap.new_path,
+        generation: snap.generation,
+        snapshot_runs: snap.runs.len(),
+        run,
+        bloom,
+        end,
+        keys: kept.into_iter().map(|(_, k, _)| k).collect(),
+    })
+}
+
+/// Encode sorted `entries` as a run at `offset`; their keys also go into `shard_bloom`.
+fn build_run<'a, V: Spill + 'a>(
+    entries: impl ExactSizeIterator<Item = (u64, &'a PackedKey, &'a V)> + Clone,
+    offset: u64,
+    mut shard_bloom: Option<&mut Bloom>,
+) -> (Vec<u8>, Run) {
+    let n = entries.len();
+    let mut buf = Vec::with_capacity(n * (16 + V::SIZE));
+    let mut own = Bloom::with_capacity(n);
+    let mut firsts = Vec::with_capacity(n.div_ceil(BLOCK));
+    for (i, (h, k, v)) in entries.enumerate() {
+        buf.extend_from_slice(&k.to_bytes());
+        v.put(&mut buf);
+        if let Some(b) = shard_bloom.as_deref_mut() {
+            b.insert(h);
+        }
+        own.insert(h);
+        if i % BLOCK == 0 {
+            firsts.push(*k);
+        }
+    }
+    let run = Run {
+        offset,
+        count: n,
+        firsts,
+        bloom: own,
+    };
+    (buf, run)
+}
+
 impl<V: Spill + Clone> Shard<V> {
     fn new(n: usize, spill_at: usize, path: std::path::PathBuf) -> Self {
         Self {
@@ -274,6 +412,7 @@ impl<V: Spill + Clone> Shard<V> {
             arena: Arena::default(),
             spill_at,
             cold: Cold {
+                base: path.clone(),
                 path,
                 ..Cold::default()
             },
@@ -382,8 +521,8 @@ impl<V: Spill + Clone> Shard<V> {
         }
         let rec = 16 + V::SIZE;
         let mut buf = Vec::new();
-        for run in self.cold.runs.iter().rev() {
-            if !run.bloom.may_contain(h) {
+        for (i, run) in self.cold.runs.iter().enumerate().rev() {
+            if !run.bloom.may_contain(h) || (i == 0 && self.cold.tomb.contains(key)) {
                 continue;
             }
             let block = match run.firsts.binary_search(key) {
@@ -413,53 +552,130 @@ impl<V: Spill + Clone> Shard<V> {
     /// Every entry once (the newest copy of a key), sorted by key; `None` if a run could not
     /// be read back. The shard is left as it is (its share of the table is read at once).
     fn collect_all(&self) -> Option<Vec<(PackedKey, V)>> {
-        let rec = 16 + V::SIZE;
         let mut all: Vec<(PackedKey, usize, V)> = Vec::new();
-        for (age, run) in self.cold.runs.iter().rev().enumerate() {
-            let mut buf = vec![0; run.count * rec];
-            if let Err(e) = self.cold.read(&mut buf, run.offset) {
+        if let Some(file) = &self.cold.file {
+            let runs: Vec<(u64, usize)> =
+                self.cold.runs.iter().map(|r| (r.offset, r.count)).collect();
+            if let Err(e) = read_runs(file, &runs, &self.cold.tomb, 1, &mut all) {
                 disk_error("read", &self.cold.path, &e);
                 return None;
             }
-            for r in buf.chunks_exact(rec) {
-                if let (Some(k), Some(v)) = (key_of(r), r.get(16..).and_then(V::take)) {
-                    all.push((k, age + 1, v));
-                }
-            }
+        } else if !self.cold.runs.is_empty() {
+            disk_error(
+                "read",
+                &self.cold.path,
+                &std::io::Error::other("run file not open"),
+            );
+            return None;
         }
         for (k, v) in self.arena.iter() {
             all.push((*k, 0, v.clone()));
         }
-        if !self.cold.runs.is_empty() {
-            // Keys in memory are unique; only copies on disk need the newest one chosen.
-            all.sort_unstable_by_key(|(k, age, _)| (*k, *age));
-            all.dedup_by_key(|(k, _, _)| *k);
-        }
-        Some(all.into_iter().map(|(k, _, v)| (k, v)).collect())
+        Some(newest(all))
     }
 
-    /// Keep the entries `keep` accepts (cut-over: rare, so a full rebuild). What survives
-    /// goes back into memory, or to disk as one run when it is more than the shard keeps.
-    fn retain(&mut self, hasher: &crate::FastHash, keep: &mut impl FnMut(&mut V) -> bool) {
-        let Some(all) = self.collect_all() else {
-            // Nothing is dropped that could not be read: the shard stays as it was.
-            return;
+    /// The first step of [`DayTable::retain`], with the shard locked: what is on disk now.
+    /// `None` when nothing is (the whole retain then happens in [`Self::finish_retain`]).
+    fn snapshot(&self) -> Option<Snapshot> {
+        let file = self.cold.file.as_ref()?;
+        if self.cold.runs.is_empty() {
+            return None;
+        }
+        let file = match file.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                disk_error("reopen", &self.cold.path, &e);
+                return None;
+            }
         };
-        self.cold.reset();
+        let generation = self.cold.generation + 1;
+        Some(Snapshot {
+            file,
+            path: self.cold.path.clone(),
+            runs: self.cold.runs.iter().map(|r| (r.offset, r.count)).collect(),
+            tomb: self.cold.tomb.clone(),
+            generation,
+            new_path: self.cold.base.with_extension(format!("{generation}.run")),
+        })
+    }
+
+    /// The last step of [`DayTable::retain`], with the shard locked again: the compacted
+    /// runs replace those of the snapshot; memory and the runs spilled since (a few) go
+    /// through `keep` as before; keys of the compacted run that have a newer copy are
+    /// hidden in it (the newer copy decides, even once it is dropped). Returns the old run
+    /// file, to be removed once the lock is released.
+    fn finish_retain(
+        &mut self,
+        compacted: Option<Compacted>,
+        hasher: &crate::FastHash,
+        keep: &mut impl FnMut(&mut V) -> bool,
+    ) -> Option<std::path::PathBuf> {
+        let newer_from = compacted.as_ref().map_or(0, |c| c.snapshot_runs);
+        // Memory and the runs after the snapshot, newest copy of each key.
+        let mut recent: Vec<(PackedKey, usize, V)> = Vec::new();
+        if let Some(file) = &self.cold.file {
+            let runs: Vec<(u64, usize)> = self
+                .cold
+                .runs
+                .iter()
+                .skip(newer_from)
+                .map(|r| (r.offset, r.count))
+                .collect();
+            // Run 0 is among them only without a compaction (its hidden keys then apply).
+            let tomb = if newer_from == 0 {
+                self.cold.tomb.clone()
+            } else {
+                Default::default()
+            };
+            if let Err(e) = read_runs(file, &runs, &tomb, 1, &mut recent) {
+                // Nothing is dropped that could not be read: the shard stays as it was.
+                disk_error("read", &self.cold.path, &e);
+                return compacted.map(|c| c.path);
+            }
+        }
+        for (k, v) in self.arena.iter() {
+            recent.push((*k, 0, v.clone()));
+        }
+        let recent = newest(recent);
+        let old = match compacted {
+            Some(c) => {
+                let mut tomb = std::collections::HashSet::with_hasher(crate::FastHash::default());
+                for (k, _) in &recent {
+                    if c.keys.binary_search(k).is_ok() {
+                        tomb.insert(*k);
+                    }
+                }
+                let old = std::mem::replace(&mut self.cold.path, c.path);
+                self.cold.file = Some(c.file);
+                self.cold.generation = c.generation;
+                self.cold.end = c.end;
+                self.cold.records = c.run.as_ref().map_or(0, |r| r.count);
+                self.cold.runs = c.run.into_iter().collect();
+                self.cold.blooms = c.bloom.into_iter().collect();
+                self.cold.stale = tomb.len();
+                self.cold.tomb = tomb;
+                Some(old)
+            }
+            None => {
+                self.cold.reset();
+                None
+            }
+        };
         self.reset_hot();
-        let kept: Vec<(u64, PackedKey, V)> = all
+        let kept: Vec<(u64, PackedKey, V)> = recent
             .into_iter()
             .filter_map(|(k, mut v)| keep(&mut v).then(|| (hasher.hash_one(k), k, v)))
             .collect();
         if kept.len() > self.spill_at {
             match self.cold.write_run(kept.iter().map(|(h, k, v)| (*h, k, v))) {
-                Ok(()) => return,
+                Ok(()) => return old,
                 Err(e) => disk_error("spill", &self.cold.path, &e),
             }
         }
         for (h, k, v) in kept {
             self.push_hot(k, h as u32, v);
         }
+        old
     }
 
     fn for_each(&self, visit: &mut impl FnMut(TxnKey, &V)) {
@@ -493,35 +709,21 @@ impl Cold {
     ) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let n = entries.len();
-        let mut buf = Vec::with_capacity(n * (16 + V::SIZE));
-        for (_, k, v) in entries.clone() {
-            buf.extend_from_slice(&k.to_bytes());
-            v.put(&mut buf);
-        }
-        let end = self.end;
-        self.file()?.write_all_at(&buf, end)?;
         let need_new = self.blooms.last().is_none_or(|b| b.count + n > b.capacity);
         if need_new {
             let cap = self.blooms.last().map_or(n * 4, |b| b.capacity * 2).max(n);
             self.blooms.push(Bloom::with_capacity(cap));
         }
-        let mut own = Bloom::with_capacity(n);
-        let mut firsts = Vec::with_capacity(n.div_ceil(BLOCK));
-        for (i, (h, k, _)) in entries.enumerate() {
-            if let Some(bloom) = self.blooms.last_mut() {
+        let end = self.end;
+        // Encoded first, filed in the shard's filter only once written.
+        let (buf, run) = build_run(entries.clone(), end, None);
+        self.file()?.write_all_at(&buf, end)?;
+        if let Some(bloom) = self.blooms.last_mut() {
+            for (h, _, _) in entries {
                 bloom.insert(h);
             }
-            own.insert(h);
-            if i % BLOCK == 0 {
-                firsts.push(*k);
-            }
         }
-        self.runs.push(Run {
-            offset: end,
-            count: n,
-            firsts,
-            bloom: own,
-        });
+        self.runs.push(run);
         self.end += buf.len() as u64;
         self.records += n;
         Ok(())
@@ -539,6 +741,7 @@ impl Cold {
     fn reset(&mut self) {
         self.runs.clear();
         self.blooms.clear();
+        self.tomb.clear();
         self.records = 0;
         self.stale = 0;
         self.end = 0;
@@ -736,9 +939,32 @@ impl<V: Spill + Clone> DayTable<V> {
     }
 
     /// Keep the entries for which `keep` says so (shard by shard; each shard is rebuilt).
+    ///
+    /// A shard's runs on disk are read back and compacted without its lock (a cut-over on a
+    /// busy day has gigabytes of them); the lock is held to take a snapshot of them and,
+    /// at the end, to filter memory and the few runs spilled meanwhile and swap the
+    /// compacted run in.
     pub fn retain(&self, mut keep: impl FnMut(&mut V) -> bool) {
         for s in &*self.shards {
-            Self::lock(s).retain(&self.hasher, &mut keep);
+            let snapshot = Self::lock(s).snapshot();
+            let compacted = match snapshot.map(|snap| {
+                let path = snap.path.clone();
+                (compact(snap, &mut keep, &self.hasher), path)
+            }) {
+                None => None,
+                Some((Ok(c), _)) => Some(c),
+                Some((Err(e), path)) => {
+                    // Nothing is dropped that could not be read: the shard stays as it was.
+                    disk_error("compaction", &path, &e);
+                    continue;
+                }
+            };
+            let old = Self::lock(s).finish_retain(compacted, &self.hasher, &mut keep);
+            if let Some(old) = old {
+                if let Err(e) = std::fs::remove_file(&old) {
+                    disk_error("remove", &old, &e);
+                }
+            }
         }
     }
 
@@ -947,6 +1173,79 @@ mod tests {
         t.clear();
         assert!(t.is_empty());
         assert_eq!(t.get(&key(2_999, 0, 1, 2)), None);
+    }
+
+    /// A cut-over's retain reads and compacts a shard's runs without its lock: lookups,
+    /// changes and spills go on meanwhile. What they did must win over the compacted runs,
+    /// including a change that `keep` then drops (its older copy on disk must not return).
+    #[test]
+    fn changes_made_while_a_retain_compacts_win_over_the_compacted_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let hasher = crate::FastHash::default();
+        let mut shard: Shard<u32> = Shard::new(0, 10, dir.path().join("test-00.run"));
+        let pk = |i: u32| PackedKey::from(&key(u64::from(i), 0, 1, 2));
+        let put = |shard: &mut Shard<u32>, i: u32, v: u32| {
+            let k = pk(i);
+            shard.insert(k, hasher.hash_one(k), v, &hasher);
+        };
+        let get = |shard: &mut Shard<u32>, i: u32| {
+            let k = pk(i);
+            shard.get_mut(&k, hasher.hash_one(k)).copied()
+        };
+        for i in 0..1_000 {
+            put(&mut shard, i, i);
+        }
+        assert!(shard.cold.runs.len() > 50 && shard.arena.len() <= 11);
+        let mut keep = |v: &mut u32| *v % 2 == 1;
+        let snapshot = shard.snapshot().expect("runs on disk");
+        // Meanwhile, on the link threads:
+        put(&mut shard, 5, 1_000_005); // kept on disk and in memory: the newer value
+        put(&mut shard, 7, 8); // kept on disk, dropped in memory: gone
+        put(&mut shard, 4, 9); // dropped on disk, kept in memory
+        for i in 2_000..2_040 {
+            put(&mut shard, i, i); // new keys, some spilled after the snapshot
+        }
+        put(&mut shard, 11, 12); // changed, then spilled to a newer run before the end
+        for i in 3_000..3_020 {
+            put(&mut shard, i, 2);
+        }
+        let compacted = compact(snapshot, &mut keep, &hasher).unwrap();
+        let old = shard
+            .finish_retain(Some(compacted), &hasher, &mut keep)
+            .unwrap();
+        std::fs::remove_file(&old).unwrap();
+        assert_eq!(shard.cold.path, dir.path().join("test-00.1.run"));
+
+        let expect = |i: u32| match i {
+            5 => Some(1_000_005),
+            4 => Some(9),
+            7 | 11 => None,
+            3_000.. => None,
+            i => (i % 2 == 1).then_some(i),
+        };
+        let all: Vec<u32> = (0..1_000).chain(2_000..2_040).chain(3_000..3_020).collect();
+        let live = all.iter().filter(|&&i| expect(i).is_some()).count();
+        assert_eq!(
+            (shard.arena.len() + shard.cold.records).saturating_sub(shard.cold.stale),
+            live
+        );
+        let listed: Vec<(PackedKey, u32)> = shard.collect_all().unwrap();
+        assert_eq!(listed.len(), live, "each key once");
+        for i in all.clone() {
+            assert_eq!(get(&mut shard, i), expect(i), "key {i}");
+        }
+        // A second cut-over starts from the compacted runs and their hidden keys.
+        let mut keep = |v: &mut u32| !v.is_multiple_of(3);
+        let snapshot = shard.snapshot().expect("runs on disk");
+        let compacted = compact(snapshot, &mut keep, &hasher).unwrap();
+        let old = shard
+            .finish_retain(Some(compacted), &hasher, &mut keep)
+            .unwrap();
+        std::fs::remove_file(old).unwrap();
+        for i in all {
+            let want = expect(i).filter(|v| !v.is_multiple_of(3));
+            assert_eq!(get(&mut shard, i), want, "key {i} after the second retain");
+        }
     }
 
     #[test]
