@@ -376,18 +376,7 @@ impl AcquirerLink {
                 Undeliverable::Closed => "link_closed",
             };
             metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => reason).increment(1);
-            if let Some(r) = &forward.reservation {
-                self.shared.limits.release(r);
-            }
-            self.shared.originals.finish(
-                &forward.key,
-                forward.kind,
-                forward.record.original,
-                forward.record.amount,
-                false,
-                now,
-                &self.shared.limits,
-            );
+            forward.release(&self.shared, now);
             self.decline(
                 &forward.request,
                 ResponseCode::ISSUER_INOPERATIVE,

@@ -41,6 +41,25 @@ pub struct Forward {
     pub original_issuer_stan: Option<u32>,
 }
 
+impl Forward {
+    /// The request will not reach the issuer: give back its limit hold and end it (not
+    /// approved) in the originals index.
+    pub fn release(&self, shared: &Shared, now_ms: i64) {
+        if let Some(r) = &self.reservation {
+            shared.limits.release(r);
+        }
+        shared.originals.finish(
+            &self.key,
+            self.kind,
+            self.record.original,
+            self.record.amount,
+            false,
+            now_ms,
+            &shared.limits,
+        );
+    }
+}
+
 /// An issuer response that arrived on a sibling link but belongs to this link's table.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -218,18 +237,7 @@ impl IssuerLink {
     /// A request that never reached the issuer: what it held is released and the acquirer
     /// gets `code` from the switch (nothing to reverse).
     fn answer_unsent(&mut self, fwd: Forward, code: ResponseCode) {
-        if let Some(r) = &fwd.reservation {
-            self.shared.limits.release(r);
-        }
-        self.shared.originals.finish(
-            &fwd.key,
-            fwd.kind,
-            fwd.record.original,
-            fwd.record.amount,
-            false,
-            self.shared.clock.now_millis(),
-            &self.shared.limits,
-        );
+        fwd.release(&self.shared, self.shared.clock.now_millis());
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let f15 = f15_of(fwd.record.settlement_date);
