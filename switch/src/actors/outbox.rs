@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// reversed.
 pub const QUEUE_CAP: usize = 65_536;
 
+/// Capacity a drained vector keeps for the next batch.
+const SPARE_KEPT: usize = 1_024;
+
 /// Tells a link that its inbox has items to handle.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -91,8 +94,13 @@ impl<T> Inbox<T> {
     }
 
     /// Take everything queued, swapping in `spare` (an empty vector with capacity) so the
-    /// steady state allocates nothing. Called by the link on `Flush`.
+    /// steady state allocates nothing. Called by the link on `Flush`. A spare grown by a
+    /// burst (up to `QUEUE_CAP` items) is shrunk first, so the burst's memory is not held
+    /// for the rest of the link's life.
     pub fn take(&self, spare: &mut Vec<T>) {
+        if spare.capacity() > SPARE_KEPT {
+            spare.shrink_to(SPARE_KEPT);
+        }
         let mut q = self.lock();
         q.scheduled = false;
         std::mem::swap(&mut q.items, spare);
@@ -295,6 +303,23 @@ mod tests {
         assert_eq!(inbox.close().len(), QUEUE_CAP);
         let (why, _) = inbox.push(Bytes::from_static(b"c")).unwrap_err();
         assert_eq!(why, Undeliverable::Closed);
+    }
+
+    #[actix::test]
+    async fn a_burst_does_not_keep_its_memory() {
+        let link = Link::default().start();
+        let inbox = Inbox::new(link.recipient());
+        for _ in 0..5_000 {
+            inbox.push(Bytes::new()).unwrap();
+        }
+        let mut spare = Vec::new();
+        inbox.take(&mut spare);
+        assert_eq!(spare.len(), 5_000);
+        spare.clear();
+        // The drained vector goes back to the queue shrunk.
+        inbox.take(&mut spare);
+        assert!(inbox.lock().items.capacity() <= SPARE_KEPT);
+        assert!(spare.is_empty());
     }
 
     fn approved(shared: &Shared, stan: u32) -> TxnKey {
