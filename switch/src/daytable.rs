@@ -211,6 +211,10 @@ struct Cold {
     /// was in memory or in a newer run when the compaction was swapped in, and may since
     /// have been dropped. Lookups skip run 0 for them.
     tomb: std::collections::HashSet<PackedKey, crate::FastHash>,
+    /// Keys this shard expects over the day (`expected_daily_transactions` / shards): the
+    /// first filter is sized for them, so a day within the estimate never grows its
+    /// filters (each growth doubles, and the last filter is up to half empty).
+    bloom_hint: usize,
 }
 
 struct Run {
@@ -711,7 +715,11 @@ impl Cold {
         let n = entries.len();
         let need_new = self.blooms.last().is_none_or(|b| b.count + n > b.capacity);
         if need_new {
-            let cap = self.blooms.last().map_or(n * 4, |b| b.capacity * 2).max(n);
+            let cap = self
+                .blooms
+                .last()
+                .map_or((n * 4).max(self.bloom_hint), |b| b.capacity * 2)
+                .max(n);
             self.blooms.push(Bloom::with_capacity(cap));
         }
         let end = self.end;
@@ -893,7 +901,10 @@ impl<V: Spill + Clone> DayTable<V> {
                     // bound and never all reach it at the same moment.
                     let at = share / 2 + share * i / SHARDS;
                     let path = spill.dir.join(format!("{name}-{i:02}.run"));
-                    Mutex::new(Shard::new(per_shard.min(at), at, path))
+                    let mut shard = Shard::new(per_shard.min(at), at, path);
+                    // A quarter more than the share: keys do not spread exactly evenly.
+                    shard.cold.bloom_hint = per_shard + per_shard / 4;
+                    Mutex::new(shard)
                 })
                 .collect(),
             hasher: crate::FastHash::default(),
@@ -1173,6 +1184,41 @@ mod tests {
         t.clear();
         assert!(t.is_empty());
         assert_eq!(t.get(&key(2_999, 0, 1, 2)), None);
+    }
+
+    #[test]
+    fn an_expected_volume_sizes_the_filters_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = SpillTo {
+            dir: dir.path().to_path_buf(),
+            memory_entries: 64,
+        };
+        let expected = 64 * 500;
+        let sized: DayTable<u32> = DayTable::spilling(expected, &to, "sized").unwrap();
+        let grown: DayTable<u32> = DayTable::spilling(0, &to, "grown").unwrap();
+        for i in 0..expected as u32 {
+            sized.insert(&key(u64::from(i), 0, 1, 2), i);
+            grown.insert(&key(u64::from(i), 0, 1, 2), i);
+        }
+        let filters = |t: &DayTable<u32>| -> (usize, usize) {
+            t.shards.iter().fold((0, 0), |(n, cap), s| {
+                let s = DayTable::lock(s);
+                (
+                    n.max(s.cold.blooms.len()),
+                    cap + s.cold.blooms.iter().map(|b| b.capacity).sum::<usize>(),
+                )
+            })
+        };
+        let (sized_n, sized_cap) = filters(&sized);
+        let (grown_n, grown_cap) = filters(&grown);
+        assert_eq!(
+            sized_n, 1,
+            "one filter per shard when the day stays within the estimate"
+        );
+        assert!(grown_n > 1);
+        assert!(sized_cap < grown_cap, "{sized_cap} vs {grown_cap}");
+        assert_eq!(sized.get(&key(77, 0, 1, 2)), Some(77));
+        assert_eq!(sized.len(), expected);
     }
 
     /// A cut-over's retain reads and compacts a shard's runs without its lock: lookups,
