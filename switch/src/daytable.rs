@@ -626,12 +626,13 @@ impl<V: Spill + Clone> Shard<V> {
                 .map(|r| (r.offset, r.count))
                 .collect();
             // Run 0 is among them only without a compaction (its hidden keys then apply).
+            let none = std::collections::HashSet::with_hasher(crate::FastHash::default());
             let tomb = if newer_from == 0 {
-                self.cold.tomb.clone()
+                &self.cold.tomb
             } else {
-                Default::default()
+                &none
             };
-            if let Err(e) = read_runs(file, &runs, &tomb, 1, &mut recent) {
+            if let Err(e) = read_runs(file, &runs, tomb, 1, &mut recent) {
                 // Nothing is dropped that could not be read: the shard stays as it was.
                 disk_error("read", &self.cold.path, &e);
                 return compacted.map(|c| c.path);
