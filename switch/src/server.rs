@@ -235,6 +235,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         &config.journal.dir,
         JournalOptions {
             durability,
+            zero_fill_ahead: config.journal.zero_fill_ahead,
             ..JournalOptions::default()
         },
         |_| {},
@@ -346,6 +347,10 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             }
             crate::actors::cutover::CutoverTimer::new(shared.clone()).start();
             let workers: Vec<actix::ArbiterHandle> = (0..arbiters.max(1)).map(|_| actix::Arbiter::new().handle()).collect();
+            for (i, w) in workers.iter().enumerate() {
+                let index = u16::try_from(i).unwrap_or(crate::state::NO_WORKER);
+                w.spawn(async move { crate::state::set_current_worker(index) });
+            }
             let max_conn = listeners.max_connections;
             let mut dialled = 0usize;
             for inst in shared.config.load().issuers() {

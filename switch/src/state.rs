@@ -32,6 +32,46 @@ pub struct LinkHandle {
     pub in_flight: Arc<AtomicUsize>,
     /// Where requests for this link are queued.
     pub inbox: Arc<crate::actors::outbox::Inbox<crate::actors::issuer::Forward>>,
+    /// The worker arbiter the link runs on ([`current_worker`] when it signed on).
+    pub worker: u16,
+}
+
+/// No worker: a thread that is not one of the switch's worker arbiters (tests, the system
+/// thread).
+pub const NO_WORKER: u16 = u16::MAX;
+
+thread_local! {
+    static WORKER: std::cell::Cell<u16> = const { std::cell::Cell::new(NO_WORKER) };
+}
+
+/// Mark the calling thread as worker arbiter `index` (done once, when the worker starts).
+pub fn set_current_worker(index: u16) {
+    WORKER.with(|w| w.set(index));
+}
+
+/// The worker arbiter this thread is, or [`NO_WORKER`].
+#[must_use]
+pub fn current_worker() -> u16 {
+    WORKER.with(std::cell::Cell::get)
+}
+
+/// The link [`IssuerRoute::pick_near`] takes: going round `links` from `start`, the first with
+/// room on worker `near`, else the first with room on any worker.
+fn choose_link<T>(
+    links: &[T],
+    start: usize,
+    near: u16,
+    worker: impl Fn(&T) -> u16,
+    has_room: impl Fn(&T) -> bool,
+) -> Option<&T> {
+    let n = links.len();
+    let ring = || (0..n).filter_map(|i| links.get((start + i) % n));
+    let same = if near == NO_WORKER {
+        None
+    } else {
+        ring().find(|l| worker(l) == near && has_room(l))
+    };
+    same.or_else(|| ring().find(|l| has_room(l)))
 }
 
 /// Shared, lock-free view of one issuer institution.
@@ -68,20 +108,29 @@ impl IssuerRoute {
         }
     }
 
-    /// Pick a signed-on link with room, round-robin. `None`: no link or all at their cap.
+    /// Pick a signed-on link with room, round-robin, preferring links on the calling
+    /// thread's worker (see [`IssuerRoute::pick_near`]). `None`: no link or all at their cap.
     #[must_use]
     pub fn pick(&self) -> Option<Arc<LinkHandle>> {
+        self.pick_near(current_worker())
+    }
+
+    /// Pick a signed-on link with room, round-robin among those on worker `near` first, then
+    /// among all. A request handed to a link on the same worker thread is written by that
+    /// thread when it next runs: no cross-core wake-up, and its buffers are freed where they
+    /// were allocated. `None`: no link or all at their cap.
+    #[must_use]
+    pub fn pick_near(&self, near: u16) -> Option<Arc<LinkHandle>> {
         let links = self.links.load();
-        let n = links.len();
-        if n == 0 {
-            return None;
-        }
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| (start + i) % n)
-            .filter_map(|i| links.get(i))
-            .find(|l| l.in_flight.load(Ordering::Relaxed) < self.max_in_flight)
-            .cloned()
+        choose_link(
+            &links,
+            start,
+            near,
+            |l| l.worker,
+            |l| l.in_flight.load(Ordering::Relaxed) < self.max_in_flight,
+        )
+        .cloned()
     }
 
     /// The signed-on link in `slot`.
@@ -235,5 +284,60 @@ impl Shared {
     #[must_use]
     pub fn route(&self, issuer: &InstId) -> Option<&Arc<IssuerRoute>> {
         self.routes.get(issuer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{choose_link, NO_WORKER};
+
+    /// (name, worker, has room)
+    const LINKS: [(char, u16, bool); 5] = [
+        ('a', 0, true),
+        ('b', 1, true),
+        ('c', 0, false),
+        ('d', 1, true),
+        ('e', 0, true),
+    ];
+
+    fn pick(start: usize, near: u16, links: &[(char, u16, bool)]) -> Option<char> {
+        choose_link(links, start, near, |l| l.1, |l| l.2).map(|l| l.0)
+    }
+
+    #[test]
+    fn a_link_on_the_callers_worker_is_preferred_round_robin() {
+        let on_1: Vec<_> = (0..5).map(|s| pick(s, 1, &LINKS)).collect();
+        assert_eq!(
+            on_1,
+            [Some('b'), Some('b'), Some('d'), Some('d'), Some('b')]
+        );
+        // c is full, so worker 0 takes a and e in turn.
+        let on_0: Vec<_> = (0..5).map(|s| pick(s, 0, &LINKS)).collect();
+        assert_eq!(
+            on_0,
+            [Some('a'), Some('e'), Some('e'), Some('e'), Some('e')]
+        );
+    }
+
+    #[test]
+    fn without_room_on_its_worker_any_link_with_room_is_taken() {
+        let full_on_0 = [
+            ('a', 0, false),
+            ('b', 1, true),
+            ('c', 0, false),
+            ('d', 1, true),
+        ];
+        assert_eq!(pick(0, 0, &full_on_0), Some('b'));
+        assert_eq!(pick(2, 0, &full_on_0), Some('d'));
+        // A worker with no links at all, and a thread that is no worker: plain round robin.
+        assert_eq!(pick(2, 7, &LINKS), Some('d'));
+        let plain: Vec<_> = (0..5).map(|s| pick(s, NO_WORKER, &LINKS)).collect();
+        assert_eq!(
+            plain,
+            [Some('a'), Some('b'), Some('d'), Some('d'), Some('e')]
+        );
+        let all_full = [('a', 0, false), ('b', 1, false)];
+        assert_eq!(pick(0, 0, &all_full), None);
+        assert_eq!(pick(0, 0, &[]), None);
     }
 }

@@ -432,6 +432,7 @@ impl IssuerLink {
                             addr,
                             in_flight: self.in_flight.clone(),
                             inbox: self.inbox.clone(),
+                            worker: crate::state::current_worker(),
                         });
                         tracing::info!(issuer = %route.id, slot, "issuer link signed on");
                     }
