@@ -138,6 +138,9 @@ pub struct JournalSettings {
     pub dir: PathBuf,
     /// Whether a batch is fsynced before it is answered.
     pub durability: Durability,
+    /// Bytes the journal zero-fills ahead of its data (0: off; see
+    /// `JournalOptions::zero_fill_ahead`).
+    pub zero_fill_ahead: u64,
 }
 
 /// `[logging]`.
@@ -475,6 +478,7 @@ impl Default for RawClearing {
 struct RawJournal {
     dir: String,
     durability: Durability,
+    zero_fill_kib: u64,
 }
 
 impl Default for RawJournal {
@@ -482,6 +486,7 @@ impl Default for RawJournal {
         RawJournal {
             dir: "journal".into(),
             durability: Durability::Fsync,
+            zero_fill_kib: 1024,
         }
     }
 }
@@ -624,9 +629,12 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     if raw.journal.dir.trim().is_empty() {
         return Err(err("journal.dir", "must not be empty".into()));
     }
+    let zero_fill_kib = in_range(raw.journal.zero_fill_kib, 0, 1 << 20)
+        .map_err(|r| err("journal.zero_fill_kib", r))?;
     let journal = JournalSettings {
         dir: base.join(&raw.journal.dir),
         durability: raw.journal.durability,
+        zero_fill_ahead: zero_fill_kib as u64 * 1024,
     };
 
     // [logging]
@@ -1167,6 +1175,7 @@ mod tests {
         assert_eq!(cfg.listeners.issuer, "127.0.0.1:5002".parse().unwrap());
         assert_eq!(cfg.listeners.admin, "127.0.0.1:5080".parse().unwrap());
         assert_eq!(cfg.journal.durability, Durability::Fsync);
+        assert_eq!(cfg.journal.zero_fill_ahead, 1 << 20);
         assert!(cfg.journal.dir.ends_with("../data/journal"));
         assert!(cfg
             .journal
@@ -1512,6 +1521,14 @@ timeout_ms = 20000
                 "switch.toml",
                 "journal.durability",
                 "unknown variant `fsnyc`",
+            ),
+            (
+                "zero fill out of range",
+                format!("{GOOD}\n[journal]\nzero_fill_kib = 2000000\n"),
+                Some(GOOD_BINS),
+                "switch.toml",
+                "journal.zero_fill_kib",
+                "between 0 and 1048576",
             ),
             (
                 "frame size out of range",

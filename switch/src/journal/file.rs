@@ -150,7 +150,12 @@ impl FileJournal {
                     .write(true)
                     .open(&last.path)
                     .map_err(|e| JournalError::io("open", &last.path, e))?;
-                if last.file_len > last.good_len {
+                let zeroed = if last.zero_tail {
+                    last.file_len
+                } else {
+                    last.good_len
+                };
+                if last.file_len > last.good_len && !last.zero_tail {
                     // Cut the torn tail now: appending after it would bury garbage mid-file.
                     file.set_len(last.good_len)
                         .and_then(|()| file.sync_data())
@@ -168,6 +173,7 @@ impl FileJournal {
                     path: last.path,
                     file,
                     len: last.good_len,
+                    zeroed,
                     records: last.records,
                 }
             }
@@ -188,6 +194,7 @@ impl FileJournal {
             segment_size: options.segment_size,
             max_batch_records: options.max_batch_records.max(1),
             max_batch_bytes: options.max_batch_bytes.max(1),
+            zero_fill_ahead: options.zero_fill_ahead,
             seg: segment,
             next_seq: summary.next_seq,
             dirty: false,
@@ -333,6 +340,8 @@ struct Segment {
     file: File,
     /// Length of the valid (successfully written) part.
     len: u64,
+    /// Length of the file: `len` plus the zeros written ahead of the data, if any.
+    zeroed: u64,
     records: u64,
 }
 
@@ -364,8 +373,30 @@ fn create_segment(dir: &Path, index: u64, base_seq: u64) -> Result<Segment, Jour
         path,
         file,
         len: HEADER_LEN as u64,
+        zeroed: HEADER_LEN as u64,
         records: 0,
     })
+}
+
+/// Writes `len` zero bytes at `offset` without moving the file's cursor.
+#[cfg(unix)]
+fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    static BLOCK: [u8; 64 << 10] = [0; 64 << 10];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(BLOCK.len() as u64);
+        file.write_all_at(&BLOCK[..n as usize], offset + done)?;
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_zeros(_file: &File, _offset: u64, _len: u64) -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "zero-filling ahead needs positioned writes",
+    ))
 }
 
 #[cfg(unix)]
@@ -386,6 +417,7 @@ struct Writer {
     segment_size: u64,
     max_batch_records: usize,
     max_batch_bytes: usize,
+    zero_fill_ahead: u64,
     seg: Segment,
     next_seq: u64,
     /// A write or sync failed: the file may hold junk past `seg.len` until repaired.
@@ -458,6 +490,9 @@ impl Writer {
         for p in appends.drain(..) {
             p.done.complete(result.clone());
         }
+        if result.is_ok() && records > 0 {
+            self.zero_fill();
+        }
         if !waiters.is_empty() {
             let answer = match self.failed_since_flush.take() {
                 Some(e) => Err(e),
@@ -520,6 +555,30 @@ impl Writer {
         Ok(())
     }
 
+    /// Keeps at least half of `zero_fill_ahead` zero bytes past the data, up to the segment
+    /// size, writing another `zero_fill_ahead` when it falls below. Run after a batch's
+    /// completions, so the write is off the answer path; the zeros reach the disk with the next
+    /// batch's sync. A failure only costs the saving: records then append as without it.
+    fn zero_fill(&mut self) {
+        let chunk = self.zero_fill_ahead;
+        let seg = &mut self.seg;
+        if chunk == 0 || seg.zeroed >= seg.len + chunk / 2 {
+            return;
+        }
+        let from = seg.zeroed.max(seg.len);
+        let to = (from + chunk).min(self.segment_size);
+        if to <= from {
+            return;
+        }
+        match write_zeros(&seg.file, from, to - from) {
+            Ok(()) => seg.zeroed = to,
+            Err(e) => {
+                metrics::counter!("journal_zero_fill_errors_total").increment(1);
+                tracing::warn!(segment = %seg.path.display(), error = %e, "journal: zero-filling ahead failed; records append");
+            }
+        }
+    }
+
     fn write_buf(&mut self) -> std::io::Result<()> {
         // Test hook: write half the batch, then fail, like a disk filling up mid-write.
         #[cfg(test)]
@@ -555,6 +614,7 @@ impl Writer {
             .and_then(|()| file.seek(SeekFrom::Start(len)))
             .and_then(|_| file.sync_data())
             .map_err(|e| JournalError::io("repair after failed write", &self.seg.path, e))?;
+        self.seg.zeroed = len;
         self.dirty = false;
         self.unsynced = false;
         Ok(())
@@ -565,6 +625,14 @@ impl Writer {
         // a segment must be complete on disk before a later one exists.
         if self.unsynced {
             self.sync()?;
+        }
+        // Only the last segment may end in zeros (see `format`): cut them off first.
+        if self.seg.zeroed > self.seg.len {
+            let (file, len) = (&self.seg.file, self.seg.len);
+            file.set_len(len)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| JournalError::io("cut the zero-filled tail of", &self.seg.path, e))?;
+            self.seg.zeroed = len;
         }
         self.seg = create_segment(&self.dir, self.seg.index + 1, self.next_seq)?;
         if let Err(e) = sync_dir(&self.dir) {

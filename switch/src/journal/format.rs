@@ -21,6 +21,11 @@
 //! bad header, a sequence gap, or a valid record with the wrong sequence number is
 //! [`JournalError::Corrupt`]: those segments were fsynced before the next one was created, so
 //! acknowledged records would be lost by skipping.
+//!
+//! The writer zero-fills the last segment ahead of its data (`zero_fill_ahead`), so it may end
+//! in zero bytes: an all-zero tail is the clean end of its data, not a tear. A zero region
+//! never decodes as a record (its checksum cannot match). Segments are cut back to their data
+//! before the next one is created, so only the last can have such a tail.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -169,6 +174,8 @@ pub(crate) struct LastSegment {
     pub path: PathBuf,
     pub good_len: u64,
     pub file_len: u64,
+    /// Everything from `good_len` to `file_len` is zero bytes (zero-filled ahead, unused).
+    pub zero_tail: bool,
     pub records: u64,
 }
 
@@ -225,6 +232,7 @@ pub(crate) fn scan_segments(
         let mut seq = base_seq;
         let mut off = HEADER_LEN;
         let mut records = 0u64;
+        let mut zero_tail = false;
         loop {
             match decode_record(&data, off) {
                 Ok(None) => break,
@@ -240,6 +248,10 @@ pub(crate) fn scan_segments(
                     seq += 1;
                     records += 1;
                     off = next;
+                }
+                Err(_) if is_last && data[off..].iter().all(|b| *b == 0) => {
+                    zero_tail = true;
+                    break;
                 }
                 Err(reason) if is_last => {
                     let torn_bytes = data.len() - off;
@@ -267,6 +279,7 @@ pub(crate) fn scan_segments(
                 path: path.clone(),
                 good_len: off as u64,
                 file_len: data.len() as u64,
+                zero_tail,
                 records,
             });
         }

@@ -1,6 +1,6 @@
 //! Journal tests: this file is declared `#[cfg(test)] mod tests;` in `mod.rs`.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -110,47 +110,64 @@ fn concurrent_appends_round_trip() {
     drop(j);
 }
 
+/// Both ways a segment grows: appending (`zero_fill_ahead = 0`) and overwriting zeros.
+const ZERO_FILL: [u64; 2] = [0, 1 << 20];
+
+/// A write that stopped at `from`: appended, the file ends there; zero-filled, zeros remain.
+fn tear(data: &mut Vec<u8>, from: usize, end: usize, zero_fill: u64) {
+    if zero_fill == 0 {
+        data.truncate(from);
+    } else {
+        data[from..end].fill(0);
+    }
+}
+
 #[test]
 fn torn_tail_truncated_is_ignored_and_repaired() {
-    torn_tail_case(|path| {
-        let len = fs::metadata(path).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_len(len - 3)
-            .unwrap();
-    });
+    for zero_fill in ZERO_FILL {
+        torn_tail_case(zero_fill, |data, end| tear(data, end - 3, end, zero_fill));
+    }
 }
 
 #[test]
 fn torn_tail_checksum_mismatch_is_ignored_and_repaired() {
-    torn_tail_case(|path| {
-        let mut data = fs::read(path).unwrap();
-        let last_payload_byte = data.len() - 4 - 1;
-        data[last_payload_byte] ^= 0x40;
-        fs::write(path, data).unwrap();
-    });
+    for zero_fill in ZERO_FILL {
+        torn_tail_case(zero_fill, |data, end| data[end - 4 - 1] ^= 0x40);
+    }
 }
 
 #[test]
 fn torn_tail_partial_header_is_ignored() {
     // Only a few bytes of the last record's length field made it to disk.
-    torn_tail_case(|path| {
-        let mut data = fs::read(path).unwrap();
-        let last_len = RECORD_OVERHEAD + payload(9).len();
-        data.truncate(data.len() - last_len + 2);
-        fs::write(path, data).unwrap();
-    });
+    for zero_fill in ZERO_FILL {
+        torn_tail_case(zero_fill, |data, end| {
+            let last_len = RECORD_OVERHEAD + payload(9).len();
+            tear(data, end - last_len + 2, end, zero_fill);
+        });
+    }
 }
 
-fn torn_tail_case(damage: impl Fn(&Path)) {
+/// Ten records, then `damage(file bytes, end of the records)` to the last segment.
+fn torn_tail_case(zero_fill: u64, damage: impl Fn(&mut Vec<u8>, usize)) {
+    let opts = || JournalOptions {
+        zero_fill_ahead: zero_fill,
+        ..opts()
+    };
     let dir = tempfile::tempdir().unwrap();
     let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
     append_and_wait(&j, 10, 0);
     drop(j);
+    let end = read_all(dir.path()).unwrap().summary.bytes as usize;
     let segs = segments(dir.path());
-    damage(segs.last().unwrap());
+    let last = segs.last().unwrap();
+    let mut data = fs::read(last).unwrap();
+    assert_eq!(
+        data.len() > end,
+        zero_fill > 0,
+        "zeros follow the records when zero-filling"
+    );
+    damage(&mut data, end);
+    fs::write(last, data).unwrap();
 
     // Read-only replay reports the tear but does not repair.
     let ro = read_all(dir.path()).unwrap();
@@ -170,6 +187,99 @@ fn torn_tail_case(damage: impl Fn(&Path)) {
     let replay = read_all(dir.path()).unwrap();
     assert_eq!(replay.summary.torn_records, 0);
     assert_eq!(replay.records.len(), 11);
+    check_records(&replay.records, 0);
+}
+
+#[test]
+fn a_zero_filled_tail_is_the_clean_end_and_is_kept_and_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || JournalOptions {
+        zero_fill_ahead: 4096,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    append_and_wait(&j, 5, 0);
+    drop(j);
+    let seg = segments(dir.path()).pop().unwrap();
+    let file_len = fs::metadata(&seg).unwrap().len();
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 5);
+    assert_eq!(
+        replay.summary.torn_records, 0,
+        "zeros past the data are no tear"
+    );
+    let data_end = replay.summary.bytes;
+    assert!(file_len >= data_end + 2048, "{file_len} vs {data_end}");
+
+    // Reopening keeps the zeros; new records overwrite them instead of growing the file.
+    let (j, replay) = FileJournal::open(dir.path(), opts()).unwrap();
+    assert_eq!(replay.summary.torn_records, 0);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), file_len);
+    append_and_wait(&j, 3, 5);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), file_len);
+    drop(j);
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 8);
+    check_records(&replay.records, 0);
+    assert!(replay.summary.bytes > data_end);
+}
+
+#[test]
+fn zero_filled_segments_are_cut_to_their_records_when_rolled() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || JournalOptions {
+        segment_size: 4096,
+        zero_fill_ahead: 1024,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    // One batch at a time, so the writer zero-fills between them.
+    for i in 0..300 {
+        append_and_wait(&j, 1, i);
+    }
+    drop(j);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "{} segments", segs.len());
+    // Every segment but the last ends with its last record: replay would call zeros in an
+    // earlier segment corruption.
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 300);
+    check_records(&replay.records, 0);
+    assert_eq!(replay.summary.torn_records, 0);
+    let on_disk: u64 = segs.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let last = fs::metadata(segs.last().unwrap()).unwrap().len();
+    assert!(
+        on_disk - last < replay.summary.bytes,
+        "only the last segment has zeros past its records"
+    );
+    let (j, replay) = FileJournal::open(dir.path(), opts()).unwrap();
+    assert_eq!(replay.records.len(), 300);
+    append_and_wait(&j, 1, 300);
+    drop(j);
+
+    // Zeros past the segment size (filled under a larger one): the roll cuts them too.
+    let (j, _) = FileJournal::open(
+        dir.path(),
+        JournalOptions {
+            segment_size: 1 << 20,
+            zero_fill_ahead: 64 << 10,
+            ..opts()
+        },
+    )
+    .unwrap();
+    append_and_wait(&j, 1, 301);
+    drop(j);
+    let before = segments(dir.path()).len();
+    let small = JournalOptions {
+        segment_size: 64,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), small).unwrap();
+    append_and_wait(&j, 1, 302);
+    assert_eq!(segments(dir.path()).len(), before + 1, "rolled");
+    drop(j);
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 303);
     check_records(&replay.records, 0);
 }
 
