@@ -7,7 +7,8 @@
 #   scripts/perf-e2e.sh closed  --rate max --window 64 --connections 16 --duration 20s
 #
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
-# BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; ..." set in [switch]).
+# BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
+# SIM_THREADS (1: issuer-sim and loadgen each on one runtime thread, which leaves the cores to the switch; "" = one per core).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
@@ -47,16 +48,23 @@ sed -i \
     -e 's|^level = .*|level = "warn"|' \
     -e "s|^output_dir = .*|output_dir = \"$PERF_DIR/clearing\"|" \
     "$CFG"
-# SWITCH_EXTRA="key = value; key2 = value2": set keys of [switch] (replaced or added).
+# SWITCH_EXTRA="key = value; journal.key2 = value2": set keys of [switch], or of the section
+# named before the dot (replaced or added).
 IFS=';' read -ra extra <<<"${SWITCH_EXTRA:-}"
 for kv in "${extra[@]}"; do
     kv=$(echo "$kv" | sed 's/^ *//; s/ *$//')
     [[ -z "$kv" ]] && continue
     key=${kv%% *}
-    if grep -q "^$key = " "$CFG"; then
-        sed -i "s|^$key = .*|$kv|" "$CFG"
+    section=switch
+    if [[ "$key" == *.* ]]; then
+        section=${key%%.*}
+        key=${key#*.}
+        kv="$key ${kv#* }"
+    fi
+    if sed -n "/^\[$section\]/,/^\[/p" "$CFG" | grep -q "^$key = "; then
+        sed -i "/^\[$section\]/,/^\[/ s|^$key = .*|$kv|" "$CFG"
     else
-        sed -i "/^\[switch\]/a $kv" "$CFG"
+        sed -i "/^\[$section\]/a $kv" "$CFG"
     fi
 done
 
@@ -78,7 +86,11 @@ for _ in $(seq 100); do
     curl -sf "$ADMIN"/healthz >/dev/null 2>&1 && break
     sleep 0.1
 done
-"$PERF_DIR/bin/issuer-sim" --switch "$ISS" --institution 03010000 \
+# The simulators size their runtime from TOKIO_WORKER_THREADS (tokio's own variable).
+SIM_THREADS=${SIM_THREADS-1}
+sim_env=()
+[[ -n "$SIM_THREADS" ]] && sim_env=(env TOKIO_WORKER_THREADS="$SIM_THREADS")
+"${sim_env[@]}" "$PERF_DIR/bin/issuer-sim" --switch "$ISS" --institution 03010000 \
     --links "$ISSUER_LINKS" --no-accounts --stats-interval-s 0 2>"$OUT/$NAME.issuer.log" &
 IS=$!
 pids+=("$IS")
@@ -100,7 +112,7 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 RSSP=$!
 pids+=("$RSSP")
 
-/usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$PERF_DIR/bin/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
+"${sim_env[@]}" /usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$PERF_DIR/bin/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
     --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
 LG=$!
 # PERF_RECORD="perf record args": profile the switch for the whole load (perf.data in OUT).
