@@ -410,7 +410,7 @@ impl Counter {
 #[derive(Debug, Default)]
 pub struct LimitCounters {
     /// `Arc` so the shard lock is only held to find the counter, never during the update.
-    counters: DashMap<CounterKey, Arc<Counter>>,
+    counters: DashMap<CounterKey, Arc<Counter>, crate::FastHash>,
 }
 
 impl LimitCounters {
