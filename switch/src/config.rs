@@ -301,7 +301,7 @@ pub struct Config {
     /// `[clearing]`.
     pub clearing: ClearingSettings,
     /// Primary and branch IDs -> index into `institutions`.
-    by_id: HashMap<InstitutionId, usize>,
+    by_id: HashMap<InstitutionId, usize, crate::FastHash>,
 }
 
 impl Config {
@@ -661,7 +661,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     // Every ID in use -> the key that declared it, for duplicate messages.
     let mut declared: HashMap<InstitutionId, String> = HashMap::new();
     declared.insert(switch_id, "switch.id".into());
-    let mut by_id = HashMap::new();
+    let mut by_id: HashMap<_, _, crate::FastHash> = HashMap::default();
     for (i, value) in raw.institution.into_iter().enumerate() {
         let prefix = format!("institution[{i}]");
         let ri = RawInstitution::deserialize(value).map_err(|e| serde_error(path, &prefix, &e))?;
@@ -984,7 +984,7 @@ fn load_bins(
     file: &Path,
     config_path: &Path,
     institutions: &[Institution],
-    by_id: &HashMap<InstitutionId, usize>,
+    by_id: &HashMap<InstitutionId, usize, crate::FastHash>,
 ) -> Result<BinTable, ConfigError> {
     let from_bin_error = |e: bins::BinError| {
         if e.line.is_none() && e.column.is_none() {

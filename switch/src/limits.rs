@@ -90,7 +90,7 @@ struct SettingKey {
 /// limit. The default value has no rows.
 #[derive(Debug, Clone, Default)]
 pub struct LimitSettings {
-    limits: HashMap<SettingKey, Limit>,
+    limits: HashMap<SettingKey, Limit, crate::FastHash>,
 }
 
 const COLUMNS: [&str; 7] = [
@@ -111,7 +111,7 @@ impl LimitSettings {
 
     /// Builds settings from CSV text; `file` only labels errors.
     pub fn from_csv(data: &[u8], file: &Path) -> Result<LimitSettings, LimitsError> {
-        let mut limits = HashMap::new();
+        let mut limits: HashMap<_, _, crate::FastHash> = HashMap::default();
         let mut lines: HashMap<SettingKey, u64> = HashMap::new();
         let mut csv = CsvTable::open(data, file, COLUMNS)?;
         while csv.next()? {

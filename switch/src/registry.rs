@@ -376,9 +376,9 @@ pub struct Terminal {
 pub struct Registry {
     merchants: Vec<Merchant>,
     terminals: Vec<Terminal>,
-    merchant_index: HashMap<(InstitutionId, MerchantId), u32>,
+    merchant_index: HashMap<(InstitutionId, MerchantId), u32, crate::FastHash>,
     /// Keyed by the merchant's index: terminal IDs are only unique within a merchant.
-    terminal_index: HashMap<(u32, TerminalId), u32>,
+    terminal_index: HashMap<(u32, TerminalId), u32, crate::FastHash>,
 }
 
 impl fmt::Debug for Registry {

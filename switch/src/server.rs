@@ -254,7 +254,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
     );
     let journal_dir = config.journal.dir.clone();
     let switch_id = config.switch.id;
-    let mut routes = HashMap::new();
+    let mut routes: HashMap<_, _, crate::FastHash> = HashMap::default();
     for inst in config.issuers() {
         let (id, Some(settings)) = (inst.id, inst.issuer.as_ref()) else {
             continue;

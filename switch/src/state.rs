@@ -210,7 +210,7 @@ pub struct Shared {
     pub switch_id: InstId,
     pub clock: SharedClock,
     pub journal: Arc<dyn Journal>,
-    pub routes: HashMap<InstId, Arc<IssuerRoute>>,
+    pub routes: HashMap<InstId, Arc<IssuerRoute>, crate::FastHash>,
     /// Keys seen per settlement date (duplicate detection, SPEC.md section 7).
     pub seen: crate::daytable::DayTable<u32>,
     /// Transactions forwarded and not yet answered, over all links (graceful shutdown).
@@ -243,7 +243,7 @@ impl Shared {
             config: ArcSwap::from_pointee(config),
             clock,
             journal: Arc::new(crate::journal::MemoryJournal::new()),
-            routes: HashMap::new(),
+            routes: HashMap::default(),
             seen: crate::daytable::DayTable::with_capacity(0),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
