@@ -546,7 +546,7 @@ fn text<const N: usize>(msg: &Message, n: u8) -> crate::records::ArrayString<N> 
         .unwrap_or_default()
 }
 
-fn request_record(
+pub(crate) fn request_record(
     msg: &Message,
     key: TxnKey,
     kind: TxnKind,

@@ -834,3 +834,187 @@ impl Handler<Deliver> for IssuerLink {
         self.send(msg.0);
     }
 }
+
+/// Test hooks: the link's inbox and in-flight count, and a stop on demand.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "(Arc<Inbox<Forward>>, Arc<AtomicUsize>)")]
+struct Internals;
+
+#[cfg(test)]
+impl Handler<Internals> for IssuerLink {
+    type Result = MessageResult<Internals>;
+    fn handle(&mut self, _: Internals, _: &mut Self::Context) -> Self::Result {
+        MessageResult((self.inbox.clone(), self.in_flight.clone()))
+    }
+}
+
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopNow;
+
+#[cfg(test)]
+impl Handler<StopNow> for IssuerLink {
+    type Result = ();
+    fn handle(&mut self, _: StopNow, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::originals::{Original, OriginalState};
+    use bytes::Bytes;
+    use iso8583::{Header, InstId, MessageBuilder, Mti};
+
+    /// Stands in for an acquirer link: hands every answer written to its outbox to the test.
+    struct Acquirer {
+        outbox: Option<Arc<Outbox>>,
+        answers: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    }
+
+    impl Actor for Acquirer {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Flush> for Acquirer {
+        type Result = ();
+        fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+            let mut items = Vec::new();
+            if let Some(o) = &self.outbox {
+                o.answers.take(&mut items);
+            }
+            for a in items {
+                let _ = self.answers.send(a.frame);
+            }
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Attach(Arc<Outbox>);
+
+    impl Handler<Attach> for Acquirer {
+        type Result = ();
+        fn handle(&mut self, m: Attach, _: &mut Context<Self>) {
+            self.outbox = Some(m.0);
+        }
+    }
+
+    fn purchase() -> Message {
+        let header = Header::new(
+            InstId::new("01030000").unwrap(),
+            InstId::new("00010000").unwrap(),
+        );
+        let mut b = MessageBuilder::new(Mti::FINANCIAL_REQUEST, header);
+        b.set(2, "6222020000000123")
+            .set(3, "000000")
+            .set(4, "000000012345")
+            .set(7, "1121093000")
+            .set(11, "000001")
+            .set(25, "00")
+            .set(32, "00010000")
+            .set(33, "00010000")
+            .set(41, "TERM0001")
+            .set(42, "123456789012345")
+            .set(49, "156");
+        Message::decode(b.build().unwrap()).unwrap()
+    }
+
+    /// SPEC 8: a request queued for an issuer link that stops before sending it never
+    /// reached the issuer, so the switch answers it `91` itself and gives back what it held.
+    /// (Had the link sent it, the stop would answer it as timed out instead.)
+    #[actix::test]
+    async fn requests_queued_on_an_issuer_link_that_stops_are_declined_91_and_released() {
+        let cfg =
+            crate::config::Config::from_toml_str("", std::path::Path::new("switch.toml")).unwrap();
+        let shared = Arc::new(Shared::for_tests(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer_side = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let route = Arc::new(IssuerRoute::new(
+            InstId::new("01030000").unwrap(),
+            30_000,
+            100,
+        ));
+        let (on_stop, stopped) = tokio::sync::oneshot::channel();
+        let link = IssuerLink::start_dialled(shared.clone(), stream, peer, route, on_stop).unwrap();
+        let (inbox, in_flight) = link.send(Internals).await.unwrap();
+
+        let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+        let acquirer = Acquirer {
+            outbox: None,
+            answers: tx,
+        }
+        .start();
+        let outbox = Arc::new(Outbox::new(acquirer.clone().recipient(), shared.clone()));
+        acquirer.send(Attach(outbox.clone())).await.unwrap();
+
+        let msg = purchase();
+        let key = TxnKey::of(&msg).unwrap();
+        let kind = TxnKind::of(&msg);
+        let now = shared.clock.now_millis();
+        let record = crate::actors::acquirer::request_record(
+            &msg,
+            key,
+            kind,
+            InstId::new("00010000").unwrap(),
+            20261121,
+            now,
+        );
+        shared.originals.insert(
+            key,
+            Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
+        );
+        // What the acquirer link counts when it hands a request over.
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+
+        // Both on this thread, the link's: the stop is in its mailbox before the wake-up
+        // the push sends, so the link stops with the request still queued.
+        link.do_send(StopNow);
+        let queued = inbox.push(Forward {
+            request: Box::new(msg),
+            reply_to: outbox,
+            key,
+            kind,
+            record,
+            received_ms: now,
+            reservation: None,
+            original_issuer_stan: None,
+        });
+        assert!(queued.is_ok(), "the inbox was still open");
+
+        // A guard only: the answer comes from the link's stop, not from a clock.
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.recv())
+            .await
+            .expect("no answer for the queued request")
+            .unwrap();
+        let answer = Message::decode(answer).unwrap();
+        assert_eq!(answer.mti(), Mti::FINANCIAL_RESPONSE);
+        assert_eq!(answer.field(39), Some(&b"91"[..]));
+        assert_eq!(
+            answer.field(11),
+            Some(&b"000001"[..]),
+            "the acquirer's own F11"
+        );
+        stopped.await.unwrap_err(); // the link ended (its stop signal dropped)
+        assert_eq!(in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.in_flight.load(Ordering::Relaxed), 0);
+        let state = shared.originals.with(&key, |o| o.map(|o| o.state));
+        assert_eq!(state, Some(OriginalState::NotApproved));
+        // The issuer never saw it.
+        let mut buf = [0u8; 64];
+        let n = tokio::io::AsyncReadExt::read(&mut { issuer_side }, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 0,
+            "nothing was written to the issuer before the link closed"
+        );
+    }
+}
