@@ -570,13 +570,12 @@ impl Writer {
         if to <= from {
             return;
         }
-        match write_zeros(&seg.file, from, to - from) {
-            Ok(()) => seg.zeroed = to,
-            Err(e) => {
-                metrics::counter!("journal_zero_fill_errors_total").increment(1);
-                tracing::warn!(segment = %seg.path.display(), error = %e, "journal: zero-filling ahead failed; records append");
-            }
+        if let Err(e) = write_zeros(&seg.file, from, to - from) {
+            metrics::counter!("journal_zero_fill_errors_total").increment(1);
+            tracing::warn!(segment = %seg.path.display(), error = %e, "journal: zero-filling ahead failed; records append");
         }
+        // Even after a failure the file may now reach `to`: the roll must cut up to there.
+        seg.zeroed = to;
     }
 
     fn write_buf(&mut self) -> std::io::Result<()> {
