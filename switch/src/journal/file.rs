@@ -229,6 +229,12 @@ impl FileJournal {
         self.faults.store(n, Ordering::SeqCst);
     }
 
+    /// Test hook: zero-fill writes write half their zeros and then fail, from now on.
+    #[cfg(test)]
+    pub(crate) fn inject_zero_fill_faults(&self) {
+        self.faults.store(ZERO_FILL_FAULTS, Ordering::SeqCst);
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -377,6 +383,10 @@ fn create_segment(dir: &Path, index: u64, base_seq: u64) -> Result<Segment, Jour
         records: 0,
     })
 }
+
+/// The `faults` value that makes every zero-fill write fail halfway (tests).
+#[cfg(test)]
+const ZERO_FILL_FAULTS: u64 = u64::MAX;
 
 /// Writes `len` zero bytes at `offset` without moving the file's cursor.
 #[cfg(unix)]
@@ -570,11 +580,22 @@ impl Writer {
         if to <= from {
             return;
         }
-        if let Err(e) = write_zeros(&seg.file, from, to - from) {
+        #[cfg(test)]
+        let result = if self.faults.load(Ordering::SeqCst) == ZERO_FILL_FAULTS {
+            write_zeros(&seg.file, from, (to - from) / 2)
+                .and_then(|()| Err(std::io::Error::other("injected zero-fill fault")))
+        } else {
+            write_zeros(&seg.file, from, to - from)
+        };
+        #[cfg(not(test))]
+        let result = write_zeros(&seg.file, from, to - from);
+        if let Err(e) = result {
             metrics::counter!("journal_zero_fill_errors_total").increment(1);
             tracing::warn!(segment = %seg.path.display(), error = %e, "journal: zero-filling ahead failed; records append");
         }
-        // Even after a failure the file may now reach `to`: the roll must cut up to there.
+        // Even after a failure the file may now reach `to`. The cap at the segment size
+        // already keeps zeros below where a roll happens; counting them anyway keeps the
+        // roll's cut right if that ever changes.
         seg.zeroed = to;
     }
 
@@ -583,7 +604,9 @@ impl Writer {
         #[cfg(test)]
         if self
             .faults
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n != ZERO_FILL_FAULTS).then(|| n.checked_sub(1)).flatten()
+            })
             .is_ok()
         {
             self.seg.file.write_all(&self.buf[..self.buf.len() / 2])?;

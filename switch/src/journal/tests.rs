@@ -284,6 +284,28 @@ fn zero_filled_segments_are_cut_to_their_records_when_rolled() {
 }
 
 #[test]
+fn a_failed_zero_fill_still_leaves_earlier_segments_cut_to_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || JournalOptions {
+        segment_size: 4096,
+        zero_fill_ahead: 1024,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    // Every zero-fill writes half its zeros, then fails (a disk filling up).
+    j.inject_zero_fill_faults();
+    for i in 0..300 {
+        append_and_wait(&j, 1, i);
+    }
+    drop(j);
+    assert!(segments(dir.path()).len() >= 3);
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 300);
+    check_records(&replay.records, 0);
+    assert_eq!(replay.summary.torn_records, 0);
+}
+
+#[test]
 fn segments_roll_and_sequence_continues_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let small = JournalOptions {
