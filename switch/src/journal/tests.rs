@@ -224,19 +224,28 @@ fn a_zero_filled_tail_is_the_clean_end_and_is_kept_and_overwritten() {
     assert!(replay.summary.bytes > data_end);
 }
 
-#[test]
-fn zero_filled_segments_are_cut_to_their_records_when_rolled() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = || JournalOptions {
+/// Small segments zero-filled 1 KiB ahead: a roll every few dozen records.
+fn rolling_zero_filled() -> JournalOptions {
+    JournalOptions {
         segment_size: 4096,
         zero_fill_ahead: 1024,
         ..opts()
-    };
-    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
-    // One batch at a time, so the writer zero-fills between them.
-    for i in 0..300 {
-        append_and_wait(&j, 1, i);
     }
+}
+
+/// Records `0..n`, each its own batch, so the writer zero-fills between them.
+fn append_one_by_one(j: &FileJournal, n: usize) {
+    for i in 0..n {
+        append_and_wait(j, 1, i);
+    }
+}
+
+#[test]
+fn zero_filled_segments_are_cut_to_their_records_when_rolled() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = rolling_zero_filled;
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    append_one_by_one(&j, 300);
     drop(j);
     let segs = segments(dir.path());
     assert!(segs.len() >= 3, "{} segments", segs.len());
@@ -286,17 +295,10 @@ fn zero_filled_segments_are_cut_to_their_records_when_rolled() {
 #[test]
 fn a_failed_zero_fill_still_leaves_earlier_segments_cut_to_their_records() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || JournalOptions {
-        segment_size: 4096,
-        zero_fill_ahead: 1024,
-        ..opts()
-    };
-    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    let (j, _) = FileJournal::open(dir.path(), rolling_zero_filled()).unwrap();
     // Every zero-fill writes half its zeros, then fails (a disk filling up).
     j.inject_zero_fill_faults();
-    for i in 0..300 {
-        append_and_wait(&j, 1, i);
-    }
+    append_one_by_one(&j, 300);
     drop(j);
     assert!(segments(dir.path()).len() >= 3);
     let replay = read_all(dir.path()).unwrap();
