@@ -331,8 +331,22 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
                 }
             };
             let addrs = (acq.local_addr()?, iss.local_addr()?, admin.local_addr()?);
-            for route in shared.routes.values() {
-                let addr = IssuerRouteActor::new(shared.clone(), route.clone()).start();
+            let workers: Vec<actix::ArbiterHandle> = (0..arbiters.max(1)).map(|_| actix::Arbiter::new().handle()).collect();
+            for (i, w) in workers.iter().enumerate() {
+                let index = u16::try_from(i).unwrap_or(crate::state::NO_WORKER);
+                w.spawn(async move { crate::state::set_current_worker(index) });
+            }
+            // Route actors run on the workers too, spread by issuer: the advices they send
+            // and the answers they get then mostly stay on one thread (`pick` prefers the
+            // route's own worker), and the system thread is not woken for every reversal.
+            let mut routes: Vec<&Arc<IssuerRoute>> = shared.routes.values().collect();
+            routes.sort_by_key(|r| r.id.to_string());
+            for (i, route) in routes.into_iter().enumerate() {
+                let actor = IssuerRouteActor::new(shared.clone(), route.clone());
+                let addr = match workers.get(i % workers.len().max(1)) {
+                    Some(worker) => IssuerRouteActor::start_in_arbiter(worker, move |_| actor),
+                    None => actor.start(),
+                };
                 let _ = route.actor.set(addr.clone());
                 for ((issuer, stan), (payload, reason, queued_ms)) in &advices {
                     if issuer == &route.id.to_string() {
@@ -346,11 +360,6 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
                 }
             }
             crate::actors::cutover::CutoverTimer::new(shared.clone()).start();
-            let workers: Vec<actix::ArbiterHandle> = (0..arbiters.max(1)).map(|_| actix::Arbiter::new().handle()).collect();
-            for (i, w) in workers.iter().enumerate() {
-                let index = u16::try_from(i).unwrap_or(crate::state::NO_WORKER);
-                w.spawn(async move { crate::state::set_current_worker(index) });
-            }
             let max_conn = listeners.max_connections;
             let mut dialled = 0usize;
             for inst in shared.config.load().issuers() {
