@@ -55,8 +55,10 @@ pub fn current_worker() -> u16 {
     WORKER.with(std::cell::Cell::get)
 }
 
-/// The link [`IssuerRoute::pick_near`] takes: going round `links` from `start`, the first with
-/// room on worker `near`, else the first with room on any worker.
+/// The link [`IssuerRoute::pick_near`] takes: the first with room going round worker
+/// `near`'s own links from the `start`-th of them, else the first with room going round all
+/// links from `start`. Each ring is its own round robin, so the caller's links share its
+/// requests evenly whatever order the links signed on in.
 fn choose_link<T>(
     links: &[T],
     start: usize,
@@ -64,14 +66,17 @@ fn choose_link<T>(
     worker: impl Fn(&T) -> u16,
     has_room: impl Fn(&T) -> bool,
 ) -> Option<&T> {
+    let mine = || links.iter().filter(|l| worker(l) == near);
+    let m = if near == NO_WORKER { 0 } else { mine().count() };
+    let same = (m > 0)
+        .then(|| mine().cycle().skip(start % m).take(m).find(|l| has_room(l)))
+        .flatten();
     let n = links.len();
-    let ring = || (0..n).filter_map(|i| links.get((start + i) % n));
-    let same = if near == NO_WORKER {
-        None
-    } else {
-        ring().find(|l| worker(l) == near && has_room(l))
-    };
-    same.or_else(|| ring().find(|l| has_room(l)))
+    same.or_else(|| {
+        (0..n)
+            .filter_map(|i| links.get((start + i) % n))
+            .find(|l| has_room(l))
+    })
 }
 
 /// Shared, lock-free view of one issuer institution.
@@ -309,14 +314,40 @@ mod tests {
         let on_1: Vec<_> = (0..5).map(|s| pick(s, 1, &LINKS)).collect();
         assert_eq!(
             on_1,
-            [Some('b'), Some('b'), Some('d'), Some('d'), Some('b')]
+            [Some('b'), Some('d'), Some('b'), Some('d'), Some('b')]
         );
-        // c is full, so worker 0 takes a and e in turn.
-        let on_0: Vec<_> = (0..5).map(|s| pick(s, 0, &LINKS)).collect();
+        // Worker 0 has a, c and e; c is full, so its turn goes to the next, e.
+        let on_0: Vec<_> = (0..6).map(|s| pick(s, 0, &LINKS)).collect();
         assert_eq!(
             on_0,
-            [Some('a'), Some('e'), Some('e'), Some('e'), Some('e')]
+            [
+                Some('a'),
+                Some('e'),
+                Some('e'),
+                Some('a'),
+                Some('e'),
+                Some('e')
+            ]
         );
+    }
+
+    #[test]
+    fn a_workers_links_share_its_requests_evenly_in_any_sign_on_order() {
+        // Links grouped by worker instead of alternating: each of worker 0's two links
+        // still gets every other request.
+        let grouped = [
+            ('a', 0, true),
+            ('b', 0, true),
+            ('c', 1, true),
+            ('d', 1, true),
+        ];
+        let mut count = std::collections::HashMap::new();
+        for s in 0..1000 {
+            *count.entry(pick(s, 0, &grouped)).or_insert(0) += 1;
+        }
+        assert_eq!(count.get(&Some('a')), Some(&500));
+        assert_eq!(count.get(&Some('b')), Some(&500));
+        assert_eq!(count.len(), 2, "{count:?}");
     }
 
     #[test]
