@@ -340,7 +340,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             // and the answers they get then mostly stay on one thread (`pick` prefers the
             // route's own worker), and the system thread is not woken for every reversal.
             let mut routes: Vec<&Arc<IssuerRoute>> = shared.routes.values().collect();
-            routes.sort_by_key(|r| r.id.to_string());
+            routes.sort_by_key(|r| r.id);
             for (i, route) in routes.into_iter().enumerate() {
                 let actor = IssuerRouteActor::new(shared.clone(), route.clone());
                 let addr = match workers.get(i % workers.len().max(1)) {
