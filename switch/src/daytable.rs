@@ -285,18 +285,17 @@ fn disk_error(what: &str, path: &std::path::Path, e: &std::io::Error) {
 fn read_runs<V: Spill>(
     file: &std::fs::File,
     runs: &[(u64, usize)],
-    hidden: &std::collections::HashSet<PackedKey, crate::FastHash>,
-    first_age: usize,
+    hidden: Option<&std::collections::HashSet<PackedKey, crate::FastHash>>,
     out: &mut Vec<(PackedKey, usize, V)>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let rec = 16 + V::SIZE;
-    for (age, (i, &(offset, count))) in (first_age..).zip(runs.iter().enumerate().rev()) {
+    for (age, (i, &(offset, count))) in (1..).zip(runs.iter().enumerate().rev()) {
         let mut buf = vec![0; count * rec];
         file.read_exact_at(&mut buf, offset)?;
         for r in buf.chunks_exact(rec) {
             if let (Some(k), Some(v)) = (key_of(r), r.get(16..).and_then(V::take)) {
-                if i == 0 && hidden.contains(&k) {
+                if i == 0 && hidden.is_some_and(|h| h.contains(&k)) {
                     continue;
                 }
                 out.push((k, age, v));
@@ -339,6 +338,16 @@ struct Compacted {
     keys: Vec<PackedKey>,
 }
 
+/// A new, empty run file (a cache of the journal: rebuilt at every start).
+fn create_run_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
 /// The middle step of [`DayTable::retain`], without the lock: read the snapshot's runs,
 /// keep what `keep` accepts, write it to the new run file.
 fn compact<V: Spill>(
@@ -348,17 +357,12 @@ fn compact<V: Spill>(
 ) -> std::io::Result<Compacted> {
     use std::os::unix::fs::FileExt;
     let mut all: Vec<(PackedKey, usize, V)> = Vec::new();
-    read_runs(&snap.file, &snap.runs, &snap.tomb, 1, &mut all)?;
+    read_runs(&snap.file, &snap.runs, Some(&snap.tomb), &mut all)?;
     let kept: Vec<(u64, PackedKey, V)> = newest(all)
         .into_iter()
         .filter_map(|(k, mut v)| keep(&mut v).then(|| (hasher.hash_one(k), k, v)))
         .collect();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&snap.new_path)?;
+    let file = create_run_file(&snap.new_path)?;
     let (run, bloom, end) = if kept.is_empty() {
         (None, None, 0)
     } else {
@@ -560,7 +564,7 @@ impl<V: Spill + Clone> Shard<V> {
         if let Some(file) = &self.cold.file {
             let runs: Vec<(u64, usize)> =
                 self.cold.runs.iter().map(|r| (r.offset, r.count)).collect();
-            if let Err(e) = read_runs(file, &runs, &self.cold.tomb, 1, &mut all) {
+            if let Err(e) = read_runs(file, &runs, Some(&self.cold.tomb), &mut all) {
                 disk_error("read", &self.cold.path, &e);
                 return None;
             }
@@ -626,13 +630,9 @@ impl<V: Spill + Clone> Shard<V> {
                 .map(|r| (r.offset, r.count))
                 .collect();
             // Run 0 is among them only without a compaction (its hidden keys then apply).
-            let none = std::collections::HashSet::with_hasher(crate::FastHash::default());
-            let tomb = if newer_from == 0 {
-                &self.cold.tomb
-            } else {
-                &none
-            };
-            if let Err(e) = read_runs(file, &runs, tomb, 1, &mut recent) {
+            // The hidden keys belong to the first run, which is compacted unless nothing was.
+            let tomb = (newer_from == 0).then_some(&self.cold.tomb);
+            if let Err(e) = read_runs(file, &runs, tomb, &mut recent) {
                 // Nothing is dropped that could not be read: the shard stays as it was.
                 disk_error("read", &self.cold.path, &e);
                 return compacted.map(|c| c.path);
@@ -693,13 +693,7 @@ impl<V: Spill + Clone> Shard<V> {
 impl Cold {
     fn file(&mut self) -> std::io::Result<&std::fs::File> {
         if self.file.is_none() {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&self.path)?;
-            self.file = Some(f);
+            self.file = Some(create_run_file(&self.path)?);
         }
         self.file
             .as_ref()
@@ -959,16 +953,19 @@ impl<V: Spill + Clone> DayTable<V> {
     pub fn retain(&self, mut keep: impl FnMut(&mut V) -> bool) {
         for s in &*self.shards {
             let snapshot = Self::lock(s).snapshot();
-            let compacted = match snapshot.map(|snap| {
-                let path = snap.path.clone();
-                (compact(snap, &mut keep, &self.hasher), path)
-            }) {
+            let compacted = match snapshot {
                 None => None,
-                Some((Ok(c), _)) => Some(c),
-                Some((Err(e), path)) => {
-                    // Nothing is dropped that could not be read: the shard stays as it was.
-                    disk_error("compaction", &path, &e);
-                    continue;
+                Some(snap) => {
+                    let path = snap.path.clone();
+                    match compact(snap, &mut keep, &self.hasher) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            // Nothing is dropped that could not be read: the shard stays
+                            // as it was.
+                            disk_error("compaction", &path, &e);
+                            continue;
+                        }
+                    }
                 }
             };
             let old = Self::lock(s).finish_retain(compacted, &self.hasher, &mut keep);
