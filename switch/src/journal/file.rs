@@ -114,7 +114,17 @@ pub struct FileJournal {
     enqueue_timeout: Duration,
     dir: PathBuf,
     #[cfg(test)]
-    faults: Arc<AtomicU64>,
+    faults: Arc<Faults>,
+}
+
+/// Test hooks: failures injected into the writer's file writes.
+#[cfg(test)]
+#[derive(Default)]
+struct Faults {
+    /// The next this many batch writes write half their bytes, then fail.
+    writes: AtomicU64,
+    /// Every zero-fill write writes half its zeros, then fails.
+    zero_fills: std::sync::atomic::AtomicBool,
 }
 
 impl FileJournal {
@@ -186,7 +196,7 @@ impl FileJournal {
 
         let stats = Arc::new(StatCells::default());
         #[cfg(test)]
-        let faults = Arc::new(AtomicU64::new(0));
+        let faults = Arc::new(Faults::default());
         let (tx, rx) = bounded(options.queue_capacity.max(1));
         let writer = Writer {
             dir: dir.clone(),
@@ -226,13 +236,13 @@ impl FileJournal {
     /// Test hook: the next `n` batch writes write half their bytes and then fail.
     #[cfg(test)]
     pub(crate) fn inject_write_faults(&self, n: u64) {
-        self.faults.store(n, Ordering::SeqCst);
+        self.faults.writes.store(n, Ordering::SeqCst);
     }
 
     /// Test hook: zero-fill writes write half their zeros and then fail, from now on.
     #[cfg(test)]
     pub(crate) fn inject_zero_fill_faults(&self) {
-        self.faults.store(ZERO_FILL_FAULTS, Ordering::SeqCst);
+        self.faults.zero_fills.store(true, Ordering::SeqCst);
     }
 
     pub fn dir(&self) -> &Path {
@@ -384,10 +394,6 @@ fn create_segment(dir: &Path, index: u64, base_seq: u64) -> Result<Segment, Jour
     })
 }
 
-/// The `faults` value that makes every zero-fill write fail halfway (tests).
-#[cfg(test)]
-const ZERO_FILL_FAULTS: u64 = u64::MAX;
-
 /// Writes `len` zero bytes at `offset` without moving the file's cursor.
 #[cfg(unix)]
 fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
@@ -444,7 +450,7 @@ struct Writer {
     /// appended without a completion have no other way to learn they were lost.
     failed_since_flush: Option<JournalError>,
     #[cfg(test)]
-    faults: Arc<AtomicU64>,
+    faults: Arc<Faults>,
 }
 
 impl Writer {
@@ -570,33 +576,33 @@ impl Writer {
     /// completions, so the write is off the answer path; the zeros reach the disk with the next
     /// batch's sync. A failure only costs the saving: records then append as without it.
     fn zero_fill(&mut self) {
-        let chunk = self.zero_fill_ahead;
-        let seg = &mut self.seg;
-        if chunk == 0 || seg.zeroed >= seg.len + chunk / 2 {
+        let (chunk, len, zeroed) = (self.zero_fill_ahead, self.seg.len, self.seg.zeroed);
+        if chunk == 0 || zeroed >= len + chunk / 2 {
             return;
         }
-        let from = seg.zeroed.max(seg.len);
+        let from = zeroed.max(len);
         let to = (from + chunk).min(self.segment_size);
         if to <= from {
             return;
         }
-        #[cfg(test)]
-        let result = if self.faults.load(Ordering::SeqCst) == ZERO_FILL_FAULTS {
-            write_zeros(&seg.file, from, (to - from) / 2)
-                .and_then(|()| Err(std::io::Error::other("injected zero-fill fault")))
-        } else {
-            write_zeros(&seg.file, from, to - from)
-        };
-        #[cfg(not(test))]
-        let result = write_zeros(&seg.file, from, to - from);
-        if let Err(e) = result {
+        if let Err(e) = self.write_zeros_at(from, to - from) {
             metrics::counter!("journal_zero_fill_errors_total").increment(1);
-            tracing::warn!(segment = %seg.path.display(), error = %e, "journal: zero-filling ahead failed; records append");
+            tracing::warn!(segment = %self.seg.path.display(), error = %e, "journal: zero-filling ahead failed; records append");
         }
         // Even after a failure the file may now reach `to`. The cap at the segment size
         // already keeps zeros below where a roll happens; counting them anyway keeps the
         // roll's cut right if that ever changes.
-        seg.zeroed = to;
+        self.seg.zeroed = to;
+    }
+
+    fn write_zeros_at(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        // Test hook: write half the zeros, then fail, like a disk filling up.
+        #[cfg(test)]
+        if self.faults.zero_fills.load(Ordering::SeqCst) {
+            write_zeros(&self.seg.file, offset, len / 2)?;
+            return Err(std::io::Error::other("injected zero-fill fault"));
+        }
+        write_zeros(&self.seg.file, offset, len)
     }
 
     fn write_buf(&mut self) -> std::io::Result<()> {
@@ -604,9 +610,8 @@ impl Writer {
         #[cfg(test)]
         if self
             .faults
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n != ZERO_FILL_FAULTS).then(|| n.checked_sub(1)).flatten()
-            })
+            .writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
             self.seg.file.write_all(&self.buf[..self.buf.len() / 2])?;
