@@ -866,42 +866,7 @@ impl Handler<StopNow> for IssuerLink {
 mod tests {
     use super::*;
     use crate::originals::{Original, OriginalState};
-    use bytes::Bytes;
     use iso8583::{Header, InstId, MessageBuilder, Mti};
-
-    /// Stands in for an acquirer link: hands every answer written to its outbox to the test.
-    struct Acquirer {
-        outbox: Option<Arc<Outbox>>,
-        answers: tokio::sync::mpsc::UnboundedSender<Bytes>,
-    }
-
-    impl Actor for Acquirer {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<Flush> for Acquirer {
-        type Result = ();
-        fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
-            let mut items = Vec::new();
-            if let Some(o) = &self.outbox {
-                o.answers.take(&mut items);
-            }
-            for a in items {
-                let _ = self.answers.send(a.frame);
-            }
-        }
-    }
-
-    #[derive(Message)]
-    #[rtype(result = "()")]
-    struct Attach(Arc<Outbox>);
-
-    impl Handler<Attach> for Acquirer {
-        type Result = ();
-        fn handle(&mut self, m: Attach, _: &mut Context<Self>) {
-            self.outbox = Some(m.0);
-        }
-    }
 
     fn purchase() -> Message {
         let header = Header::new(
@@ -945,14 +910,7 @@ mod tests {
         let link = IssuerLink::start_dialled(shared.clone(), stream, peer, route, on_stop).unwrap();
         let (inbox, in_flight) = link.send(Internals).await.unwrap();
 
-        let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
-        let acquirer = Acquirer {
-            outbox: None,
-            answers: tx,
-        }
-        .start();
-        let outbox = Arc::new(Outbox::new(acquirer.clone().recipient(), shared.clone()));
-        acquirer.send(Attach(outbox.clone())).await.unwrap();
+        let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
 
         let msg = purchase();
         let key = TxnKey::of(&msg).unwrap();

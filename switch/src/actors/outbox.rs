@@ -211,6 +211,40 @@ impl Outbox {
     }
 }
 
+/// For tests of what reaches an acquirer: an outbox whose link hands every frame it would
+/// write to the returned receiver.
+#[cfg(test)]
+pub(crate) fn recording_outbox(
+    shared: Arc<Shared>,
+) -> (Arc<Outbox>, tokio::sync::mpsc::UnboundedReceiver<Bytes>) {
+    struct Recorder {
+        outbox: Arc<Outbox>,
+        frames: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    }
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+    impl Handler<Flush> for Recorder {
+        type Result = ();
+        fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+            let mut answers = Vec::new();
+            self.outbox.answers.take(&mut answers);
+            for a in answers {
+                let _ = self.frames.send(a.frame);
+            }
+        }
+    }
+    let (frames, received) = tokio::sync::mpsc::unbounded_channel();
+    let mut outbox = None;
+    Recorder::create(|ctx| {
+        let o = Arc::new(Outbox::new(ctx.address().recipient(), shared));
+        outbox = Some(o.clone());
+        Recorder { outbox: o, frames }
+    });
+    let outbox = outbox.unwrap_or_else(|| unreachable!("create runs its closure at once"));
+    (outbox, received)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
