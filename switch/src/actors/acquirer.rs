@@ -536,14 +536,15 @@ impl AcquirerLink {
 }
 
 fn text<const N: usize>(msg: &Message, n: u8) -> crate::records::ArrayString<N> {
-    // `from_utf8` first: the decoder has checked the field's characters, and the lossy
-    // conversion's chunk iterator showed in the profile.
-    msg.field(n)
-        .map(|v| match std::str::from_utf8(v) {
-            Ok(s) => crate::records::fixed(s.trim_end()),
-            Err(_) => crate::records::fixed(String::from_utf8_lossy(v).trim_end()),
-        })
-        .unwrap_or_default()
+    // The plain text first: the lossy conversion's chunk iterator showed in the profile,
+    // and only a value that is not UTF-8 needs it.
+    match msg.field_str(n) {
+        Some(s) => crate::records::fixed(s.trim_end()),
+        None => msg
+            .field(n)
+            .map(|v| crate::records::fixed(String::from_utf8_lossy(v).trim_end()))
+            .unwrap_or_default(),
+    }
 }
 
 pub(crate) fn request_record(
