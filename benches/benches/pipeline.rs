@@ -245,6 +245,42 @@ fn extras(c: &mut Criterion) {
             dash.insert(black_box(key_n(n)), DAY)
         })
     });
+    // An answer's lookup of its original in a day-sized table (2M entries in memory, far
+    // past the caches): by key, and at the place the insert returned (what the issuer
+    // link does with `Forward::original_at`). Keys in a stride, so neighbours miss too.
+    let big: switch::daytable::DayTable<switch::originals::Original> =
+        switch::daytable::DayTable::default();
+    let pending = switch::originals::Original::pending(
+        switch::core::TxnKind::Purchase,
+        1_000,
+        b"6222020000000001",
+        b"TERM0001",
+        DAY,
+    );
+    let hints: Vec<_> = (0..2_000_000u32)
+        .map(|i| big.insert_hinted(&key_n(i), pending.clone()).1)
+        .collect();
+    let stride = |i: u64| (i * 7_919 % 2_000_000) as u32;
+    let mut i = 0u64;
+    g.bench_function("original_lookup_2m_by_key", |b| {
+        b.iter(|| {
+            i += 1;
+            let n = stride(i);
+            big.with(black_box(&key_n(n)), |o| o.map(|o| o.approved_ms += 1))
+        })
+    });
+    g.bench_function("original_lookup_2m_by_hint", |b| {
+        b.iter(|| {
+            i += 1;
+            let n = stride(i);
+            let hint = hints.get(n as usize).copied().flatten();
+            big.with_hinted(black_box(&key_n(n)), hint, |o| {
+                o.map(|o| o.approved_ms += 1)
+            })
+        })
+    });
+    drop(hints);
+    drop(big);
     // A table past its memory bound: 1M keys, 64k of them in memory, the rest in runs.
     // A fresh key's insert (duplicate check through the Bloom filters) and a lookup of a
     // key on disk (one block read; the entry is then copied to memory, so every lookup

@@ -5,7 +5,7 @@
 //! replay at start calls the same two functions, so a restart rebuilds the same state.
 
 use crate::core::{TxnKey, TxnKind};
-use crate::daytable::DayTable;
+use crate::daytable::{DayTable, Hint};
 use crate::limits::{LimitCounters, Reservation};
 use iso8583::{InstId, ResponseCode};
 
@@ -582,6 +582,18 @@ impl OriginalIndex {
         rules: &RelatedRules,
         limits: &LimitCounters,
     ) -> Result<Begun, ResponseCode> {
+        self.begin_hinted(key, req, rules, limits).map(|(b, _)| b)
+    }
+
+    /// [`begin`](Self::begin), also returning where a pending original was put, for its
+    /// [`finish_at`](Self::finish_at).
+    pub fn begin_hinted(
+        &self,
+        key: TxnKey,
+        req: &Begin<'_>,
+        rules: &RelatedRules,
+        limits: &LimitCounters,
+    ) -> Result<(Begun, Option<Hint>), ResponseCode> {
         let mut begun = Begun::Forward {
             original_issuer_stan: None,
         };
@@ -660,9 +672,9 @@ impl OriginalIndex {
             o.refers_to = req.original;
             o.issuer = req.issuer;
             o.reservation = req.reservation;
-            self.map.insert(&key, o);
+            return Ok((begun, self.map.insert_hinted(&key, o).1));
         }
-        Ok(begun)
+        Ok((begun, None))
     }
 
     /// The F11 the original got at its issuer (set when it is forwarded).
@@ -688,17 +700,21 @@ impl OriginalIndex {
         now_ms: i64,
         limits: &LimitCounters,
     ) -> Finished {
-        self.finish_at(key, None, kind, original, amount, approved, now_ms, limits)
+        self.finish_at(
+            key, None, None, kind, original, amount, approved, now_ms, limits,
+        )
     }
 
     /// [`finish`](Self::finish) for a request the issuer answered (or timed out): also
     /// records the F11 it had at the issuer, in the same lookup (instead of a
     /// [`forwarded`](Self::forwarded) call when it was sent: only an original that ended
-    /// approved is ever referred to by that F11).
+    /// approved is ever referred to by that F11). `at` is where [`begin_hinted`]
+    /// (Self::begin_hinted) put the original.
     #[allow(clippy::too_many_arguments)]
     pub fn finish_at(
         &self,
         key: &TxnKey,
+        at: Option<Hint>,
         issuer_stan: Option<u32>,
         kind: TxnKind,
         original: Option<TxnKey>,
@@ -709,7 +725,7 @@ impl OriginalIndex {
     ) -> Finished {
         let mut out = Finished::default();
         let mut reversed_early = false;
-        self.with(key, |o| {
+        self.map.with_hinted(key, at, |o| {
             if let Some(o) = o {
                 if o.state != OriginalState::Pending {
                     return;

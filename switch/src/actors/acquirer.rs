@@ -7,6 +7,7 @@ use super::outbox::{Answer, Flush, Outbox, Undeliverable};
 use super::route::{QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
+use crate::daytable::Hint;
 use crate::limits::Reservation;
 use crate::originals::{is_original_kind, Begin, Begun, RelatedRules};
 use crate::records::{InstallmentTerms, OutcomeRecord, RequestRecord, Responder, SwitchRecord};
@@ -344,8 +345,8 @@ impl AcquirerLink {
             }
         };
         let admitted = self.admit_related(&msg, key, kind, &record, bin.issuer, reservation);
-        let original_issuer_stan = match admitted {
-            Ok(stan) => stan,
+        let (original_issuer_stan, original_at) = match admitted {
+            Ok(admitted) => admitted,
             Err(code) => {
                 if let Some(r) = &reservation {
                     self.shared.limits.release(r);
@@ -367,6 +368,7 @@ impl AcquirerLink {
             received_ms: now,
             reservation,
             original_issuer_stan,
+            original_at,
         };
         if let Err((why, forward)) = link.inbox.push(forward) {
             link.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -391,7 +393,8 @@ impl AcquirerLink {
 impl AcquirerLink {
     /// SPEC.md section 7 for a request about to be forwarded: a related transaction is
     /// checked against its original and holds it; an original is entered as pending.
-    /// Returns the F11 a related request's original got at the issuer.
+    /// Returns the F11 a related request's original got at the issuer, and where the
+    /// request itself was entered as an original (for its answer's lookup).
     fn admit_related(
         &self,
         msg: &Message,
@@ -400,9 +403,9 @@ impl AcquirerLink {
         record: &RequestRecord,
         issuer: InstId,
         reservation: Option<Reservation>,
-    ) -> Result<Option<u32>, ResponseCode> {
+    ) -> Result<(Option<u32>, Option<Hint>), ResponseCode> {
         if !(is_original_kind(kind) || kind.needs_original()) {
-            return Ok(None);
+            return Ok((None, None));
         }
         let rules = RelatedRules::from(&self.shared.config.load().rules);
         let begin = Begin {
@@ -419,12 +422,12 @@ impl AcquirerLink {
         };
         self.shared
             .originals
-            .begin(key, &begin, &rules, &self.shared.limits)
-            .map(|begun| match begun {
+            .begin_hinted(key, &begin, &rules, &self.shared.limits)
+            .map(|(begun, at)| match begun {
                 Begun::Forward {
                     original_issuer_stan,
-                } => original_issuer_stan,
-                Begun::Reversed { .. } | Begun::EarlyReversal => None,
+                } => (original_issuer_stan, at),
+                Begun::Reversed { .. } | Begun::EarlyReversal => (None, at),
             })
     }
 

@@ -6,6 +6,7 @@ use super::outbox::{Answer, Flush, Inbox, Outbox, Reversible};
 use super::route::{IssuerRouteActor, QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
+use crate::daytable::Hint;
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
 use crate::state::{f15_of, IssuerRoute, LinkHandle, Shared, ROUTE_SLOT};
 use actix::io::{FramedWrite, WriteHandler};
@@ -39,6 +40,8 @@ pub struct Forward {
     pub reservation: Option<crate::limits::Reservation>,
     /// For a related request: the F11 its original got at the issuer (F90 names it so).
     pub original_issuer_stan: Option<u32>,
+    /// Where the request was entered in the originals index (looked up again when it ends).
+    pub original_at: Option<Hint>,
 }
 
 impl Forward {
@@ -80,6 +83,8 @@ struct Pending {
     /// F90 of a related transaction and F4: the originals index is updated at the end.
     original: Option<TxnKey>,
     amount: i64,
+    /// [`Forward::original_at`].
+    original_at: Option<Hint>,
 }
 
 pub struct IssuerLink {
@@ -304,6 +309,7 @@ impl IssuerLink {
                 reservation: fwd.reservation,
                 original,
                 amount,
+                original_at: fwd.original_at,
             },
         );
         self.deadlines.push_back((deadline, stan));
@@ -527,6 +533,7 @@ impl IssuerLink {
         }
         let finished = self.shared.originals.finish_at(
             &p.key,
+            p.original_at,
             Some(stan),
             p.kind,
             p.original,
@@ -944,6 +951,7 @@ mod tests {
             received_ms: now,
             reservation: None,
             original_issuer_stan: None,
+            original_at: None,
         });
         assert!(queued.is_ok(), "the inbox was still open");
 
