@@ -36,14 +36,16 @@ fn digits(field: u8, raw: &[u8], pos: usize, len: usize) -> Result<u64, Subfield
     })
 }
 
-fn write_digits(out: &mut Vec<u8>, value: u64, width: usize) {
-    let s = format!("{value:0>width$}");
-    // A value wider than its slot is cut to the rightmost digits; callers bound values.
-    out.extend_from_slice(
-        s.as_bytes()
-            .get(s.len().saturating_sub(width)..)
-            .unwrap_or_default(),
-    );
+/// `value` as `width` zero-filled digits, in place (no formatting buffer: F90 is built
+/// for every related request). A value wider than its slot is cut to the rightmost
+/// digits; callers bound values.
+fn write_digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for d in out.get_mut(start..).unwrap_or_default().iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// How the installment fee is charged (F48 IP position 4).
@@ -426,6 +428,17 @@ impl Balance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits_are_zero_filled_and_cut_to_the_rightmost() {
+        let mut out = b"x".to_vec();
+        write_digits(&mut out, 42, 6);
+        write_digits(&mut out, 1_234_567, 6);
+        write_digits(&mut out, 0, 3);
+        write_digits(&mut out, u64::MAX, 20);
+        write_digits(&mut out, 7, 0);
+        assert_eq!(out, b"x00004223456700018446744073709551615".to_vec());
+    }
 
     #[test]
     fn installment_request_round_trip_and_errors() {
