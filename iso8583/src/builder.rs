@@ -19,6 +19,10 @@ pub struct MessageBuilder {
     arena: Vec<u8>,
     spans: [(u32, u32); 129],
     present: Bitmap,
+    /// Fields whose value was copied from a decoded message of the same dictionary: the
+    /// decoder already checked them, so `build` does not check them again (an answer
+    /// echoes most of its request).
+    checked: Bitmap,
     dict: &'static Dictionary,
 }
 
@@ -31,6 +35,7 @@ impl MessageBuilder {
             arena: Vec::with_capacity(256),
             spans: [(0, 0); 129],
             present: 0,
+            checked: 0,
             dict: &CUPS,
         }
     }
@@ -41,7 +46,7 @@ impl MessageBuilder {
         let mut b = Self::new(msg.mti(), *msg.header());
         b.dict = msg.dictionary();
         for (n, v) in msg.fields() {
-            b.set(n, v);
+            b.set_checked(n, v);
         }
         b
     }
@@ -54,7 +59,7 @@ impl MessageBuilder {
         b.dict = request.dictionary();
         for &n in echo {
             if let Some(v) = request.field(n) {
-                b.set(n, v);
+                b.set_checked(n, v);
             }
         }
         b.set(39, code.0);
@@ -85,6 +90,14 @@ impl MessageBuilder {
         self.mti
     }
 
+    /// A value of a message decoded with this builder's dictionary (already checked).
+    fn set_checked(&mut self, n: u8, value: &[u8]) {
+        self.set(n, value);
+        if (2..=128).contains(&n) {
+            self.checked |= bit(n);
+        }
+    }
+
     /// Set field `n` to exactly these bytes (validated by [`build`](Self::build)).
     pub fn set(&mut self, n: u8, value: impl AsRef<[u8]>) -> &mut Self {
         let value = value.as_ref();
@@ -94,6 +107,7 @@ impl MessageBuilder {
             *slot = (start, u32::try_from(value.len()).unwrap_or(u32::MAX));
             if (1..=128).contains(&n) {
                 self.present |= bit(n);
+                self.checked &= !bit(n);
             }
         }
         self
@@ -171,8 +185,10 @@ impl MessageBuilder {
                 .filter(|_| n != 65 && n != 1)
                 .ok_or(EncodeError::UndefinedField(n))?;
             let value = self.value(n);
-            check_value(spec, value)
-                .map_err(|(kind, at)| encode_error(spec, value.len(), kind, at))?;
+            if self.checked & bit(n) == 0 {
+                check_value(spec, value)
+                    .map_err(|(kind, at)| encode_error(spec, value.len(), kind, at))?;
+            }
             fields_len += spec.length.prefix_digits() + value.len();
         }
         encode_with(&self.header, self.mti, self.present, fields_len, |out| {

@@ -839,6 +839,22 @@ fn rewrite_forwards_with_new_header_stan_settlement_date_and_receiver() {
 }
 
 #[test]
+fn a_copied_field_set_again_is_checked_again() {
+    // Copied fields are not checked a second time at build (the decoder did): a value
+    // set over one must be, and one set on a field the message did not have too.
+    let original = decode(PURCHASE_0200);
+    let mut b = MessageBuilder::from_message(&original);
+    b.set(4, "00000000012A");
+    let err = b.build().unwrap_err().to_string();
+    assert!(err.contains("F4") || err.contains("field 4"), "{err}");
+    let mut b = MessageBuilder::response_to(&original, &[2, 3, 4, 11], ResponseCode::APPROVED);
+    b.set(11, "12345");
+    assert!(b.build().is_err(), "a 5-digit F11 is refused");
+    b.set(11, "123456");
+    assert!(b.build().is_ok());
+}
+
+#[test]
 fn rewrite_removes_fields() {
     let original = decode(PURCHASE_0200);
     let out = original.rewrite().remove(35).remove(52).finish().unwrap();
