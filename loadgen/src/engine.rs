@@ -12,7 +12,7 @@ use crate::mix::{Kind, Mix};
 use crate::schedule::{Accounting, Schedule};
 use crate::txn::{self, match_key, OriginalPool, Sent, Stamp};
 use futures::{SinkExt, StreamExt};
-use iso8583::{Frame, FrameCodec, Message, Packet};
+use iso8583::{Frame, FrameCodec, Message, Packet, ResponseCode};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -128,7 +128,54 @@ pub fn seed_stan() {
     STAN.store(nanos % 900_000, Ordering::Relaxed);
 }
 
-type Pending = Arc<Mutex<HashMap<u64, Sent>>>;
+type Pending = Arc<Mutex<HashMap<u64, Sent, switch::FastHash>>>;
+
+/// How an answer ended, counted per link with a key that costs nothing to build; the
+/// report's strings are made once per link at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answered {
+    Code(Option<ResponseCode>),
+    Reject(String),
+}
+
+impl Answered {
+    fn label(&self) -> String {
+        match self {
+            Answered::Code(Some(c)) => c.to_string(),
+            Answered::Code(None) => "??".to_owned(),
+            Answered::Reject(r) => format!("reject {r}"),
+        }
+    }
+}
+
+/// Answers by kind and outcome: a handful of distinct keys per link, so a list searched
+/// from the front (no hashing, no allocation per answer).
+#[derive(Debug, Default)]
+struct Tally(Vec<((Kind, Answered), u64)>);
+
+impl Tally {
+    fn add(&mut self, kind: Kind, answered: Answered) {
+        match self
+            .0
+            .iter_mut()
+            .find(|((k, a), _)| *k == kind && *a == answered)
+        {
+            Some((_, n)) => *n += 1,
+            None => self.0.push(((kind, answered), 1)),
+        }
+    }
+
+    fn into_result(self, result: &mut LinkResult) {
+        for ((kind, answered), n) in self.0 {
+            let label = answered.label();
+            *result
+                .by_kind_code
+                .entry((kind, label.clone()))
+                .or_default() += n;
+            *result.by_code.entry(label).or_default() += n;
+        }
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -165,7 +212,10 @@ impl Link {
         let (r, w) = stream.into_split();
         let reader = FramedRead::new(r, FrameCodec::default());
         let writer = FramedWrite::new(w, FrameCodec::default());
-        let pending: Pending = Arc::new(Mutex::new(HashMap::with_capacity(1024)));
+        let pending: Pending = Arc::new(Mutex::new(HashMap::with_capacity_and_hasher(
+            1024,
+            switch::FastHash::default(),
+        )));
         // Approvals flow from the receiver to the sender's pool.
         let (approved_tx, approved_rx) = tokio::sync::mpsc::unbounded_channel();
         let (done_tx, done_rx) = watch::channel(false);
@@ -361,6 +411,7 @@ async fn receive_loop(
     mut done: watch::Receiver<bool>,
 ) -> (LinkResult, Accounting) {
     let mut result = LinkResult::default();
+    let mut tally = Tally::default();
     let mut acc = Accounting::new();
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -430,24 +481,20 @@ async fn receive_loop(
         acc.answered(sent.intended_ns, now);
         result.answered += 1;
         link.live.answered.fetch_add(1, Ordering::Relaxed);
-        let code = if let Some(r) = reject {
+        let answer = if let Some(r) = reject {
             result.rejected += 1;
-            format!("reject {r}")
+            Answered::Reject(r.to_string())
         } else {
-            msg.response_code()
-                .map_or_else(|| "??".to_owned(), |c| c.to_string())
+            Answered::Code(msg.response_code())
         };
-        if !rejected && code == "00" {
+        if answer == Answered::Code(Some(ResponseCode::APPROVED)) {
             if let Some(o) = sent.original {
                 let _ = approved.send(o);
             }
         }
-        *result
-            .by_kind_code
-            .entry((sent.kind, code.clone()))
-            .or_default() += 1;
-        *result.by_code.entry(code).or_default() += 1;
+        tally.add(sent.kind, answer);
     }
+    tally.into_result(&mut result);
     (result, acc)
 }
 
@@ -584,4 +631,34 @@ pub fn progress_line() -> impl FnMut(&Live, u64) {
 #[must_use]
 pub fn clean(report: &Report) -> bool {
     report.unanswered == 0 && report.errors.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_by_kind_and_outcome_under_the_report_labels() {
+        let mut t = Tally::default();
+        t.add(Kind::Purchase, Answered::Code(Some(ResponseCode::APPROVED)));
+        t.add(Kind::Purchase, Answered::Code(Some(ResponseCode::APPROVED)));
+        t.add(Kind::Void, Answered::Code(Some(ResponseCode::APPROVED)));
+        t.add(Kind::Purchase, Answered::Code(Some(ResponseCode(*b"51"))));
+        t.add(Kind::Balance, Answered::Code(None));
+        t.add(Kind::Purchase, Answered::Reject("10045".to_owned()));
+        let mut r = LinkResult::default();
+        r.by_code.insert("00".to_owned(), 10);
+        t.into_result(&mut r);
+        let by_code: Vec<_> = r.by_code.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            by_code,
+            [("00", 13), ("51", 1), ("??", 1), ("reject 10045", 1)]
+        );
+        assert_eq!(
+            r.by_kind_code.get(&(Kind::Purchase, "00".to_owned())),
+            Some(&2)
+        );
+        assert_eq!(r.by_kind_code.get(&(Kind::Void, "00".to_owned())), Some(&1));
+        assert_eq!(r.by_kind_code.len(), 5);
+    }
 }
