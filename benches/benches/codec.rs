@@ -1,6 +1,6 @@
 //! Codec benchmarks: decode, encode (`MessageBuilder::build`) and forward (decode, new
 //! header, new F11, added F15, encode) for a 0200 purchase, an installment 0200 and an 0820
-//! echo. Targets (issue 2): decode and encode under 500 ns, forward under 800 ns.
+//! echo, and issuer-sim's answer to the first two. Targets (issue 2): decode and encode under 500 ns, forward under 800 ns.
 //!
 //! `cargo bench -p benches --bench codec -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -60,5 +60,27 @@ fn forward(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(codec, decode, encode, forward);
+/// What issuer-sim does per request: decode it, build its approval (the request's
+/// fields echoed, F39 and F38 added) and encode that.
+fn answer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("answer");
+    for (name, builder) in samples().into_iter().take(2) {
+        let raw = payload(&builder);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let m = Message::decode(black_box(raw.clone())).unwrap();
+                let mut a = MessageBuilder::response_to(
+                    &m,
+                    issuer_sim::answer::ECHO_FIELDS,
+                    iso8583::ResponseCode::APPROVED,
+                );
+                a.set(38, b"123456");
+                a.build().unwrap()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(codec, decode, encode, forward, answer);
 criterion_main!(codec);
