@@ -10,7 +10,8 @@
 # BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
 # SIM_THREADS (1: issuer-sim and loadgen each on one runtime thread, which leaves the cores to the switch; "" = one per core).
 # Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
-# plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen).
+# plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen),
+# and CPU ticks every second (cpu.tsv, see below).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ ACQ=127.0.0.1:$((PORT_BASE + 1))
 ISS=127.0.0.1:$((PORT_BASE + 2))
 ADMIN=127.0.0.1:$((PORT_BASE + 80))
 mkdir -p "$OUT" "$PERF_DIR/bin"
+rm -f "$OUT/$NAME.rss.tsv" "$OUT/$NAME.cpu.tsv"
 
 if [[ "${NO_BUILD:-}" != 1 && -z "${BIN_FROM:-}" ]]; then
     cargo build --release -q -p switch -p issuer-sim -p loadgen
@@ -104,11 +106,17 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 sw0=$(cpu "$SW"); is0=$(cpu "$IS")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Each second: RSS (rss.tsv) and CPU ticks so far (cpu.tsv: second, utime+stime of the
+# switch, issuer-sim and loadgen, then the machine's steal and idle ticks from /proc/stat),
+# to tell a slow second with less CPU to go round from one where each transaction cost more.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 ( i=0; while kill -0 "$SW" 2>/dev/null; do
-      lg=$(pgrep -f "$PERF_DIR/bin/loadgen run" | head -1)
-      printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")"
+      lg=$(pgrep -f "^$PERF_DIR/bin/loadgen run" | head -1)
+      printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")" >>"$OUT/$NAME.rss.tsv"
+      printf '%s\t%s\t%s\t%s\t%s\n' "$i" "$(ticks "$SW")" "$(ticks "$IS")" "$(ticks "${lg:-0}")" \
+          "$(awk '/^cpu / {print $9 "\t" $5}' /proc/stat)" >>"$OUT/$NAME.cpu.tsv"
       i=$((i + 1)); sleep 1
-  done ) >"$OUT/$NAME.rss.tsv" &
+  done ) &
 RSSP=$!
 pids+=("$RSSP")
 
