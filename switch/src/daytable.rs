@@ -134,6 +134,19 @@ pub struct SpillTo {
     pub memory_entries: usize,
 }
 
+impl SpillTo {
+    /// The capacity to open a day's table with when `expected` entries a day are expected
+    /// (0: not known): at least what its memory holds at most (a shard keeps 0.5 to 1.5
+    /// times its share of the bound), with room for the index's own turnover (see
+    /// [`DayTable::spilling`]). Indexes sized so from the start never grow during the day:
+    /// each growth moves a shard's entries while its links wait, and every shard of a
+    /// table reaches the same size at about the same moment.
+    #[must_use]
+    pub fn capacity_for(&self, expected: usize) -> usize {
+        expected.max(self.memory_entries.saturating_mul(2))
+    }
+}
+
 /// One shard: entries live in an append-only arena of fixed-size chunks; the hash index
 /// holds only `(32 bits of the hash, arena position)`, 8 bytes per entry, and grows
 /// incrementally ([`griddle`] moves a few entries per insert while it doubles, and the stored
@@ -921,7 +934,11 @@ impl<V: Spill + Clone> DayTable<V> {
                     // bound and never all reach it at the same moment.
                     let at = share / 2 + share * i / SHARDS;
                     let path = spill.dir.join(format!("{name}-{i:02}.run"));
-                    let mut shard = Shard::new(per_shard.min(at), at, path);
+                    // Spills leave tombstones in the index; when they fill it, griddle
+                    // moves it to a new one with room for 1.25 times its live entries. An
+                    // index with that room for the shard's share never needs more.
+                    let room = at + at / 4 + 2;
+                    let mut shard = Shard::new(per_shard.min(room), at, path);
                     // A quarter more than the share: keys do not spread exactly evenly.
                     shard.cold.bloom_hint = per_shard + per_shard / 4;
                     Mutex::new(shard)
@@ -1210,6 +1227,47 @@ mod tests {
         t.with_hinted(&key(1, 1, 7, 8), hint, |v| *v.unwrap() += 100);
         assert_eq!(t.get(&key(1, 1, 7, 8)), Some(111));
         assert_eq!(t.len(), 2_999);
+    }
+
+    #[test]
+    fn a_table_sized_for_its_memory_bound_never_grows_its_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let capacities = |t: &DayTable<u32>| -> Vec<usize> {
+            t.shards
+                .iter()
+                .map(|s| DayTable::lock(s).index.capacity())
+                .collect()
+        };
+        let fill = |t: &DayTable<u32>| {
+            for i in 0..40_000u32 {
+                t.insert(&key(u64::from(i), i, 1, 2), i);
+            }
+        };
+        // 100 entries a shard on average: 50 to 150 in memory, the rest spilled.
+        let to = SpillTo {
+            dir: dir.path().join("sized"),
+            memory_entries: 6_400,
+        };
+        let sized = DayTable::spilling(to.capacity_for(0), &to, "test").unwrap();
+        let before = capacities(&sized);
+        fill(&sized);
+        assert!(sized.in_memory() < 10_000, "{} in memory", sized.in_memory());
+        // Spills' tombstones take room (and a full index is moved to a new one of its
+        // size or smaller): the room left may be less, never more.
+        for (i, (after, before)) in capacities(&sized).iter().zip(&before).enumerate() {
+            assert!(after <= before, "shard {i}'s index grew: {before} -> {after}");
+        }
+        // Unsized, the same load grows them.
+        let to = SpillTo {
+            dir: dir.path().join("unsized"),
+            ..to
+        };
+        let unsized_ = DayTable::spilling(0, &to, "test").unwrap();
+        let before = capacities(&unsized_);
+        fill(&unsized_);
+        let grew = capacities(&unsized_).iter().zip(&before).filter(|(a, b)| a > b).count();
+        assert!(grew > 32, "{grew} of 64 unsized indexes grew");
+        assert_eq!(unsized_.len(), sized.len());
     }
 
     fn spilling(dir: &std::path::Path, memory_entries: usize) -> DayTable<u32> {

@@ -537,7 +537,8 @@ impl OriginalIndex {
     pub fn spilling(capacity: usize, spill: &crate::daytable::SpillTo) -> std::io::Result<Self> {
         Ok(Self {
             map: DayTable::spilling(capacity, spill, "originals")?,
-            reversal_answers: DayTable::spilling(0, spill, "reversals")?,
+            // Reversals are a few percent of the traffic.
+            reversal_answers: DayTable::spilling(capacity / 16, spill, "reversals")?,
         })
     }
 }

@@ -278,13 +278,15 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             crate::daytable::DayTable::with_capacity(day_capacity),
             crate::originals::OriginalIndex::with_capacity(day_capacity),
         ),
-        Some(to) => crate::daytable::DayTable::spilling(day_capacity, to, "keys")
-            .and_then(|seen| {
+        Some(to) => {
+            let capacity = to.capacity_for(day_capacity);
+            crate::daytable::DayTable::spilling(capacity, to, "keys").and_then(|seen| {
                 Ok((
                     seen,
-                    crate::originals::OriginalIndex::spilling(day_capacity, to)?,
+                    crate::originals::OriginalIndex::spilling(capacity, to)?,
                 ))
             })
+        }
             .with_context(|| format!("opening the day tables in {}", to.dir.display()))?,
     };
     let first_date =
