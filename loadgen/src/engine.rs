@@ -9,7 +9,7 @@
 
 use crate::catalog::Catalog;
 use crate::mix::{Kind, Mix};
-use crate::schedule::{Accounting, Schedule};
+use crate::schedule::{Accounting, Schedule, SecondStats, Timeline};
 use crate::txn::{self, match_key, OriginalPool, Sent, Stamp};
 use futures::{SinkExt, StreamExt};
 use iso8583::{Frame, FrameCodec, Message, Packet, ResponseCode};
@@ -94,6 +94,8 @@ pub struct Report {
     /// Whole run, drain included.
     pub elapsed: Duration,
     pub accounting: Accounting,
+    /// Answers by second of the run, over every link.
+    pub timeline: Vec<SecondStats>,
     pub errors: Vec<String>,
 }
 
@@ -189,6 +191,7 @@ struct Link {
     live: Arc<Live>,
     /// Total requests left to send (closed loop with `max_requests`).
     budget: Arc<AtomicU64>,
+    timeline: Arc<Timeline>,
 }
 
 impl Link {
@@ -478,7 +481,8 @@ async fn receive_loop(
         if let Some(w) = &window {
             w.add_permits(1);
         }
-        acc.answered(sent.intended_ns, now);
+        let us = acc.answered(sent.intended_ns, now);
+        link.timeline.record(now, us);
         result.answered += 1;
         link.live.answered.fetch_add(1, Ordering::Relaxed);
         let answer = if let Some(r) = reject {
@@ -516,6 +520,7 @@ pub async fn run(
     let live = Arc::new(Live::default());
     let start = Instant::now();
     let budget = Arc::new(AtomicU64::new(spec.max_requests.unwrap_or(u64::MAX)));
+    let timeline = Arc::new(Timeline::default());
     let tasks: Vec<_> = (0..spec.connections)
         .map(|index| {
             let link = Link {
@@ -525,6 +530,7 @@ pub async fn run(
                 start,
                 live: Arc::clone(&live),
                 budget: Arc::clone(&budget),
+                timeline: Arc::clone(&timeline),
             };
             tokio::spawn(link.run())
         })
@@ -563,6 +569,7 @@ pub async fn run(
         send_elapsed: Duration::ZERO,
         elapsed,
         accounting: Accounting::new(),
+        timeline: timeline.seconds(),
         errors: Vec::new(),
     };
     let mut last_send = 0u64;

@@ -2,6 +2,7 @@
 //! (hand-written SVG: p50/p99/max per second and throughput).
 
 use crate::engine::{Rate, Report};
+use crate::schedule::SecondStats;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -36,17 +37,16 @@ fn rate_label(rate: Rate) -> String {
 #[must_use]
 pub fn json(r: &Report) -> Value {
     let per_second: Vec<Value> = r
-        .accounting
         .timeline
         .iter()
         .enumerate()
-        .map(|(s, h)| {
+        .map(|(s, t)| {
             json!({
                 "second": s,
-                "answered": h.len(),
-                "p50_ms": if h.is_empty() { 0.0 } else { h.value_at_quantile(0.5) as f64 / 1000.0 },
-                "p99_ms": if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 },
-                "max_ms": h.max() as f64 / 1000.0,
+                "answered": t.answered,
+                "p50_ms": t.p50_us as f64 / 1000.0,
+                "p99_ms": t.p99_us as f64 / 1000.0,
+                "max_ms": t.max_us as f64 / 1000.0,
             })
         })
         .collect();
@@ -206,22 +206,13 @@ pub fn svg(r: &Report) -> String {
     const H1: f64 = 280.0;
     const TOP2: f64 = 380.0;
     const H2: f64 = 160.0;
-    let t = &r.accounting.timeline;
+    let t = &r.timeline;
     let n = t.len().max(1);
-    let series = |f: &dyn Fn(&Histogram<u32>) -> f64| -> Vec<f64> { t.iter().map(f).collect() };
-    let q = |quant: f64| {
-        move |h: &Histogram<u32>| {
-            if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(quant) as f64 / 1000.0
-            }
-        }
-    };
-    let p50 = series(&q(0.5));
-    let p99 = series(&q(0.99));
-    let max = series(&|h: &Histogram<u32>| h.max() as f64 / 1000.0);
-    let tput = series(&|h: &Histogram<u32>| h.len() as f64);
+    let series = |f: &dyn Fn(&SecondStats) -> f64| -> Vec<f64> { t.iter().map(f).collect() };
+    let p50 = series(&|s| s.p50_us as f64 / 1000.0);
+    let p99 = series(&|s| s.p99_us as f64 / 1000.0);
+    let max = series(&|s| s.max_us as f64 / 1000.0);
+    let tput = series(&|s| s.answered as f64);
     let top_ms = nice_ceiling(max.iter().copied().fold(0.0, f64::max));
     let top_tput = nice_ceiling(tput.iter().copied().fold(0.0, f64::max));
     let plot_w = W - LEFT - RIGHT;

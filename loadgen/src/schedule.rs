@@ -77,15 +77,107 @@ pub fn second_histogram() -> Histogram<u32> {
         .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
 }
 
-/// What one connection measured: latency from intended send instants, how late the sender
-/// was (lag), and a per-second timeline of answers.
+/// What one connection measured: latency from intended send instants and how late the
+/// sender was (lag). The per-second figures are kept once for all links ([`Timeline`]).
 #[derive(Debug, Clone)]
 pub struct Accounting {
     pub latency: Histogram<u64>,
     /// Actual send minus intended send, us: the generator's own lateness.
     pub send_lag: Histogram<u64>,
-    /// Per second of the run (by answer time): latencies of the answers in that second.
-    pub timeline: Vec<Histogram<u32>>,
+}
+
+/// One second of the run (by answer time) over every link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecondStats {
+    pub answered: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl SecondStats {
+    fn of(h: &Histogram<u32>) -> SecondStats {
+        if h.is_empty() {
+            return SecondStats::default();
+        }
+        SecondStats {
+            answered: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Seconds a second stays open to answers after a newer one has begun: links record at
+/// the moment they read an answer, so no answer is that late (one that is still counts,
+/// into its second's answers and maximum).
+const OPEN_SECONDS: usize = 3;
+
+/// The per-second timeline of answers, shared by the links of a run. The last few seconds
+/// are histograms; older ones are reduced to their figures, so the timeline costs ~32
+/// bytes a second of run whatever the number of links (a histogram per link and second
+/// was ~13 KB: a 64-link soak grew by ~3 GB an hour).
+#[derive(Debug, Default)]
+pub struct Timeline {
+    inner: std::sync::Mutex<TimelineInner>,
+}
+
+#[derive(Debug, Default)]
+struct TimelineInner {
+    /// Seconds `0..done.len()`.
+    done: Vec<SecondStats>,
+    /// Seconds from `done.len()` on.
+    open: std::collections::VecDeque<Histogram<u32>>,
+}
+
+impl Timeline {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TimelineInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An answer of `latency_us` read at `answered_ns` from the start of the run (seconds
+    /// past a day are not kept).
+    pub fn record(&self, answered_ns: u64, latency_us: u64) {
+        let Ok(second) = usize::try_from(answered_ns / 1_000_000_000) else {
+            return;
+        };
+        if second >= 86_400 {
+            return;
+        }
+        let mut t = self.lock();
+        let base = t.done.len();
+        if let Some(late) = t.done.get_mut(second) {
+            late.answered += 1;
+            late.max_us = late.max_us.max(latency_us);
+            return;
+        }
+        let i = second - base;
+        while t.open.len() <= i {
+            t.open.push_back(second_histogram());
+        }
+        if let Some(h) = t.open.get_mut(i) {
+            let _ = h.record(latency_us.clamp(1, MAX_LATENCY_US));
+        }
+        while t.open.len() > OPEN_SECONDS {
+            if let Some(h) = t.open.pop_front() {
+                t.done.push(SecondStats::of(&h));
+            }
+        }
+    }
+
+    /// Every second so far, open ones included.
+    #[must_use]
+    pub fn seconds(&self) -> Vec<SecondStats> {
+        let t = self.lock();
+        t.done
+            .iter()
+            .copied()
+            .chain(t.open.iter().map(SecondStats::of))
+            .collect()
+    }
 }
 
 impl Default for Accounting {
@@ -100,7 +192,6 @@ impl Accounting {
         Accounting {
             latency: histogram(),
             send_lag: histogram(),
-            timeline: Vec::new(),
         }
     }
 
@@ -114,15 +205,6 @@ impl Accounting {
     pub fn answered(&mut self, intended_ns: u64, answered_ns: u64) -> u64 {
         let us = latency_us(intended_ns, answered_ns).min(MAX_LATENCY_US);
         let _ = self.latency.record(us);
-        let second = usize::try_from(answered_ns / 1_000_000_000).unwrap_or(usize::MAX);
-        if second < 86_400 {
-            while self.timeline.len() <= second {
-                self.timeline.push(second_histogram());
-            }
-            if let Some(h) = self.timeline.get_mut(second) {
-                let _ = h.record(us);
-            }
-        }
         us
     }
 
@@ -130,12 +212,6 @@ impl Accounting {
     pub fn merge(&mut self, other: &Accounting) {
         let _ = self.latency.add(&other.latency);
         let _ = self.send_lag.add(&other.send_lag);
-        while self.timeline.len() < other.timeline.len() {
-            self.timeline.push(second_histogram());
-        }
-        for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
-            let _ = mine.add(theirs);
-        }
     }
 }
 
@@ -219,26 +295,57 @@ mod tests {
         assert_eq!(acc.send_lag.max(), acc.send_lag.highest_equivalent(99_000));
         // Measured from the actual send, the stall disappears: the bug this avoids.
         assert_eq!(from_send.max(), from_send.highest_equivalent(100));
-        // Timeline: all answers fall in second 0.
-        assert_eq!(acc.timeline.len(), 1);
-        assert_eq!(acc.timeline[0].len(), 200);
     }
 
     #[test]
-    fn timeline_buckets_by_answer_second_and_merges() {
+    fn accountings_merge() {
         let mut a = Accounting::new();
         a.answered(0, 500 * MS);
         a.answered(900 * MS, 2_100 * MS);
         let mut b = Accounting::new();
         b.answered(3_000 * MS, 3_002 * MS);
+        b.sent(0, 5 * MS);
         a.merge(&b);
-        assert_eq!(a.timeline.len(), 4);
-        let counts: Vec<u64> = a.timeline.iter().map(Histogram::len).collect();
-        assert_eq!(counts, vec![1, 0, 1, 1]);
         assert_eq!(a.latency.len(), 3);
-        assert_eq!(
-            a.timeline[2].max(),
-            a.timeline[2].highest_equivalent(1_200_000)
+        assert_eq!(a.latency.max(), a.latency.highest_equivalent(1_200_000));
+        assert_eq!(a.send_lag.len(), 1);
+    }
+
+    #[test]
+    fn the_timeline_buckets_by_answer_second_over_links_and_keeps_figures_not_histograms() {
+        let t = Timeline::default();
+        // Two links' answers, in the order they are read.
+        t.record(100 * MS, 500);
+        t.record(900 * MS, 1_500);
+        t.record(2_100 * MS, 1_200_000);
+        t.record(3_002 * MS, 2);
+        let s = t.seconds();
+        let answered: Vec<u64> = s.iter().map(|s| s.answered).collect();
+        assert_eq!(answered, vec![2, 0, 1, 1]);
+        let h = second_histogram();
+        assert_eq!(s[0].max_us, h.highest_equivalent(1_500));
+        assert_eq!(s[0].p50_us, h.highest_equivalent(500));
+        assert_eq!(s[2].p99_us, h.highest_equivalent(1_200_000));
+        // An hour of answers: only the last few seconds stay histograms.
+        for sec in 4..3_600u64 {
+            for i in 0..10 {
+                t.record(sec * 1_000 * MS + i, 100 + i);
+            }
+        }
+        assert_eq!(t.lock().open.len(), OPEN_SECONDS);
+        let s = t.seconds();
+        assert_eq!(s.len(), 3_600);
+        assert!(
+            s[4..].iter().all(|s| s.answered == 10),
+            "every second counted"
         );
+        assert_eq!(s[1_000].max_us, h.highest_equivalent(109));
+        // An answer for a second already reduced still counts (answers and maximum).
+        t.record(5 * 1_000 * MS, 7_000);
+        let s = t.seconds();
+        assert_eq!((s[5].answered, s[5].max_us), (11, 7_000));
+        // Past a day nothing is kept (and nothing breaks).
+        t.record(u64::MAX, 1);
+        assert_eq!(t.seconds().len(), 3_600);
     }
 }

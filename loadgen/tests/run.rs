@@ -161,7 +161,7 @@ fn assert_accounted(r: &Report) {
         assert_eq!(answered + unanswered, *sent, "{kind}");
     }
     assert_eq!(r.accounting.latency.len(), r.answered);
-    let timeline: u64 = r.accounting.timeline.iter().map(|h| h.len()).sum();
+    let timeline: u64 = r.timeline.iter().map(|s| s.answered).sum();
     assert_eq!(timeline, r.answered);
 }
 

@@ -1251,11 +1251,18 @@ mod tests {
         let sized = DayTable::spilling(to.capacity_for(0), &to, "test").unwrap();
         let before = capacities(&sized);
         fill(&sized);
-        assert!(sized.in_memory() < 10_000, "{} in memory", sized.in_memory());
+        assert!(
+            sized.in_memory() < 10_000,
+            "{} in memory",
+            sized.in_memory()
+        );
         // Spills' tombstones take room (and a full index is moved to a new one of its
         // size or smaller): the room left may be less, never more.
         for (i, (after, before)) in capacities(&sized).iter().zip(&before).enumerate() {
-            assert!(after <= before, "shard {i}'s index grew: {before} -> {after}");
+            assert!(
+                after <= before,
+                "shard {i}'s index grew: {before} -> {after}"
+            );
         }
         // Unsized, the same load grows them.
         let to = SpillTo {
@@ -1265,7 +1272,11 @@ mod tests {
         let unsized_ = DayTable::spilling(0, &to, "test").unwrap();
         let before = capacities(&unsized_);
         fill(&unsized_);
-        let grew = capacities(&unsized_).iter().zip(&before).filter(|(a, b)| a > b).count();
+        let grew = capacities(&unsized_)
+            .iter()
+            .zip(&before)
+            .filter(|(a, b)| a > b)
+            .count();
         assert!(grew > 32, "{grew} of 64 unsized indexes grew");
         assert_eq!(unsized_.len(), sized.len());
     }

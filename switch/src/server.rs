@@ -287,7 +287,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
                 ))
             })
         }
-            .with_context(|| format!("opening the day tables in {}", to.dir.display()))?,
+        .with_context(|| format!("opening the day tables in {}", to.dir.display()))?,
     };
     let first_date =
         crate::cutover::clock_date(config.switch.settlement_cutover, options.clock.now_millis());
