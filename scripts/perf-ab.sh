@@ -10,7 +10,7 @@
 #   scripts/perf-ab.sh /tmp/base-bin target/release 3 --rate 15000 --connections 16 --duration 20s
 #
 # DIR_A and DIR_B hold switch, issuer-sim and loadgen binaries. Rounds alternate which
-# build gets the first ports. Prints both summary lines per round. EXTRA_A / EXTRA_B:
+# build gets the first ports. Prints both summary lines (and their where-the-time-went lines) per round. EXTRA_A / EXTRA_B:
 # SWITCH_EXTRA for each side (compare two settings of one build: same DIR twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,6 @@ for r in $(seq "$ROUNDS"); do
         scripts/perf-e2e.sh "$fb-$r" "$@" >/tmp/cardswitch-ab-2.line 2>&1 &
     p2=$!
     wait "$p1" "$p2" || true
-    tail -1 /tmp/cardswitch-ab-1.line
-    tail -1 /tmp/cardswitch-ab-2.line
+    tail -2 /tmp/cardswitch-ab-1.line
+    tail -2 /tmp/cardswitch-ab-2.line
 done

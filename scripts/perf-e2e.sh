@@ -9,7 +9,7 @@
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
 # BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
 # SIM_THREADS (1: issuer-sim and loadgen each on one runtime thread, which leaves the cores to the switch; "" = one per core).
-# Prints one summary line and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
+# Prints a summary line (and one on where the time went) and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen),
 # and CPU ticks every second (cpu.tsv, see below).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
@@ -134,9 +134,9 @@ if [[ -n "${PERF_RECORD:-}" ]]; then kill -INT "$PR"; wait "$PR" || true; fi
 sw1=$(cpu "$SW"); is1=$(cpu "$IS")
 curl -sf "$ADMIN"/metrics >"$OUT/$NAME.metrics" || true
 
-python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" "$OUT/$NAME.loadgen.time" <<'EOF'
-import json, sys
-report, rss, tick, sw, iss, name, lgtime = sys.argv[1:]
+python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" "$OUT/$NAME.loadgen.time" "$OUT/$NAME.metrics" <<'EOF'
+import json, re, sys
+report, rss, tick, sw, iss, name, lgtime, metrics = sys.argv[1:]
 try:
     lg = sum(float(x) for x in open(lgtime).read().split()[-2:])
 except (OSError, ValueError):
@@ -151,4 +151,19 @@ print(f"{name}: {r['throughput']:,.0f} tx/s answered={r['answered']:,} unanswere
       f"switch_cpu/tx={sw / tick / n * 1e6:.1f}us issuer_cpu/tx={iss / tick / n * 1e6:.1f}us loadgen_cpu/tx={lg / n * 1e6:.1f}us "
       f"switch_rss_MiB start={kib[0] // 1024 if kib else 0} max={max(kib) // 1024 if kib else 0} end={kib[-1] // 1024 if kib else 0} "
       f"codes={r['by_code']}")
+# Where the time went, from the switch's own figures: its latency (request read -> issuer
+# answer read; the bucket the 99th percentile falls in), loadgen's send lag, and the
+# largest journal batch (a batch near the 4,096 cap means the writer waited for a core).
+try:
+    text = open(metrics).read()
+    buckets = [(float(le), int(float(c))) for le, c in
+               re.findall(r'^switch_latency_seconds_bucket\{le="([0-9.e+-]+)"\} (\S+)', text, re.M)]
+    total = buckets[-1][1] if buckets else 0
+    p99 = next((le for le, c in buckets if total and c >= 0.99 * total), None)
+    batch = re.search(r'^journal_batch_records\{quantile="1"\} (\S+)', text, re.M)
+    lag = r.get("send_lag_ms") or {}
+    print(f"{name}: switch p99 <= {p99 * 1000 if p99 is not None else '?'} ms (request -> issuer answer), "
+          f"loadgen send lag p99 {lag.get('p99')} ms, largest journal batch {batch.group(1) if batch else '?'} records")
+except (OSError, ValueError, IndexError):
+    pass
 EOF
