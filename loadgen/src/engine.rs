@@ -12,7 +12,7 @@ use crate::mix::{Kind, Mix};
 use crate::schedule::{Accounting, Schedule, SecondStats, Timeline};
 use crate::txn::{self, match_key, OriginalPool, Sent, Stamp};
 use futures::{SinkExt, StreamExt};
-use iso8583::{Frame, FrameCodec, Message, Packet, ResponseCode};
+use iso8583::{Frame, FrameCodec, Message, Packet, RejectCode, ResponseCode};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -137,7 +137,7 @@ type Pending = Arc<Mutex<HashMap<u64, Sent, switch::FastHash>>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Answered {
     Code(Option<ResponseCode>),
-    Reject(String),
+    Reject(RejectCode),
 }
 
 impl Answered {
@@ -487,7 +487,7 @@ async fn receive_loop(
         link.live.answered.fetch_add(1, Ordering::Relaxed);
         let answer = if let Some(r) = reject {
             result.rejected += 1;
-            Answered::Reject(r.to_string())
+            Answered::Reject(r)
         } else {
             Answered::Code(msg.response_code())
         };
@@ -652,7 +652,7 @@ mod tests {
         t.add(Kind::Void, Answered::Code(Some(ResponseCode::APPROVED)));
         t.add(Kind::Purchase, Answered::Code(Some(ResponseCode(*b"51"))));
         t.add(Kind::Balance, Answered::Code(None));
-        t.add(Kind::Purchase, Answered::Reject("10045".to_owned()));
+        t.add(Kind::Purchase, Answered::Reject(RejectCode(*b"10045")));
         let mut r = LinkResult::default();
         r.by_code.insert("00".to_owned(), 10);
         t.into_result(&mut r);
