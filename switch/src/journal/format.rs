@@ -249,7 +249,7 @@ pub(crate) fn scan_segments(
                     records += 1;
                     off = next;
                 }
-                Err(_) if is_last && data[off..].iter().all(|b| *b == 0) => {
+                Err(_) if is_last && data.get(off..).is_some_and(|t| t.iter().all(|b| *b == 0)) => {
                     zero_tail = true;
                     break;
                 }
