@@ -103,6 +103,11 @@ pub struct SwitchSettings {
     /// table writes its entries to run files under `<journal dir>/daytables` (a cache of
     /// the journal). 0: everything stays in memory.
     pub day_tables_memory: usize,
+    /// Set aside at start, resident, the memory the day's tables take over a day of
+    /// `expected_daily_transactions` (their arenas up to `day_tables_memory`, the filters
+    /// of what goes to disk): memory is then flat through such a day, and a machine short
+    /// of it fails at start rather than at the day's peak.
+    pub reserve_day_tables: bool,
     /// Actor threads as configured; 0 means one per core (see [`SwitchSettings::arbiter_count`]).
     pub arbiters: usize,
 }
@@ -397,6 +402,7 @@ struct RawSwitch {
     cutover_duration_secs: u64,
     expected_daily_transactions: u64,
     day_tables_memory: u64,
+    reserve_day_tables: bool,
     arbiters: u64,
 }
 
@@ -411,6 +417,7 @@ impl Default for RawSwitch {
             cutover_duration_secs: 30,
             expected_daily_transactions: 0,
             day_tables_memory: 2_000_000,
+            reserve_day_tables: false,
             arbiters: 0,
         }
     }
@@ -598,6 +605,14 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         .map_err(|r| err("switch.expected_daily_transactions", r))?;
     let day_tables_memory = in_range(s.day_tables_memory, 0, 1_000_000_000)
         .map_err(|r| err("switch.day_tables_memory", r))?;
+    if s.reserve_day_tables && (expected_daily_transactions == 0 || day_tables_memory == 0) {
+        return Err(err(
+            "switch.reserve_day_tables",
+            "needs switch.expected_daily_transactions (the day to reserve for) and \
+             switch.day_tables_memory (the bound past which entries go to disk) above 0"
+                .into(),
+        ));
+    }
     let cutover_duration =
         secs(s.cutover_duration_secs, 3_600).map_err(|r| err("switch.cutover_duration_secs", r))?;
     let arbiters = in_range(s.arbiters, 0, 1024).map_err(|r| err("switch.arbiters", r))?;
@@ -769,6 +784,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             cutover_duration,
             expected_daily_transactions,
             day_tables_memory,
+            reserve_day_tables: s.reserve_day_tables,
             arbiters,
         },
         listeners: Listeners {
@@ -1312,6 +1328,25 @@ timeout_ms = 20000
                 "switch.toml",
                 "switch.keepalive_secs",
                 "unknown field",
+            ),
+            (
+                "a reserve without the day to reserve for",
+                GOOD.replace("[switch]", "[switch]\nreserve_day_tables = true"),
+                Some(GOOD_BINS),
+                "switch.toml",
+                "switch.reserve_day_tables",
+                "needs switch.expected_daily_transactions",
+            ),
+            (
+                "a reserve of a day kept in memory",
+                GOOD.replace(
+                    "[switch]",
+                    "[switch]\nreserve_day_tables = true\nexpected_daily_transactions = 100\nday_tables_memory = 0",
+                ),
+                Some(GOOD_BINS),
+                "switch.toml",
+                "switch.reserve_day_tables",
+                "switch.day_tables_memory",
             ),
             (
                 "unknown section",

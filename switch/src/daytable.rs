@@ -235,6 +235,12 @@ struct Cold {
     /// first filter is sized for them, so a day within the estimate never grows its
     /// filters (each growth doubles, and the last filter is up to half empty).
     bloom_hint: usize,
+    /// Keys of the run a spill writes (see [`run_keys`]).
+    run_keys: usize,
+    /// Filters and block keys for runs of `run_keys` keys, reserved at start or left by
+    /// runs a cut-over folded away: a spill takes them before it allocates.
+    spare_blooms: Vec<Vec<u64>>,
+    spare_firsts: Vec<Vec<PackedKey>>,
 }
 
 struct Run {
@@ -257,10 +263,28 @@ struct Bloom {
 }
 
 impl Bloom {
+    /// Words of a filter for `n` keys.
+    fn words_for(n: usize) -> usize {
+        (n.max(64) * 10).div_ceil(64)
+    }
+
     fn with_capacity(n: usize) -> Self {
-        let words = (n.max(64) * 10).div_ceil(64);
         Self {
-            words: vec![0; words],
+            words: vec![0; Self::words_for(n)],
+            capacity: n.max(64),
+            count: 0,
+        }
+    }
+
+    /// A filter for `n` keys in `words` (emptied; used whole if it is longer than `n`
+    /// needs), or in a new allocation if it is too short.
+    fn reuse(mut words: Vec<u64>, n: usize) -> Self {
+        if words.len() < Self::words_for(n) {
+            return Self::with_capacity(n);
+        }
+        words.fill(0);
+        Self {
+            words,
             capacity: n.max(64),
             count: 0,
         }
@@ -387,7 +411,14 @@ fn compact<V: Spill>(
         (None, None, 0)
     } else {
         let mut bloom = Bloom::with_capacity(kept.len() * 2);
-        let (buf, run) = build_run(kept.iter().map(|(h, k, v)| (*h, k, v)), 0, Some(&mut bloom));
+        let n = kept.len();
+        let (buf, run) = build_run(
+            kept.iter().map(|(h, k, v)| (*h, k, v)),
+            0,
+            Some(&mut bloom),
+            Bloom::with_capacity(n),
+            Vec::with_capacity(n.div_ceil(BLOCK)),
+        );
         file.write_all_at(&buf, 0)?;
         (Some(run), Some(bloom), buf.len() as u64)
     };
@@ -404,15 +435,17 @@ fn compact<V: Spill>(
 }
 
 /// Encode sorted `entries` as a run at `offset`; their keys also go into `shard_bloom`.
+/// The run's own filter and block keys are built in `own` and `firsts` (emptied first).
 fn build_run<'a, V: Spill + 'a>(
     entries: impl ExactSizeIterator<Item = (u64, &'a PackedKey, &'a V)> + Clone,
     offset: u64,
     mut shard_bloom: Option<&mut Bloom>,
+    mut own: Bloom,
+    mut firsts: Vec<PackedKey>,
 ) -> (Vec<u8>, Run) {
     let n = entries.len();
     let mut buf = Vec::with_capacity(n * (16 + V::SIZE));
-    let mut own = Bloom::with_capacity(n);
-    let mut firsts = Vec::with_capacity(n.div_ceil(BLOCK));
+    firsts.clear();
     for (i, (h, k, v)) in entries.enumerate() {
         buf.extend_from_slice(&k.to_bytes());
         v.put(&mut buf);
@@ -442,6 +475,7 @@ impl<V: Spill + Clone> Shard<V> {
             cold: Cold {
                 base: path.clone(),
                 path,
+                run_keys: run_keys(spill_at),
                 ..Cold::default()
             },
         }
@@ -493,8 +527,21 @@ impl<V: Spill + Clone> Shard<V> {
 
     /// Forget the in-memory part (its entries were moved elsewhere or dropped).
     fn reset_hot(&mut self) {
-        self.arena = Arena::default();
-        self.index = griddle::HashMap::with_hasher(StoredHashBuilder::default());
+        self.arena.clear();
+        // Keeps its room (sized for the shard's bound at start).
+        self.index.clear();
+    }
+
+    /// Set aside, touched, the memory this shard takes over a day of `keys` keys: its
+    /// arena up to the bound and, past it, what its keys on disk take. Returns the bytes.
+    fn reserve(&mut self, keys: usize) -> usize {
+        if self.spill_at == usize::MAX {
+            return 0;
+        }
+        // A day of fewer keys than the bound never fills the arena; a spill takes it from
+        // just over `spill_at` down by up to SPILL_CHUNKS.
+        let arena = self.arena.reserve(self.spill_at.min(keys) + 2 * CHUNK);
+        arena + self.cold.reserve(keys)
     }
 
     /// Insert or replace; returns the previous value and where the entry is in memory.
@@ -557,7 +604,7 @@ impl<V: Spill + Clone> Shard<V> {
             }
         }
         for _ in 0..chunks {
-            self.arena.pop_front();
+            self.arena.drop_front();
         }
     }
 
@@ -693,7 +740,9 @@ impl<V: Spill + Clone> Shard<V> {
                 self.cold.generation = c.generation;
                 self.cold.end = c.end;
                 self.cold.records = c.run.as_ref().map_or(0, |r| r.count);
-                self.cold.runs = c.run.into_iter().collect();
+                for run in std::mem::replace(&mut self.cold.runs, c.run.into_iter().collect()) {
+                    self.cold.recycle(run);
+                }
                 self.cold.blooms = c.bloom.into_iter().collect();
                 self.cold.stale = tomb.len();
                 self.cold.tomb = tomb;
@@ -757,8 +806,12 @@ impl Cold {
         }
         let end = self.end;
         // Encoded first, filed in the shard's filter only once written.
-        let (buf, run) = build_run(entries.clone(), end, None);
-        self.file()?.write_all_at(&buf, end)?;
+        let (own, firsts) = self.run_buffers(n);
+        let (buf, run) = build_run(entries.clone(), end, None, own, firsts);
+        if let Err(e) = self.file().and_then(|f| f.write_all_at(&buf, end)) {
+            self.recycle(run);
+            return Err(e);
+        }
         if let Some(bloom) = self.blooms.last_mut() {
             for (h, _, _) in entries {
                 bloom.insert(h);
@@ -779,9 +832,74 @@ impl Cold {
             .read_exact_at(buf, at)
     }
 
+    /// A filter and block keys for a run of `n` keys: spares for a spill's run (new ones
+    /// if there are none left, sized so they can be spares later), new ones for a larger
+    /// run (a cut-over's).
+    fn run_buffers(&mut self, n: usize) -> (Bloom, Vec<PackedKey>) {
+        if n > self.run_keys {
+            return (
+                Bloom::with_capacity(n),
+                Vec::with_capacity(n.div_ceil(BLOCK)),
+            );
+        }
+        let bloom = match self.spare_blooms.pop() {
+            Some(words) => Bloom::reuse(words, self.run_keys),
+            None => Bloom::with_capacity(self.run_keys),
+        };
+        let firsts = self
+            .spare_firsts
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.run_keys.div_ceil(BLOCK)));
+        (bloom, firsts)
+    }
+
+    /// Keep the filter and block keys of a spill's run for the next spill.
+    fn recycle(&mut self, run: Run) {
+        if run.count <= self.run_keys {
+            if run.bloom.words.len() == Bloom::words_for(self.run_keys) {
+                self.spare_blooms.push(run.bloom.words);
+            }
+            self.spare_firsts.push(run.firsts);
+        }
+    }
+
+    /// Set aside, touched, what `keys` keys on disk take in memory: the shard's filter and
+    /// the filters and block keys of their runs. Returns the bytes set aside.
+    fn reserve(&mut self, keys: usize) -> usize {
+        let mut bytes = 0;
+        if self.blooms.is_empty() && keys > 0 {
+            let mut b = Bloom::with_capacity(keys);
+            touch(&mut b.words);
+            bytes += b.words.len() * 8;
+            self.blooms.push(b);
+        }
+        let runs = keys.div_ceil(self.run_keys.max(1));
+        let blocks = self.run_keys.div_ceil(BLOCK);
+        for _ in self.spare_blooms.len()..runs {
+            let mut words = vec![0; Bloom::words_for(self.run_keys)];
+            touch(&mut words);
+            bytes += words.len() * 8;
+            self.spare_blooms.push(words);
+        }
+        for _ in self.spare_firsts.len()..runs {
+            let mut firsts = vec![PackedKey([0; 4]); blocks];
+            firsts.clear();
+            bytes += blocks * 16;
+            self.spare_firsts.push(firsts);
+        }
+        bytes
+    }
+
     fn reset(&mut self) {
-        self.runs.clear();
-        self.blooms.clear();
+        for run in std::mem::take(&mut self.runs) {
+            self.recycle(run);
+        }
+        // The first filter is kept, emptied (it is the one a reserve sized for the day).
+        self.blooms.truncate(1);
+        if let Some(b) = self.blooms.first_mut() {
+            b.words.fill(0);
+            b.count = 0;
+        }
         self.tomb.clear();
         self.records = 0;
         self.stale = 0;
@@ -796,11 +914,33 @@ impl Cold {
 
 /// Chunks spilled at a time once a shard is at its bound (16 x 256 entries).
 const SPILL_CHUNKS: usize = 16;
+/// Keys of the run a spill writes at bound `spill_at`: the whole arena under a chunk, else
+/// its oldest full chunks (up to `SPILL_CHUNKS`, all but the one being filled).
+fn run_keys(spill_at: usize) -> usize {
+    if spill_at == usize::MAX {
+        0
+    } else if spill_at < CHUNK {
+        spill_at + 1
+    } else {
+        CHUNK * SPILL_CHUNKS.min((spill_at + 1).div_ceil(CHUNK) - 1)
+    }
+}
+
+/// Write to every page of `words`: a large zeroed allocation is mapped lazily, and is
+/// only resident (and counted) once written.
+fn touch(words: &mut [u64]) {
+    for w in words.iter_mut().step_by(4096 / 8) {
+        *w = std::hint::black_box(0);
+    }
+}
 
 /// The in-memory entries of a shard: fixed-size chunks, oldest first. Positions grow with
 /// every entry and are never reused; spilling drops whole chunks from the front.
 struct Arena<V> {
     chunks: std::collections::VecDeque<Vec<(PackedKey, V)>>,
+    /// Empty chunks, reserved or left by a spill: a new chunk is taken from here first, so
+    /// a shard at its bound allocates nothing (and frees nothing to another thread's heap).
+    spare: Vec<Vec<(PackedKey, V)>>,
     /// Position of the first entry of the first chunk.
     base: u32,
     /// Position the next entry gets.
@@ -811,6 +951,7 @@ impl<V> Default for Arena<V> {
     fn default() -> Self {
         Self {
             chunks: std::collections::VecDeque::new(),
+            spare: Vec::new(),
             base: 0,
             next: 0,
         }
@@ -844,20 +985,51 @@ impl<V> Arena<V> {
         let pos = self.next;
         let next = pos.checked_add(1)?;
         if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
-            self.chunks.push_back(Vec::with_capacity(CHUNK));
+            let chunk = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            self.chunks.push_back(chunk);
         }
         self.chunks.back_mut()?.push(e);
         self.next = next;
         Some(pos)
     }
 
-    /// The oldest chunk and the position of its first entry. Only the last chunk can be
-    /// partly filled, so the next one (if any) starts right after it.
-    fn pop_front(&mut self) -> Option<(u32, Vec<(PackedKey, V)>)> {
-        let c = self.chunks.pop_front()?;
-        let first = self.base;
-        self.base += c.len() as u32;
-        Some((first, c))
+    /// Drop the oldest chunk's entries, keeping the chunk for reuse. Only the last chunk
+    /// can be partly filled, so the next one (if any) starts right after it.
+    fn drop_front(&mut self) {
+        if let Some(mut c) = self.chunks.pop_front() {
+            self.base += c.len() as u32;
+            c.clear();
+            self.spare.push(c);
+        }
+    }
+
+    /// Drop every entry, keeping the chunks for reuse; positions start again from 0.
+    fn clear(&mut self) {
+        for mut c in self.chunks.drain(..) {
+            c.clear();
+            self.spare.push(c);
+        }
+        self.base = 0;
+        self.next = 0;
+    }
+
+    /// Set aside empty chunks, touched, until `entries` fit the arena without allocating.
+    /// Returns the bytes set aside.
+    fn reserve(&mut self, entries: usize) -> usize {
+        let mut bytes = 0;
+        let stride = (4096 / std::mem::size_of::<(PackedKey, V)>()).max(1);
+        for _ in self.chunks.len() + self.spare.len()..entries.div_ceil(CHUNK) {
+            let mut c: Vec<(PackedKey, V)> = Vec::with_capacity(CHUNK);
+            for slot in c.spare_capacity_mut().iter_mut().step_by(stride) {
+                *slot = std::mem::MaybeUninit::zeroed();
+            }
+            bytes += CHUNK * std::mem::size_of::<(PackedKey, V)>();
+            self.spare.push(c);
+        }
+        bytes
     }
 
     fn iter(&self) -> impl Iterator<Item = &(PackedKey, V)> {
@@ -1062,6 +1234,22 @@ impl<V: Spill + Clone> DayTable<V> {
             .map(|s| {
                 let s = Self::lock(s);
                 (s.arena.len() + s.cold.records).saturating_sub(s.cold.stale)
+            })
+            .sum()
+    }
+
+    /// Set aside now, written so it is resident, the memory the table takes over a day
+    /// within the capacity it was opened with: each shard's arena up to its bound, and the
+    /// filters and block keys of its entries on disk. Within that day the table then
+    /// allocates nothing more, and the process's memory stays flat. Only for a spilling
+    /// table (an in-memory one grows with its day); returns the bytes set aside.
+    pub fn reserve(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let mut s = Self::lock(s);
+                let keys = s.cold.bloom_hint;
+                s.reserve(keys)
             })
             .sum()
     }
@@ -1279,6 +1467,76 @@ mod tests {
             .count();
         assert!(grew > 32, "{grew} of 64 unsized indexes grew");
         assert_eq!(unsized_.len(), sized.len());
+    }
+
+    /// Where every buffer of a table's shards is (arena chunks, filters, block keys, spares
+    /// included), tagged by kind.
+    fn buffers(t: &DayTable<u32>) -> std::collections::HashSet<(char, usize)> {
+        let mut all = std::collections::HashSet::new();
+        for s in &*t.shards {
+            let s = DayTable::lock(s);
+            let chunks = s.arena.chunks.iter().chain(&s.arena.spare);
+            all.extend(chunks.map(|c| ('c', c.as_ptr() as usize)));
+            all.extend(
+                s.cold
+                    .blooms
+                    .iter()
+                    .map(|b| ('s', b.words.as_ptr() as usize)),
+            );
+            let blooms = s.cold.runs.iter().map(|r| r.bloom.words.as_ptr() as usize);
+            all.extend(
+                blooms
+                    .chain(s.cold.spare_blooms.iter().map(|b| b.as_ptr() as usize))
+                    .map(|p| ('b', p)),
+            );
+            let firsts = s.cold.runs.iter().map(|r| r.firsts.as_ptr() as usize);
+            all.extend(
+                firsts
+                    .chain(s.cold.spare_firsts.iter().map(|f| f.as_ptr() as usize))
+                    .map(|p| ('f', p)),
+            );
+        }
+        all
+    }
+
+    #[test]
+    fn a_reserved_table_allocates_nothing_more_within_its_day() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bounds of 50-150 entries a shard (a spill writes the whole arena) and of 512-1520
+        // (a spill writes its oldest chunks).
+        for (memory_entries, per_shard) in [(6_400, 1_000u32), (65_536, 3_000)] {
+            let to = SpillTo {
+                dir: dir.path().join(memory_entries.to_string()),
+                memory_entries,
+            };
+            let day = 64 * per_shard;
+            let t = DayTable::spilling(to.capacity_for(day as usize), &to, "test").unwrap();
+            assert!(t.reserve() > 0);
+            let reserved = buffers(&t);
+            for round in 0..2u32 {
+                for i in 0..day {
+                    t.insert(&key(u64::from(i), i, 1, u64::from(round)), i);
+                }
+                assert_eq!(t.len(), day as usize, "{memory_entries}: round {round}");
+                let spilled = t.len() - t.in_memory();
+                assert!(
+                    spilled > day as usize / 2,
+                    "{memory_entries}: {spilled} spilled"
+                );
+                let new: Vec<_> = buffers(&t).difference(&reserved).copied().collect();
+                assert!(
+                    new.is_empty(),
+                    "{memory_entries}: round {round}: allocated past the reserve: {} chunks, \
+                     {} shard filters, {} run filters, {} block key lists",
+                    new.iter().filter(|(k, _)| *k == 'c').count(),
+                    new.iter().filter(|(k, _)| *k == 's').count(),
+                    new.iter().filter(|(k, _)| *k == 'b').count(),
+                    new.iter().filter(|(k, _)| *k == 'f').count(),
+                );
+                // A new day starts from the same memory.
+                t.clear();
+            }
+        }
     }
 
     fn spilling(dir: &std::path::Path, memory_entries: usize) -> DayTable<u32> {

@@ -544,6 +544,11 @@ impl OriginalIndex {
 }
 
 impl OriginalIndex {
+    /// [`DayTable::reserve`] for both of its tables.
+    pub fn reserve(&self) -> usize {
+        self.map.reserve() + self.reversal_answers.reserve()
+    }
+
     pub fn insert(&self, key: TxnKey, original: Original) {
         self.map.insert(&key, original);
     }

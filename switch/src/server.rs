@@ -289,6 +289,14 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         }
         .with_context(|| format!("opening the day tables in {}", to.dir.display()))?,
     };
+    if config.switch.reserve_day_tables {
+        let bytes = seen.reserve() + originals.reserve();
+        tracing::info!(
+            mib = bytes >> 20,
+            expected_daily_transactions = day_capacity,
+            "day tables' memory reserved"
+        );
+    }
     let first_date =
         crate::cutover::clock_date(config.switch.settlement_cutover, options.clock.now_millis());
     let shared = Arc::new(Shared {
