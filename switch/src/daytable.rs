@@ -541,7 +541,25 @@ impl<V: Spill + Clone> Shard<V> {
         // A day of fewer keys than the bound never fills the arena; a spill takes it from
         // just over `spill_at` down by up to SPILL_CHUNKS.
         let arena = self.arena.reserve(self.spill_at.min(keys) + 2 * CHUNK);
-        arena + self.cold.reserve(keys)
+        // The index was allocated at its size, but its slots are written (and resident)
+        // only as entries land on them: fill it once with placeholders, then empty it.
+        let mut index = 0;
+        if self.index.is_empty() {
+            let room = u32::try_from(self.index.capacity()).unwrap_or(u32::MAX);
+            for i in 0..room {
+                let h = i.wrapping_mul(0x9E37_79B9);
+                self.index.insert(
+                    Slot {
+                        h,
+                        pos: u32::MAX - i,
+                    },
+                    (),
+                );
+            }
+            self.index.clear();
+            index = room as usize * std::mem::size_of::<Slot>();
+        }
+        arena + index + self.cold.reserve(keys)
     }
 
     /// Insert or replace; returns the previous value and where the entry is in memory.
@@ -1511,7 +1529,15 @@ mod tests {
             };
             let day = 64 * per_shard;
             let t = DayTable::spilling(to.capacity_for(day as usize), &to, "test").unwrap();
+            let rooms = |t: &DayTable<u32>| -> Vec<usize> {
+                let shards = t.shards.iter();
+                shards.map(|s| DayTable::lock(s).index.capacity()).collect()
+            };
+            let room = rooms(&t);
             assert!(t.reserve() > 0);
+            // Filling the index once to make it resident did not grow it.
+            assert_eq!(rooms(&t), room, "{memory_entries}");
+            assert_eq!(t.len(), 0);
             let reserved = buffers(&t);
             for round in 0..2u32 {
                 for i in 0..day {

@@ -290,9 +290,11 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         .with_context(|| format!("opening the day tables in {}", to.dir.display()))?,
     };
     if config.switch.reserve_day_tables {
+        let started = std::time::Instant::now();
         let bytes = seen.reserve() + originals.reserve();
         tracing::info!(
             mib = bytes >> 20,
+            ms = started.elapsed().as_millis() as u64,
             expected_daily_transactions = day_capacity,
             "day tables' memory reserved"
         );
