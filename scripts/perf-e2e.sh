@@ -81,13 +81,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A switch still on these ports (an earlier run still stopping, or another one) would
+# answer for this one, and every figure would be another process's.
+for _ in $(seq 100); do
+    curl -sf "$ADMIN"/healthz >/dev/null 2>&1 || break
+    sleep 0.1
+done
+if curl -sf "$ADMIN"/healthz >/dev/null 2>&1; then
+    echo "perf-e2e: a switch already answers on $ADMIN; stop it (or set PORT_BASE)" >&2
+    exit 1
+fi
 "$PERF_DIR/bin/switch" run --config "$CFG" 2>"$OUT/$NAME.switch.log" &
 SW=$!
 pids+=("$SW")
 for _ in $(seq 100); do
     curl -sf "$ADMIN"/healthz >/dev/null 2>&1 && break
+    kill -0 "$SW" 2>/dev/null || break
     sleep 0.1
 done
+if ! kill -0 "$SW" 2>/dev/null; then
+    echo "perf-e2e: the switch exited at start; see $OUT/$NAME.switch.log" >&2
+    exit 1
+fi
 # The simulators size their runtime from TOKIO_WORKER_THREADS (tokio's own variable).
 SIM_THREADS=${SIM_THREADS-1}
 sim_env=()
