@@ -241,6 +241,8 @@ struct Cold {
     /// runs a cut-over folded away: a spill takes them before it allocates.
     spare_blooms: Vec<Vec<u64>>,
     spare_firsts: Vec<Vec<PackedKey>>,
+    /// [`Cold::reserve`] ran: filters that replace the shard's are made resident too.
+    reserved: bool,
 }
 
 struct Run {
@@ -365,6 +367,10 @@ struct Snapshot {
     tomb: std::collections::HashSet<PackedKey, crate::FastHash>,
     generation: u32,
     new_path: std::path::PathBuf,
+    /// The shard's [`Cold::bloom_hint`], and whether its memory was reserved: the compacted
+    /// run's filter becomes the shard's, so it is sized (and made resident) the same way.
+    bloom_hint: usize,
+    reserved: bool,
 }
 
 /// The snapshot's runs compacted into one run (what `keep` accepts, newest copies only)
@@ -410,7 +416,11 @@ fn compact<V: Spill>(
     let (run, bloom, end) = if kept.is_empty() {
         (None, None, 0)
     } else {
-        let mut bloom = Bloom::with_capacity(kept.len() * 2);
+        // The shard's filter from now on: room for the new day's keys as well.
+        let mut bloom = Bloom::with_capacity((kept.len() * 2).max(snap.bloom_hint));
+        if snap.reserved {
+            touch(&mut bloom.words);
+        }
         let n = kept.len();
         let (buf, run) = build_run(
             kept.iter().map(|(h, k, v)| (*h, k, v)),
@@ -707,6 +717,8 @@ impl<V: Spill + Clone> Shard<V> {
             tomb: self.cold.tomb.clone(),
             generation,
             new_path: self.cold.base.with_extension(format!("{generation}.run")),
+            bloom_hint: self.cold.bloom_hint,
+            reserved: self.cold.reserved,
         })
     }
 
@@ -761,7 +773,10 @@ impl<V: Spill + Clone> Shard<V> {
                 for run in std::mem::replace(&mut self.cold.runs, c.run.into_iter().collect()) {
                     self.cold.recycle(run);
                 }
-                self.cold.blooms = c.bloom.into_iter().collect();
+                match c.bloom {
+                    Some(b) => self.cold.blooms = vec![b],
+                    None => self.cold.empty_filters(),
+                }
                 self.cold.stale = tomb.len();
                 self.cold.tomb = tomb;
                 Some(old)
@@ -885,6 +900,7 @@ impl Cold {
     /// the filters and block keys of their runs. Returns the bytes set aside.
     fn reserve(&mut self, keys: usize) -> usize {
         let mut bytes = 0;
+        self.reserved = true;
         if self.blooms.is_empty() && keys > 0 {
             let mut b = Bloom::with_capacity(keys);
             touch(&mut b.words);
@@ -908,16 +924,21 @@ impl Cold {
         bytes
     }
 
-    fn reset(&mut self) {
-        for run in std::mem::take(&mut self.runs) {
-            self.recycle(run);
-        }
-        // The first filter is kept, emptied (it is the one a reserve sized for the day).
+    /// No key on disk any more: the first filter is kept, emptied (it is the one a reserve
+    /// sized for the day), the others dropped.
+    fn empty_filters(&mut self) {
         self.blooms.truncate(1);
         if let Some(b) = self.blooms.first_mut() {
             b.words.fill(0);
             b.count = 0;
         }
+    }
+
+    fn reset(&mut self) {
+        for run in std::mem::take(&mut self.runs) {
+            self.recycle(run);
+        }
+        self.empty_filters();
         self.tomb.clear();
         self.records = 0;
         self.stale = 0;
@@ -1562,6 +1583,45 @@ mod tests {
                 // A new day starts from the same memory.
                 t.clear();
             }
+        }
+    }
+
+    #[test]
+    fn a_reserved_table_keeps_its_size_over_a_cut_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = SpillTo {
+            dir: dir.path().to_path_buf(),
+            memory_entries: 65_536,
+        };
+        let day = 64 * 3_000u32;
+        let t = DayTable::spilling(to.capacity_for(day as usize), &to, "test").unwrap();
+        t.reserve();
+        let reserved = buffers(&t);
+        let fill = |round: u64| {
+            for i in 0..day {
+                t.insert(&key(u64::from(i), i, 1, round), i);
+            }
+        };
+        fill(0);
+        // The cut-over keeps 1 % of the closed day (as the originals table keeps those
+        // inside a refund window), then a day as large as the first follows.
+        t.retain(|v| *v % 100 == 0);
+        fill(1);
+        assert_eq!(t.len(), day as usize + (day as usize).div_ceil(100));
+        let new: Vec<_> = buffers(&t).difference(&reserved).copied().collect();
+        let count = |kind: char| new.iter().filter(|(k, _)| *k == kind).count();
+        // New: each shard's filter (sized like the reserved one, which it replaced) and
+        // the compacted run's own filter and block keys. Nothing for the second day.
+        assert_eq!(count('c'), 0, "chunks allocated past the reserve");
+        assert!(count('s') <= SHARDS && count('b') <= SHARDS && count('f') <= SHARDS);
+        for s in &*t.shards {
+            let s = DayTable::lock(s);
+            assert_eq!(
+                s.cold.blooms.len(),
+                1,
+                "the second day added a shard filter"
+            );
+            assert!(s.cold.blooms[0].capacity >= s.cold.bloom_hint);
         }
     }
 
