@@ -887,12 +887,15 @@ impl Cold {
     }
 
     /// Keep the filter and block keys of a spill's run for the next spill.
+    /// Keeps only buffers of a spill's run's size: a cut-over's run has its own sizes.
     fn recycle(&mut self, run: Run) {
         if run.count <= self.run_keys {
             if run.bloom.words.len() == Bloom::words_for(self.run_keys) {
                 self.spare_blooms.push(run.bloom.words);
             }
-            self.spare_firsts.push(run.firsts);
+            if run.firsts.capacity() >= self.run_keys.div_ceil(BLOCK) {
+                self.spare_firsts.push(run.firsts);
+            }
         }
     }
 
@@ -1603,26 +1606,35 @@ mod tests {
             }
         };
         fill(0);
-        // The cut-over keeps 1 % of the closed day (as the originals table keeps those
+        // Each cut-over keeps 1 % of the closed day (as the originals table keeps those
         // inside a refund window), then a day as large as the first follows.
-        t.retain(|v| *v % 100 == 0);
-        fill(1);
-        assert_eq!(t.len(), day as usize + (day as usize).div_ceil(100));
-        let new: Vec<_> = buffers(&t).difference(&reserved).copied().collect();
-        let count = |kind: char| new.iter().filter(|(k, _)| *k == kind).count();
-        // New: each shard's filter (sized like the reserved one, which it replaced) and
-        // the compacted run's own filter and block keys. Nothing for the second day.
-        assert_eq!(count('c'), 0, "chunks allocated past the reserve");
-        assert!(count('s') <= SHARDS && count('b') <= SHARDS && count('f') <= SHARDS);
-        for s in &*t.shards {
-            let s = DayTable::lock(s);
+        for day_no in 1..=2u64 {
+            t.retain(|v| *v % 100 == 0);
+            fill(day_no);
+            let new: Vec<_> = buffers(&t).difference(&reserved).copied().collect();
+            let count = |kind: char| new.iter().filter(|(k, _)| *k == kind).count();
+            // New: each shard's filter (sized like the reserved one, which it replaced)
+            // and the compacted run's own filter and block keys. Nothing for the day.
             assert_eq!(
-                s.cold.blooms.len(),
-                1,
-                "the second day added a shard filter"
+                count('c'),
+                0,
+                "day {day_no}: chunks allocated past the reserve"
             );
-            assert!(s.cold.blooms[0].capacity >= s.cold.bloom_hint);
+            for kind in ['s', 'b', 'f'] {
+                assert!(
+                    count(kind) <= SHARDS,
+                    "day {day_no}: {} new {kind}",
+                    count(kind)
+                );
+            }
+            for s in &*t.shards {
+                let s = DayTable::lock(s);
+                assert_eq!(s.cold.blooms.len(), 1, "day {day_no} added a shard filter");
+                assert!(s.cold.blooms[0].capacity >= s.cold.bloom_hint);
+            }
         }
+        // Two days' 1 % kept, and the last day.
+        assert_eq!(t.len(), day as usize + 2 * (day as usize).div_ceil(100));
     }
 
     fn spilling(dir: &std::path::Path, memory_entries: usize) -> DayTable<u32> {
