@@ -911,6 +911,7 @@ impl Cold {
             self.blooms.push(b);
         }
         let runs = keys.div_ceil(self.run_keys.max(1));
+        self.runs.reserve(runs);
         let blocks = self.run_keys.div_ceil(BLOCK);
         for _ in self.spare_blooms.len()..runs {
             let mut words = vec![0; Bloom::words_for(self.run_keys)];
