@@ -292,6 +292,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
     if config.switch.reserve_day_tables {
         let started = std::time::Instant::now();
         let bytes = seen.reserve() + originals.reserve();
+        metrics::gauge!("switch_day_tables_reserved_bytes").set(bytes as f64);
         tracing::info!(
             mib = bytes >> 20,
             ms = started.elapsed().as_millis() as u64,

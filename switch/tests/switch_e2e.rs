@@ -406,6 +406,31 @@ async fn graceful_shutdown_answers_everything_in_flight() {
 }
 
 #[tokio::test]
+async fn a_switch_with_its_day_tables_reserved_answers_and_reports_the_reserve() {
+    // Reserved for 100,000 a day with 6,400 entries a table in memory.
+    let extras = Extras {
+        switch: "reserve_day_tables = true\nexpected_daily_transactions = 100000\nday_tables_memory = 6400".into(),
+        ..Extras::new("", "")
+    };
+    let sw = TestSwitch::start_extras(tempfile::tempdir().unwrap(), extras);
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    for amount in 1..=3 {
+        assert_eq!(through_issuer(&mut acq, &mut iss, amount, "00").await, "00");
+    }
+    let metrics = http(sw.h().admin_addr, "GET", "/metrics").await;
+    let reserved = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switch_day_tables_reserved_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    // Arenas for 6,400 entries in each of three tables, filters for 100,000 keys.
+    assert!(
+        reserved.is_some_and(|b| b > 1e6),
+        "{reserved:?} in {metrics}"
+    );
+}
+
+#[tokio::test]
 async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
     let sw = TestSwitch::start();
     let mut iss = sw.issuer().await;
