@@ -126,7 +126,9 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # to tell a slow second with less CPU to go round from one where each transaction cost more.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 ( i=0; while kill -0 "$SW" 2>/dev/null; do
-      lg=$(pgrep -f "^$PERF_DIR/bin/loadgen run" | head -1)
+      # `|| true`: before loadgen has started pgrep finds nothing, and under `set -e` with
+      # pipefail that would end this sampler (no rss.tsv, no cpu.tsv) on its first pass.
+      lg=$(pgrep -f "^$PERF_DIR/bin/loadgen run" | head -1 || true)
       printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")" >>"$OUT/$NAME.rss.tsv"
       printf '%s\t%s\t%s\t%s\t%s\n' "$i" "$(ticks "$SW")" "$(ticks "$IS")" "$(ticks "${lg:-0}")" \
           "$(awk '/^cpu / {print $9 "\t" $5}' /proc/stat)" >>"$OUT/$NAME.cpu.tsv"
