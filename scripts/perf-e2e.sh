@@ -9,6 +9,7 @@
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
 # BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
 # SIM_THREADS (1: issuer-sim and loadgen each on one runtime thread, which leaves the cores to the switch; "" = one per core).
+# Production-like memory (flat over a run): SWITCH_EXTRA="expected_daily_transactions = 20000000; reserve_day_tables = true".
 # Prints a summary line (and one on where the time went) and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen),
 # and CPU ticks every second (cpu.tsv, see below).
