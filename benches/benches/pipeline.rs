@@ -313,6 +313,34 @@ fn extras(c: &mut Criterion) {
             spilled.insert(black_box(&k), DAY)
         })
     });
+    // The same, opened for a day of 2M keys (`expected_daily_transactions`) and reserved:
+    // one filter a shard, sized once, instead of a handful that doubled.
+    let sized_dir = tempfile::tempdir().unwrap();
+    let sized = {
+        let to = switch::daytable::SpillTo {
+            dir: sized_dir.path().to_path_buf(),
+            memory_entries: 64_000,
+        };
+        let t: switch::daytable::DayTable<u32> =
+            switch::daytable::DayTable::spilling(to.capacity_for(2_000_000), &to, "sized").unwrap();
+        t.reserve();
+        for i in 0..1_000_000u32 {
+            t.insert(&key_n(i), DAY);
+        }
+        t
+    };
+    let mut n = 0u32;
+    g.bench_function("seen_key_insert_spilled_sized_reserved", |b| {
+        b.iter(|| {
+            n += 1;
+            let k = TxnKey {
+                transmission: 2_000_000_000 + u64::from(n),
+                ..key_n(n % 1_000_000)
+            };
+            sized.insert(black_box(&k), DAY)
+        })
+    });
+    drop(sized);
     // Keys 0..900,000 were written out first (the last ~64k stay in memory).
     let mut next = 0u64;
     g.bench_function("seen_key_get_on_disk", |b| {
