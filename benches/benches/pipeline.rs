@@ -301,16 +301,17 @@ fn extras(c: &mut Criterion) {
         }
         t
     };
+    // The n-th key never inserted before (a later transmission time than any filled).
+    let fresh = |n: u32| TxnKey {
+        transmission: 2_000_000_000 + u64::from(n),
+        ..key_n(n % 1_000_000)
+    };
     let mut spilled = filled();
     let mut n = 0u32;
     g.bench_function("seen_key_insert_spilled", |b| {
         b.iter(|| {
             n += 1;
-            let k = TxnKey {
-                transmission: 2_000_000_000 + u64::from(n),
-                ..key_n(n % 1_000_000)
-            };
-            spilled.insert(black_box(&k), DAY)
+            spilled.insert(black_box(&fresh(n)), DAY)
         })
     });
     // The same, opened for a day of 2M keys (`expected_daily_transactions`) and reserved:
@@ -333,11 +334,7 @@ fn extras(c: &mut Criterion) {
     g.bench_function("seen_key_insert_spilled_sized_reserved", |b| {
         b.iter(|| {
             n += 1;
-            let k = TxnKey {
-                transmission: 2_000_000_000 + u64::from(n),
-                ..key_n(n % 1_000_000)
-            };
-            sized.insert(black_box(&k), DAY)
+            sized.insert(black_box(&fresh(n)), DAY)
         })
     });
     drop(sized);
