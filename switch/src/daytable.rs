@@ -278,12 +278,8 @@ impl Bloom {
         }
     }
 
-    /// A filter for `n` keys in `words` (emptied; used whole if it is longer than `n`
-    /// needs), or in a new allocation if it is too short.
+    /// A filter for `n` keys in `words` (a spare of [`Bloom::words_for`] `n`), emptied.
     fn reuse(mut words: Vec<u64>, n: usize) -> Self {
-        if words.len() < Self::words_for(n) {
-            return Self::with_capacity(n);
-        }
         words.fill(0);
         Self {
             words,
@@ -920,6 +916,7 @@ impl Cold {
             self.spare_blooms.push(words);
         }
         for _ in self.spare_firsts.len()..runs {
+            // Filled, then emptied: written like the filters (~1 KB each, but one a run).
             let mut firsts = vec![PackedKey([0; 4]); blocks];
             firsts.clear();
             bytes += blocks * 16;
@@ -1051,9 +1048,8 @@ impl<V> Arena<V> {
 
     /// Drop every entry, keeping the chunks for reuse; positions start again from 0.
     fn clear(&mut self) {
-        for mut c in self.chunks.drain(..) {
-            c.clear();
-            self.spare.push(c);
+        while !self.chunks.is_empty() {
+            self.drop_front();
         }
         self.base = 0;
         self.next = 0;
