@@ -53,6 +53,17 @@ fn tables() -> Tables {
 const DAY: u32 = 20261122;
 const F15: [u8; 4] = *b"1122";
 
+/// A purchase of 10.00 entered as a pending original (the tables' benches fill with it).
+fn pending_purchase() -> switch::originals::Original {
+    switch::originals::Original::pending(
+        switch::core::TxnKind::Purchase,
+        1_000,
+        b"6222020000000001",
+        b"TERM0001",
+        DAY,
+    )
+}
+
 fn stan6(n: u32) -> [u8; 6] {
     let mut out = [b'0'; 6];
     let mut v = n % 1_000_000;
@@ -250,13 +261,7 @@ fn extras(c: &mut Criterion) {
     // link does with `Forward::original_at`). Keys in a stride, so neighbours miss too.
     let big: switch::daytable::DayTable<switch::originals::Original> =
         switch::daytable::DayTable::default();
-    let pending = switch::originals::Original::pending(
-        switch::core::TxnKind::Purchase,
-        1_000,
-        b"6222020000000001",
-        b"TERM0001",
-        DAY,
-    );
+    let pending = pending_purchase();
     let hints: Vec<_> = (0..2_000_000u32)
         .map(|i| big.insert_hinted(&key_n(i), pending.clone()).1)
         .collect();
@@ -395,13 +400,7 @@ fn extras(c: &mut Criterion) {
         )
         .unwrap();
         for i in 0..originals_n {
-            let mut o = switch::originals::Original::pending(
-                switch::core::TxnKind::Purchase,
-                1_000,
-                b"6222020000000001",
-                b"TERM0001",
-                DAY,
-            );
+            let mut o = pending_purchase();
             o.state = switch::originals::OriginalState::Approved;
             o.approved_ms = now_ms;
             idx.insert(key_n(i), o);
@@ -428,13 +427,7 @@ fn extras(c: &mut Criterion) {
                         let mut longest = std::time::Duration::ZERO;
                         let mut i = 0u32;
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            let o = switch::originals::Original::pending(
-                                switch::core::TxnKind::Purchase,
-                                1_000,
-                                b"6222020000000001",
-                                b"TERM0001",
-                                DAY,
-                            );
+                            let o = pending_purchase();
                             let t = std::time::Instant::now();
                             idx.insert(key_n(2_000_000 + i % 1_000_000), o);
                             longest = longest.max(t.elapsed());
