@@ -415,11 +415,8 @@ async fn a_switch_with_its_day_tables_reserved_answers_and_reports_the_reserve()
     let mut sw = TestSwitch::start_extras(tempfile::tempdir().unwrap(), extras);
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
-    let first = acq.purchase(PAN, 1).build().unwrap();
-    acq.send(first.clone()).await;
-    let fwd = iss.recv().await;
-    iss.answer(&fwd, "00").await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+    let (first, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 1).await;
+    let first = first.raw().clone();
     for amount in 2..=3 {
         assert_eq!(through_issuer(&mut acq, &mut iss, amount, "00").await, "00");
     }
