@@ -9,6 +9,7 @@
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
 # BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
 # SIM_THREADS (1: issuer-sim and loadgen each on one runtime thread, which leaves the cores to the switch; "" = one per core).
+# SIM_NICE=N (issuer-sim and loadgen at nice N), SWITCH_HOOK="command" (run once the switch is up, with SW = its PID).
 # Production-like memory (flat over a run): SWITCH_EXTRA="expected_daily_transactions = 20000000; reserve_day_tables = true".
 # Prints a summary line (and one on where the time went) and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen),
@@ -104,10 +105,17 @@ if ! kill -0 "$SW" 2>/dev/null; then
     echo "perf-e2e: the switch exited at start; see $OUT/$NAME.switch.log" >&2
     exit 1
 fi
+# SWITCH_HOOK="shell command": run once the switch is up, with SW set to its PID (e.g. to
+# change a thread's scheduling: see docs/performance.md, session 8).
+if [[ -n "${SWITCH_HOOK:-}" ]]; then
+    SW=$SW bash -c "$SWITCH_HOOK" || { echo "perf-e2e: SWITCH_HOOK failed" >&2; exit 1; }
+fi
 # The simulators size their runtime from TOKIO_WORKER_THREADS (tokio's own variable).
 SIM_THREADS=${SIM_THREADS-1}
 sim_env=()
 [[ -n "$SIM_THREADS" ]] && sim_env=(env TOKIO_WORKER_THREADS="$SIM_THREADS")
+# SIM_NICE=N: run issuer-sim and loadgen at nice N (the switch stays at 0).
+[[ -n "${SIM_NICE:-}" ]] && sim_env=(nice -n "$SIM_NICE" "${sim_env[@]}")
 "${sim_env[@]}" "$PERF_DIR/bin/issuer-sim" --switch "$ISS" --institution 03010000 \
     --links "$ISSUER_LINKS" --no-accounts --stats-interval-s 0 2>"$OUT/$NAME.issuer.log" &
 IS=$!
