@@ -3,6 +3,7 @@
 //! duplicate detection, clearing and restart recovery need, and never PIN blocks or tracks.
 
 use crate::core::{TxnKey, TxnKind};
+use crate::journal::{Payload, INLINE_PAYLOAD};
 use serde::{Deserialize, Serialize};
 
 pub use arrayvec::ArrayString;
@@ -137,16 +138,18 @@ pub enum SwitchRecord {
     AdviceDone(AdviceDoneRecord),
 }
 
-/// Encoded on the stack, then copied into one exactly sized allocation: a `Bytes` made from
-/// a `Vec` with spare capacity costs a second allocation (its shared header), and the
-/// journal keeps every payload until its batch is written. A record too large for the
-/// stack buffer (an advice carrying a long frame) takes the growing-`Vec` way.
-fn encode_one<T: Serialize>(record: &T) -> Result<bytes::Bytes, postcard::Error> {
-    let mut stack = [0u8; 512];
-    match postcard::to_slice(record, &mut stack) {
-        Ok(used) => Ok(bytes::Bytes::copy_from_slice(used)),
+/// Encoded straight into the payload's inline buffer: no allocation for a record that
+/// fits (requests and outcomes), and nothing for the journal writer to free on its thread.
+/// A larger record (an advice carrying a long frame) takes the growing-`Vec` way.
+fn encode_one<T: Serialize>(record: &T) -> Result<Payload, postcard::Error> {
+    let mut inline = [0u8; INLINE_PAYLOAD];
+    match postcard::to_slice(record, &mut inline) {
+        Ok(used) => {
+            let len = used.len();
+            Ok(Payload::inline(inline, len))
+        }
         Err(postcard::Error::SerializeBufferFull) => {
-            postcard::to_extend(record, Vec::new()).map(bytes::Bytes::from)
+            postcard::to_extend(record, Vec::new()).map(Payload::from)
         }
         Err(e) => Err(e),
     }
@@ -164,7 +167,7 @@ impl SwitchRecord {
     }
 
     /// Serialise the payload.
-    pub fn encode(&self) -> Result<bytes::Bytes, postcard::Error> {
+    pub fn encode(&self) -> Result<Payload, postcard::Error> {
         match self {
             SwitchRecord::Request(r) => encode_one(r),
             SwitchRecord::Outcome(r) => encode_one(r),
@@ -208,6 +211,54 @@ mod tests {
         assert!(postcard::from_bytes::<ArrayString<8>>(&long).is_err());
     }
 
+    /// Every request record fits the journal's inline payload, however full its fields:
+    /// a request is the one record every transaction writes before it is forwarded.
+    #[test]
+    fn the_largest_request_record_is_journalled_inline() {
+        let key = TxnKey {
+            transmission: 1_231_235_959,
+            stan: 999_999,
+            acquirer: 99_999_999_999,
+            forwarding: 99_999_999_999,
+        };
+        let inst = fixed::<11>("99999999999");
+        let largest = RequestRecord {
+            key,
+            kind: TxnKind::InstallmentPurchase,
+            mti: *b"0200",
+            processing_code: *b"000000",
+            pos_condition: 99,
+            amount: 999_999_999_999,
+            pan: fixed("9999999999999999999"),
+            terminal: fixed("TERM0001"),
+            merchant: fixed("123456789012345"),
+            mcc: 9999,
+            rrn: fixed("999999999999"),
+            currency: fixed("156"),
+            link_institution: inst,
+            issuer: Some(inst),
+            issuer_stan: Some(999_999),
+            settlement_date: 20_261_231,
+            received_ms: i64::MAX,
+            original: Some(key),
+            pos_entry: 999,
+            card_seq: 999,
+            f60: fixed(&"9".repeat(100)),
+            installment: Some(InstallmentTerms {
+                periods: 99,
+                fee_mode: 1,
+                fee_rate: u32::MAX,
+                subsidy_rate: u32::MAX,
+            }),
+        };
+        let payload = SwitchRecord::Request(largest.clone()).encode().unwrap();
+        assert!(payload.is_inline(), "{} bytes", payload.len());
+        assert_eq!(
+            SwitchRecord::decode(KIND_REQUEST, payload.as_slice()).unwrap(),
+            Some(SwitchRecord::Request(largest))
+        );
+    }
+
     #[test]
     fn records_round_trip() {
         let key = TxnKey {
@@ -243,7 +294,15 @@ mod tests {
             }),
         ];
         for r in recs {
-            let bytes = r.encode().unwrap();
+            let payload = r.encode().unwrap();
+            // Requests and outcomes ride inside the journal's record; the long advice not.
+            assert_eq!(
+                payload.is_inline(),
+                !matches!(r, SwitchRecord::Advice(_)),
+                "{:?}",
+                r.kind()
+            );
+            let bytes = payload.as_slice();
             // Byte for byte what postcard writes on its own (journals stay readable).
             let plain = match &r {
                 SwitchRecord::Outcome(o) => postcard::to_allocvec(o),
@@ -252,8 +311,8 @@ mod tests {
                 SwitchRecord::Request(o) => postcard::to_allocvec(o),
             }
             .unwrap();
-            assert_eq!(&bytes[..], &plain[..]);
-            assert_eq!(SwitchRecord::decode(r.kind(), &bytes).unwrap(), Some(r));
+            assert_eq!(bytes, &plain[..]);
+            assert_eq!(SwitchRecord::decode(r.kind(), bytes).unwrap(), Some(r));
         }
         assert_eq!(SwitchRecord::decode(99, b"").unwrap(), None);
         assert!(SwitchRecord::decode(KIND_REQUEST, b"\xff").is_err());

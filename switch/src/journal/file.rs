@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
 use super::format::{self, HEADER_LEN, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
 use super::{
-    Completion, Durability, Journal, JournalError, JournalOptions, Record, Replay, ReplaySummary,
+    Completion, Durability, Journal, JournalError, JournalOptions, Payload, Record, Replay,
+    ReplaySummary,
 };
 
 /// Reads a whole journal directory without modifying it (tools, clearing, tests). A torn tail is
@@ -87,7 +87,7 @@ impl Drop for Done {
 
 struct Pending {
     kind: u8,
-    payload: Bytes,
+    payload: Payload,
     done: Done,
 }
 
@@ -96,6 +96,8 @@ struct Waiter {
     reply: Sender<Result<(), JournalError>>,
 }
 
+// An append carries its payload inline (see `Payload`); flushes are rare.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Append(Pending),
     Flush(Waiter),
@@ -300,7 +302,7 @@ impl FileJournal {
 }
 
 impl Journal for FileJournal {
-    fn append(&self, kind: u8, payload: Bytes, on_durable: Option<Completion>) {
+    fn append(&self, kind: u8, payload: Payload, on_durable: Option<Completion>) {
         let done = Done(on_durable);
         if payload.len() > MAX_PAYLOAD_LEN {
             metrics::counter!("journal_appends_rejected_total").increment(1);
@@ -541,7 +543,7 @@ impl Writer {
 
         self.buf.clear();
         for (seq, p) in (self.next_seq..).zip(appends) {
-            format::encode_record(&mut self.buf, p.kind, seq, &p.payload);
+            format::encode_record(&mut self.buf, p.kind, seq, p.payload.as_slice());
         }
         if let Err(e) = self.write_buf() {
             self.dirty = true;

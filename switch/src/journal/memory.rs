@@ -3,9 +3,7 @@
 use std::io;
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
-use super::{Completion, Journal, JournalError, Record};
+use super::{Completion, Journal, JournalError, Payload, Record};
 
 /// Keeps records in a `Vec`. Completions run immediately, on the caller's thread, inside
 /// `append` (so callers must not hold a lock the completion needs). Can be told to fail
@@ -52,7 +50,7 @@ impl MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn append(&self, kind: u8, payload: Bytes, on_durable: Option<Completion>) {
+    fn append(&self, kind: u8, payload: Payload, on_durable: Option<Completion>) {
         let result = {
             let mut inner = self.lock();
             if inner.fail {
@@ -63,7 +61,11 @@ impl Journal for MemoryJournal {
                 ))
             } else {
                 let seq = inner.records.len() as u64 + 1;
-                inner.records.push(Record { seq, kind, payload });
+                inner.records.push(Record {
+                    seq,
+                    kind,
+                    payload: payload.into_bytes(),
+                });
                 Ok(())
             }
         };

@@ -40,13 +40,113 @@ pub use memory::MemoryJournal;
 /// send an actor message): every completion of a batch runs before the next batch is written.
 pub type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>;
 
+/// Payload bytes a record carries inside itself. A request record of the switch is at
+/// most 284 bytes encoded (every field full; ~170 typically), an outcome far less. The
+/// queue's slots are this size too: 65,536 of them take ~20 MB.
+pub const INLINE_PAYLOAD: usize = 288;
+
+/// A record's payload as handed to [`Journal::append`]. Up to [`INLINE_PAYLOAD`] bytes live
+/// inside the value, so the common record costs no allocation on the appending thread and
+/// no free on the writer thread (a free from another thread takes the allocator's slow
+/// path); a larger payload is a shared [`Bytes`].
+#[derive(Clone)]
+pub struct Payload(Repr);
+
+// The inline variant's size is the point: no allocation for the common payload.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Repr {
+    Inline {
+        len: u16,
+        bytes: [u8; INLINE_PAYLOAD],
+    },
+    Shared(Bytes),
+}
+
+impl Payload {
+    /// The first `len` bytes of `bytes` (all of them if `len` is larger).
+    #[must_use]
+    pub fn inline(bytes: [u8; INLINE_PAYLOAD], len: usize) -> Self {
+        let len = u16::try_from(len.min(INLINE_PAYLOAD)).unwrap_or(0);
+        Self(Repr::Inline { len, bytes })
+    }
+
+    /// A copy of `data`: inline when it fits.
+    #[must_use]
+    pub fn copy_from_slice(data: &[u8]) -> Self {
+        if data.len() <= INLINE_PAYLOAD {
+            let mut bytes = [0u8; INLINE_PAYLOAD];
+            if let Some(dst) = bytes.get_mut(..data.len()) {
+                dst.copy_from_slice(data);
+            }
+            Self::inline(bytes, data.len())
+        } else {
+            Self(Repr::Shared(Bytes::copy_from_slice(data)))
+        }
+    }
+
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::Shared(b) => b,
+        }
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the bytes live inside the value (no allocation).
+    #[must_use]
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline { .. })
+    }
+
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        match self.0 {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
+            Repr::Shared(b) => b,
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Self(Repr::Shared(b))
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Self(Repr::Shared(Bytes::from(v)))
+    }
+}
+
+/// Shows the length only: payloads contain card data.
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("len", &self.len())
+            .field("inline", &self.is_inline())
+            .finish()
+    }
+}
+
 /// The journal interface. The embedded [`FileJournal`] and a future distributed backend are two
 /// implementations of it.
 pub trait Journal: Send + Sync + 'static {
     /// Queues a record without waiting for disk I/O. `on_durable` is called exactly once: with
     /// `Ok` once the record is durable, or with the error (write failure, journal closed, queue
     /// backlogged, payload too large). Records from one thread keep their order.
-    fn append(&self, kind: u8, payload: Bytes, on_durable: Option<Completion>);
+    fn append(&self, kind: u8, payload: Payload, on_durable: Option<Completion>);
 
     /// Blocks until everything appended before the call is on disk (fsynced even in
     /// [`Durability::Buffered`] mode). Returns an error if the journal is closed, or if any

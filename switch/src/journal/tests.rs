@@ -37,7 +37,7 @@ fn append_and_wait(j: &dyn Journal, n: usize, first: usize) {
         let tx = tx.clone();
         j.append(
             (i % 7) as u8,
-            payload(i),
+            Payload::copy_from_slice(&payload(i)),
             Some(Box::new(move |r| tx.send(r).unwrap())),
         );
     }
@@ -75,7 +75,7 @@ fn concurrent_appends_round_trip() {
                     let body = Bytes::from(format!("{t}:{i}"));
                     j.append(
                         t as u8,
-                        body,
+                        Payload::copy_from_slice(&body),
                         Some(Box::new(move |r| {
                             calls.fetch_add(1, Ordering::SeqCst);
                             tx.send(r).unwrap();
@@ -414,7 +414,7 @@ fn group_commit_batches_concurrent_appends() {
     let first_done = done_tx.clone();
     j.append(
         0,
-        payload(0),
+        payload(0).into(),
         Some(Box::new(move |r| {
             gate_rx.recv().unwrap();
             first_done.send(r).unwrap();
@@ -429,7 +429,7 @@ fn group_commit_batches_concurrent_appends() {
                     let done_tx = done_tx.clone();
                     j.append(
                         1,
-                        Bytes::from(format!("{t}:{i}")),
+                        Payload::copy_from_slice(format!("{t}:{i}").as_bytes()),
                         Some(Box::new(move |r| done_tx.send(r).unwrap())),
                     );
                 }
@@ -457,7 +457,7 @@ fn failed_batch_is_reported_cut_off_and_writer_keeps_going() {
     let (tx, rx) = unbounded();
     j.append(
         9,
-        Bytes::from_static(b"lost"),
+        Bytes::from_static(b"lost").into(),
         Some(Box::new(move |r| tx.send(r).unwrap())),
     );
     match rx.recv().unwrap() {
@@ -489,11 +489,11 @@ fn batches_respect_caps() {
     let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
     j.append(
         0,
-        payload(0),
+        payload(0).into(),
         Some(Box::new(move |_| gate_rx.recv().unwrap())),
     );
     for i in 1..=100 {
-        j.append(1, payload(i), None);
+        j.append(1, payload(i).into(), None);
     }
     gate_tx.send(()).unwrap();
     j.flush_blocking().unwrap();
@@ -511,14 +511,14 @@ fn buffered_mode_flush_and_close() {
     };
     let (j, _) = FileJournal::open(dir.path(), buffered).unwrap();
     for i in 0..50 {
-        j.append((i % 7) as u8, payload(i), None);
+        j.append((i % 7) as u8, payload(i).into(), None);
     }
     j.flush_blocking().unwrap();
     assert_eq!(j.stats().records, 50);
     let fsyncs = j.stats().fsyncs;
     assert!(fsyncs >= 1 && fsyncs < j.stats().batches + 1);
     for i in 50..60 {
-        j.append((i % 7) as u8, payload(i), None);
+        j.append((i % 7) as u8, payload(i).into(), None);
     }
     drop(j); // close writes and syncs what is still queued
     check_records(&read_all(dir.path()).unwrap().records, 0);
@@ -532,7 +532,11 @@ fn append_after_close_reports_closed() {
     j.close().unwrap();
     j.close().unwrap();
     let (tx, rx) = unbounded();
-    j.append(1, payload(1), Some(Box::new(move |r| tx.send(r).unwrap())));
+    j.append(
+        1,
+        payload(1).into(),
+        Some(Box::new(move |r| tx.send(r).unwrap())),
+    );
     assert!(matches!(rx.recv().unwrap(), Err(JournalError::Closed)));
     assert!(matches!(j.flush_blocking(), Err(JournalError::Closed)));
 }
@@ -543,7 +547,7 @@ fn oversized_payload_is_rejected() {
     let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
     let (tx, rx) = unbounded();
     let big = Bytes::from(vec![0u8; MAX_PAYLOAD_LEN + 1]);
-    j.append(1, big, Some(Box::new(move |r| tx.send(r).unwrap())));
+    j.append(1, big.into(), Some(Box::new(move |r| tx.send(r).unwrap())));
     assert!(matches!(
         rx.recv().unwrap(),
         Err(JournalError::TooLarge { .. })
@@ -559,7 +563,7 @@ fn flush_from_completion_does_not_deadlock() {
     let inner = Arc::clone(&j);
     j.append(
         1,
-        payload(1),
+        payload(1).into(),
         Some(Box::new(move |_| tx.send(inner.flush_blocking()).unwrap())),
     );
     assert!(matches!(
@@ -578,7 +582,7 @@ fn last_handle_dropped_in_completion_still_writes_everything() {
     let holder = Arc::clone(&j);
     j.append(
         0,
-        payload(0),
+        payload(0).into(),
         Some(Box::new(move |_| {
             gate_rx.recv().unwrap();
             drop(holder); // the last handle, dropped on the writer thread
@@ -588,7 +592,7 @@ fn last_handle_dropped_in_completion_still_writes_everything() {
         let tx = tx.clone();
         j.append(
             (i % 7) as u8,
-            payload(i),
+            Payload::copy_from_slice(&payload(i)),
             Some(Box::new(move |r| tx.send(r).unwrap())),
         );
     }
@@ -635,7 +639,11 @@ fn memory_journal_records_and_fails_on_demand() {
     check_records(&j.records(), 0);
     j.set_failing(true);
     let (tx, rx) = unbounded();
-    j.append(1, payload(9), Some(Box::new(move |r| tx.send(r).unwrap())));
+    j.append(
+        1,
+        payload(9).into(),
+        Some(Box::new(move |r| tx.send(r).unwrap())),
+    );
     assert!(rx.recv().unwrap().is_err());
     assert_eq!(j.len(), 5);
     j.flush_blocking().unwrap();
@@ -673,7 +681,7 @@ proptest! {
         };
         let (j, _) = FileJournal::open(dir.path(), options).unwrap();
         for (i, (kind, body)) in records.iter().enumerate() {
-            j.append(*kind, Bytes::from(body.clone()), None);
+            j.append(*kind, Bytes::from(body.clone()).into(), None);
             if i % flush_every == 0 {
                 j.flush_blocking().unwrap();
             }
