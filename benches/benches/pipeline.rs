@@ -443,6 +443,32 @@ fn extras(c: &mut Criterion) {
             total
         })
     });
+    // The journal append of a transaction's request record, on the appending thread:
+    // encode, then queue to the writer (buffered mode, so the writer keeps up). `inline` is
+    // the switch's way (the payload inside the record); `shared` copies it into an
+    // allocation first, which the writer thread then frees, as before session 8.
+    {
+        use switch::journal::{FileJournal, Journal, JournalOptions, Payload};
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions {
+            durability: switch::journal::Durability::Buffered,
+            ..JournalOptions::default()
+        };
+        let (journal, _) = FileJournal::open(dir.path(), options).unwrap();
+        let record = switch::records::SwitchRecord::Request(typical_request());
+        let kind = record.kind();
+        g.bench_function("journal_append_request_inline", |b| {
+            b.iter(|| journal.append(kind, record.encode().unwrap(), None));
+        });
+        g.bench_function("journal_append_request_shared", |b| {
+            b.iter(|| {
+                let p = record.encode().unwrap();
+                let shared = bytes::Bytes::copy_from_slice(p.as_slice());
+                journal.append(kind, Payload::from(shared), None);
+            });
+        });
+        journal.flush_blocking().unwrap();
+    }
     // Filling an empty table with 200,000 fresh keys: growth included (the stall-free
     // growth itself shows in loadgen's per-second maximum, not in a mean).
     g.sample_size(10);
@@ -460,6 +486,41 @@ fn extras(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// A purchase's request record as the switch journals it (typical field lengths).
+fn typical_request() -> switch::records::RequestRecord {
+    use switch::records::fixed;
+    let key = TxnKey {
+        transmission: 1_122_093_000,
+        stan: 7,
+        acquirer: 1_030_000,
+        forwarding: 1_030_000,
+    };
+    switch::records::RequestRecord {
+        key,
+        kind: TxnKind::Purchase,
+        mti: *b"0200",
+        processing_code: *b"000000",
+        pos_condition: 0,
+        amount: 12_345,
+        pan: fixed("6222021234567890123"),
+        terminal: fixed("TERM0001"),
+        merchant: fixed("103290058120001"),
+        mcc: 5812,
+        rrn: fixed("000000000007"),
+        currency: fixed("156"),
+        link_institution: fixed("01030000"),
+        issuer: Some(fixed("03010000")),
+        issuer_stan: Some(123_451),
+        settlement_date: DAY,
+        received_ms: 1_795_000_000_000,
+        original: None,
+        pos_entry: 51,
+        card_seq: 1,
+        f60: fixed("00000000030000000000"),
+        installment: None,
+    }
 }
 
 criterion_group!(benches, steps, extras);
