@@ -443,8 +443,9 @@ fn extras(c: &mut Criterion) {
             total
         })
     });
-    // The journal append of a transaction's request record, on the appending thread:
-    // encode, then queue to the writer (buffered mode, so the writer keeps up). `inline` is
+    // A transaction's request record encoded and appended, back to back, with the writer
+    // thread running (buffered mode). The queue fills, so this is the pace of the slower of
+    // the two threads, the writer included, not the appender's cost alone. `inline` is
     // the switch's way (the payload inside the record); `shared` copies it into an
     // allocation first, which the writer thread then frees, as before session 8.
     {
