@@ -143,16 +143,16 @@ pub enum SwitchRecord {
 /// A larger record (an advice carrying a long frame) takes the growing-`Vec` way.
 fn encode_one<T: Serialize>(record: &T) -> Result<Payload, postcard::Error> {
     let mut inline = [0u8; INLINE_PAYLOAD];
-    match postcard::to_slice(record, &mut inline) {
-        Ok(used) => {
-            let len = used.len();
-            Ok(Payload::inline(inline, len))
+    match postcard::to_slice(record, &mut inline).map(|used| used.len()) {
+        Ok(len) => {
+            if let Some(payload) = Payload::inline(inline, len) {
+                return Ok(payload);
+            }
         }
-        Err(postcard::Error::SerializeBufferFull) => {
-            postcard::to_extend(record, Vec::new()).map(Payload::from)
-        }
-        Err(e) => Err(e),
+        Err(postcard::Error::SerializeBufferFull) => {}
+        Err(e) => return Err(e),
     }
+    postcard::to_extend(record, Vec::new()).map(Payload::from)
 }
 
 impl SwitchRecord {

@@ -64,25 +64,26 @@ enum Repr {
 }
 
 impl Payload {
-    /// The first `len` bytes of `bytes` (all of them if `len` is larger).
+    /// The first `len` bytes of `bytes`, or `None` if `len` is more than they hold.
     #[must_use]
-    pub fn inline(bytes: [u8; INLINE_PAYLOAD], len: usize) -> Self {
-        let len = u16::try_from(len.min(INLINE_PAYLOAD)).unwrap_or(0);
-        Self(Repr::Inline { len, bytes })
+    pub(crate) fn inline(bytes: [u8; INLINE_PAYLOAD], len: usize) -> Option<Self> {
+        let len = u16::try_from(len)
+            .ok()
+            .filter(|&l| usize::from(l) <= INLINE_PAYLOAD)?;
+        Some(Self(Repr::Inline { len, bytes }))
     }
 
     /// A copy of `data`: inline when it fits.
     #[must_use]
     pub fn copy_from_slice(data: &[u8]) -> Self {
-        if data.len() <= INLINE_PAYLOAD {
-            let mut bytes = [0u8; INLINE_PAYLOAD];
-            if let Some(dst) = bytes.get_mut(..data.len()) {
-                dst.copy_from_slice(data);
+        let mut bytes = [0u8; INLINE_PAYLOAD];
+        if let Some(dst) = bytes.get_mut(..data.len()) {
+            dst.copy_from_slice(data);
+            if let Some(inline) = Self::inline(bytes, data.len()) {
+                return inline;
             }
-            Self::inline(bytes, data.len())
-        } else {
-            Self(Repr::Shared(Bytes::copy_from_slice(data)))
         }
+        Self(Repr::Shared(Bytes::copy_from_slice(data)))
     }
 
     #[must_use]

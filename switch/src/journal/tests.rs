@@ -697,3 +697,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn payloads_up_to_the_inline_size_live_inside_and_longer_ones_are_shared() {
+    for (len, inline) in [
+        (0, true),
+        (INLINE_PAYLOAD, true),
+        (INLINE_PAYLOAD + 1, false),
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let p = Payload::copy_from_slice(&data);
+        assert_eq!(p.is_inline(), inline, "{len}");
+        assert_eq!(p.as_slice(), &data[..], "{len}");
+        assert_eq!(p.len(), len);
+        assert_eq!(&p.into_bytes()[..], &data[..], "{len}");
+    }
+    // An inline payload never claims more bytes than it holds.
+    assert!(Payload::inline([0; INLINE_PAYLOAD], INLINE_PAYLOAD + 1).is_none());
+}
