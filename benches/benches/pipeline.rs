@@ -458,6 +458,7 @@ fn extras(c: &mut Criterion) {
         let (journal, _) = FileJournal::open(dir.path(), options).unwrap();
         let record = switch::records::SwitchRecord::Request(typical_request());
         let kind = record.kind();
+        assert!(record.encode().unwrap().is_inline());
         g.bench_function("journal_append_request_inline", |b| {
             b.iter(|| journal.append(kind, record.encode().unwrap(), None));
         });
@@ -489,39 +490,17 @@ fn extras(c: &mut Criterion) {
     g.finish();
 }
 
-/// A purchase's request record as the switch journals it (typical field lengths).
+/// The bench purchase's request record as the switch journals it once forwarded.
 fn typical_request() -> switch::records::RequestRecord {
-    use switch::records::fixed;
-    let key = TxnKey {
-        transmission: 1_122_093_000,
-        stan: 7,
-        acquirer: 1_030_000,
-        forwarding: 1_030_000,
-    };
-    switch::records::RequestRecord {
-        key,
-        kind: TxnKind::Purchase,
-        mti: *b"0200",
-        processing_code: *b"000000",
-        pos_condition: 0,
-        amount: 12_345,
-        pan: fixed("6222021234567890123"),
-        terminal: fixed("TERM0001"),
-        merchant: fixed("103290058120001"),
-        mcc: 5812,
-        rrn: fixed("000000000007"),
-        currency: fixed("156"),
-        link_institution: fixed("01030000"),
-        issuer: Some(fixed("03010000")),
-        issuer_stan: Some(123_451),
-        settlement_date: DAY,
-        received_ms: 1_795_000_000_000,
-        original: None,
-        pos_entry: 51,
-        card_seq: 1,
-        f60: fixed("00000000030000000000"),
-        installment: None,
-    }
+    let msg = Message::decode(payload(&purchase())).unwrap();
+    let key = TxnKey::of(&msg).unwrap();
+    let link = InstId::new("01030000").unwrap();
+    let now = 1_795_000_000_000;
+    let mut r =
+        switch::actors::acquirer::request_record(&msg, key, TxnKind::Purchase, link, DAY, now);
+    r.issuer = Some(switch::records::fixed("03010000"));
+    r.issuer_stan = Some(123_451);
+    r
 }
 
 criterion_group!(benches, steps, extras);

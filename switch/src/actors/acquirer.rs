@@ -550,7 +550,9 @@ fn text<const N: usize>(msg: &Message, n: u8) -> crate::records::ArrayString<N> 
     }
 }
 
-pub(crate) fn request_record(
+/// The request record the switch journals for an acquirer's `msg` (before it is routed:
+/// `issuer` and `issuer_stan` are filled in later).
+pub fn request_record(
     msg: &Message,
     key: TxnKey,
     kind: TxnKind,
