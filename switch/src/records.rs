@@ -283,7 +283,7 @@ mod tests {
                 advice_stan: 19,
                 answered: true,
             }),
-            // Larger than the stack buffer: encoded through a growing Vec instead.
+            // Larger than an inline payload: encoded through a growing Vec instead.
             SwitchRecord::Advice(AdviceRecord {
                 issuer: "03010000".into(),
                 advice_stan: 29,
