@@ -7,7 +7,7 @@
 #   scripts/perf-e2e.sh closed  --rate max --window 64 --connections 16 --duration 20s
 #
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
-# BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
+# BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), PERF_ALL=1 (profile the simulators too), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
 # SIM_THREADS (1: issuer-sim and loadgen each on one runtime thread, which leaves the cores to the switch; "" = one per core).
 # SIM_NICE=N (issuer-sim and loadgen at nice N), SWITCH_HOOK="command" (run once the switch is up, with SW = its PID).
 # Production-like memory (flat over a run): SWITCH_EXTRA="expected_daily_transactions = 20000000; reserve_day_tables = true".
@@ -149,10 +149,21 @@ pids+=("$RSSP")
 "${sim_env[@]}" /usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$PERF_DIR/bin/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
     --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
 LG=$!
-# PERF_RECORD="perf record args": profile the switch for the whole load (perf.data in OUT).
+# PERF_RECORD="perf record args": profile the switch for the whole load (perf.data in OUT);
+# PERF_ALL=1 profiles the simulators as well (`perf report --sort comm,dso` tells them apart).
 if [[ -n "${PERF_RECORD:-}" ]]; then
+    PERF_PIDS=$SW
+    if [[ "${PERF_ALL:-}" == 1 ]]; then
+        # $LG is /usr/bin/time; loadgen is its child.
+        for _ in $(seq 100); do
+            lgp=$(pgrep -f "^$PERF_DIR/bin/loadgen run" | head -1 || true)
+            [[ -n "$lgp" ]] && break
+            sleep 0.05
+        done
+        PERF_PIDS="$SW,$IS${lgp:+,$lgp}"
+    fi
     # shellcheck disable=SC2086
-    perf record $PERF_RECORD -o "$OUT/$NAME.perf.data" -p "$SW" 2>"$OUT/$NAME.perf.log" &
+    perf record $PERF_RECORD -o "$OUT/$NAME.perf.data" -p "$PERF_PIDS" 2>"$OUT/$NAME.perf.log" &
     PR=$!
 fi
 wait "$LG"

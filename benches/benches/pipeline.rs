@@ -459,6 +459,10 @@ fn extras(c: &mut Criterion) {
         let record = switch::records::SwitchRecord::Request(typical_request());
         let kind = record.kind();
         assert!(record.encode().unwrap().is_inline());
+        // The encoding alone (postcard into the inline payload), no queue.
+        g.bench_function("record_encode_request", |b| {
+            b.iter(|| black_box(&record).encode().unwrap());
+        });
         g.bench_function("journal_append_request_inline", |b| {
             b.iter(|| journal.append(kind, record.encode().unwrap(), None));
         });
