@@ -29,14 +29,18 @@ PORT_BASE=${PORT_BASE:-15000}
 ACQ=127.0.0.1:$((PORT_BASE + 1))
 ISS=127.0.0.1:$((PORT_BASE + 2))
 ADMIN=127.0.0.1:$((PORT_BASE + 80))
-mkdir -p "$OUT" "$PERF_DIR/bin"
+# A profiled run keeps its own copy of the binaries (perf resolves symbols from the files
+# it saw run, and the next run would overwrite a shared copy); others share one.
+BIN=$PERF_DIR/bin
+[[ -n "${PERF_RECORD:-}" ]] && BIN=$OUT/$NAME.bin
+mkdir -p "$OUT" "$BIN"
 rm -f "$OUT/$NAME.rss.tsv" "$OUT/$NAME.cpu.tsv"
 
 if [[ "${NO_BUILD:-}" != 1 && -z "${BIN_FROM:-}" ]]; then
     cargo build --release -q -p switch -p issuer-sim -p loadgen
 fi
 # BIN_FROM=DIR: take the three binaries from DIR instead (A/B runs against a saved build).
-for b in switch issuer-sim loadgen; do cp -f "${BIN_FROM:-target/release}/$b" "$PERF_DIR/bin/$b"; done
+for b in switch issuer-sim loadgen; do cp -f "${BIN_FROM:-target/release}/$b" "$BIN/$b"; done
 
 # The bundled config on fixed ports with the journal under PERF_DIR.
 rm -rf "$PERF_DIR/config" "$PERF_DIR/journal" "$PERF_DIR/clearing"
@@ -93,7 +97,7 @@ if curl -sf "$ADMIN"/healthz >/dev/null 2>&1; then
     echo "perf-e2e: a switch already answers on $ADMIN; stop it (or set PORT_BASE)" >&2
     exit 1
 fi
-"$PERF_DIR/bin/switch" run --config "$CFG" 2>"$OUT/$NAME.switch.log" &
+"$BIN/switch" run --config "$CFG" 2>"$OUT/$NAME.switch.log" &
 SW=$!
 pids+=("$SW")
 for _ in $(seq 100); do
@@ -116,7 +120,7 @@ sim_env=()
 [[ -n "$SIM_THREADS" ]] && sim_env=(env TOKIO_WORKER_THREADS="$SIM_THREADS")
 # SIM_NICE=N: run issuer-sim and loadgen at nice N (the switch stays at 0).
 [[ -n "${SIM_NICE:-}" ]] && sim_env=(nice -n "$SIM_NICE" "${sim_env[@]}")
-"${sim_env[@]}" "$PERF_DIR/bin/issuer-sim" --switch "$ISS" --institution 03010000 \
+"${sim_env[@]}" "$BIN/issuer-sim" --switch "$ISS" --institution 03010000 \
     --links "$ISSUER_LINKS" --no-accounts --stats-interval-s 0 2>"$OUT/$NAME.issuer.log" &
 IS=$!
 pids+=("$IS")
@@ -137,7 +141,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 ( i=0; while kill -0 "$SW" 2>/dev/null; do
       # `|| true`: before loadgen has started pgrep finds nothing, and under `set -e` with
       # pipefail that would end this sampler (no rss.tsv, no cpu.tsv) on its first pass.
-      lg=$(pgrep -f "^$PERF_DIR/bin/loadgen run" | head -1 || true)
+      lg=$(pgrep -f "^$BIN/loadgen run" | head -1 || true)
       printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")" >>"$OUT/$NAME.rss.tsv"
       printf '%s\t%s\t%s\t%s\t%s\n' "$i" "$(ticks "$SW")" "$(ticks "$IS")" "$(ticks "${lg:-0}")" \
           "$(awk '/^cpu / {print $9 "\t" $5}' /proc/stat)" >>"$OUT/$NAME.cpu.tsv"
@@ -146,7 +150,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 RSSP=$!
 pids+=("$RSSP")
 
-"${sim_env[@]}" /usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$PERF_DIR/bin/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
+"${sim_env[@]}" /usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$BIN/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
     --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
 LG=$!
 # PERF_RECORD="perf record args": profile the switch for the whole load (perf.data in OUT);
@@ -156,7 +160,7 @@ if [[ -n "${PERF_RECORD:-}" ]]; then
     if [[ "${PERF_ALL:-}" == 1 ]]; then
         # $LG is /usr/bin/time; loadgen is its child.
         for _ in $(seq 100); do
-            lgp=$(pgrep -f "^$PERF_DIR/bin/loadgen run" | head -1 || true)
+            lgp=$(pgrep -f "^$BIN/loadgen run" | head -1 || true)
             [[ -n "$lgp" ]] && break
             sleep 0.05
         done

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# (scripts/perf-ab.sh runs both builds at once at a fixed rate instead: see its header.)
+# A/B comparison of two builds end to end: runs scripts/perf-e2e.sh alternately with the
+# binaries of DIR_A and DIR_B (A, B, A, B, ...), PAIRS pairs, the same loadgen arguments,
+# and prints every run's summary then the median of each figure per build. Alternating
+# matters on this machine: its speed swings by 10-15 % between minutes, more than most
+# changes, and a swing then hits both builds alike.
+#
+#   scripts/perf-pairs.sh DIR_A DIR_B [loadgen run args...]
+#   PAIRS=3 scripts/perf-pairs.sh /tmp/base target/release --rate max --window 64 --connections 64 --duration 20s
+#
+# DIR_A and DIR_B each hold switch, issuer-sim and loadgen (copy them out of target/release
+# after each build). Environment as for perf-e2e.sh (SWITCH_EXTRA, SIM_THREADS, ...), plus
+# PAIRS (default 3) and AB_NAME (run name prefix, default "pair").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=${1:?usage: scripts/perf-pairs.sh DIR_A DIR_B [loadgen args...]}
+B=${2:?usage: scripts/perf-pairs.sh DIR_A DIR_B [loadgen args...]}
+shift 2
+PAIRS=${PAIRS:-3}
+AB_NAME=${AB_NAME:-pair}
+for d in "$A" "$B"; do
+    for b in switch issuer-sim loadgen; do
+        [[ -x "$d/$b" ]] || { echo "perf-pairs: $d/$b is missing" >&2; exit 1; }
+    done
+done
+lines=$(mktemp)
+trap 'rm -f "$lines"' EXIT
+for i in $(seq "$PAIRS"); do
+    for side in A B; do
+        dir=$A
+        [[ $side == B ]] && dir=$B
+        line=$(BIN_FROM=$dir scripts/perf-e2e.sh "$AB_NAME-$side$i" "$@" | head -1)
+        echo "$line"
+        echo "$side $line" >>"$lines"
+    done
+done
+python3 - "$lines" "$A" "$B" <<'EOF'
+import re, statistics, sys
+path, a, b = sys.argv[1:]
+fields = [("tx/s", r"([0-9,]+) tx/s", 1), ("p50 ms", r"p50=([0-9.]+)ms", 1), ("p99 ms", r"p99=([0-9.]+)ms", 1),
+          ("switch us/tx", r"switch_cpu/tx=([0-9.]+)us", 1), ("issuer-sim us/tx", r"issuer_cpu/tx=([0-9.]+)us", 1),
+          ("loadgen us/tx", r"loadgen_cpu/tx=([0-9.]+)us", 1), ("unanswered", r"unanswered=([0-9]+)", 1)]
+runs = {"A": [], "B": []}
+for line in open(path):
+    side, text = line.split(" ", 1)
+    got = {}
+    for name, pat, _ in fields:
+        m = re.search(pat, text)
+        if m:
+            got[name] = float(m.group(1).replace(",", ""))
+    runs[side].append(got)
+print(f"median of {len(runs['A'])} runs each: A = {a}, B = {b}")
+print(f"{'':18} {'A':>12} {'B':>12} {'B/A':>8}")
+for name, _, _ in fields:
+    va = [r[name] for r in runs["A"] if name in r]
+    vb = [r[name] for r in runs["B"] if name in r]
+    if not va or not vb:
+        continue
+    ma, mb = statistics.median(va), statistics.median(vb)
+    ratio = f"{mb / ma:.3f}" if ma else "-"
+    print(f"{name:18} {ma:12,.1f} {mb:12,.1f} {ratio:>8}")
+EOF
