@@ -40,6 +40,20 @@ impl MessageBuilder {
         }
     }
 
+    /// Start over with no fields, keeping the value buffer's capacity: a sender that
+    /// builds one message after another reuses one builder instead of allocating one each.
+    pub fn reset(&mut self, mti: Mti, header: Header) -> &mut Self {
+        self.header = header;
+        self.mti = mti;
+        self.arena.clear();
+        // `spans` need no clearing: a span is read only for a present field, and setting
+        // a field writes its span.
+        self.present = 0;
+        self.checked = 0;
+        self.dict = &CUPS;
+        self
+    }
+
     /// A builder holding every field of `msg`, its header and MTI.
     #[must_use]
     pub fn from_message(msg: &Message) -> Self {

@@ -255,6 +255,29 @@ proptest! {
         prop_assert!(matches!(Packet::decode(raw), Ok(Packet::Message(_))));
     }
 
+    /// A builder reused with `reset` (as loadgen does per link) builds what a new one
+    /// builds, whatever the message before it held.
+    #[test]
+    fn a_reset_builder_builds_what_a_new_one_builds(
+        (mti1, header1, before) in message(),
+        (mti2, header2, fields) in message(),
+    ) {
+        let mut b = MessageBuilder::new(mti1, header1);
+        for (n, v) in &before {
+            b.set(*n, v);
+        }
+        let first = b.build().unwrap();
+        prop_assert_eq!(first, build(mti1, header1, &before));
+        b.reset(mti2, header2);
+        for (n, v) in &fields {
+            b.set(*n, v);
+        }
+        prop_assert_eq!(b.build().unwrap(), build(mti2, header2, &fields));
+        for n in 2..=128u8 {
+            prop_assert_eq!(b.get(n).is_some(), fields.iter().any(|(f, _)| *f == n));
+        }
+    }
+
     #[test]
     fn rewrite_with_changes_decodes_to_the_changes(
         (mti, header, fields) in message(),

@@ -8,7 +8,8 @@ use crate::knobs::plan_delivery;
 use crate::{IssuerSimConfig, Rules, Stats};
 use anyhow::{anyhow, bail, Context};
 use arc_swap::ArcSwap;
-use futures::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
 use iso8583::{mask_pan, Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, Packet};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -25,6 +26,8 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Outgoing queue depth per link.
 const OUT_QUEUE: usize = 4096;
+/// Most immediate answers handed to a link's writer at once (see `read_loop`).
+const ANSWER_BATCH: usize = 256;
 /// Capacity of the [`IssuerSim::subscribe`] tap.
 const TAP_CAPACITY: usize = 4096;
 
@@ -70,6 +73,8 @@ fn inc(c: &AtomicU64) {
 
 enum Out {
     Frame(Frame),
+    /// Answers to requests that arrived together, written in this order.
+    Batch(Vec<Bytes>),
     /// Flush, shut the write side down and end the writer.
     Close,
 }
@@ -345,6 +350,14 @@ async fn write_loop(
                         return;
                     }
                 }
+                Out::Batch(answers) => {
+                    for raw in answers {
+                        if let Err(e) = sink.feed(Frame::Message(raw)).await {
+                            tracing::warn!(error = %e, "write failed; closing link");
+                            return;
+                        }
+                    }
+                }
                 Out::Close => {
                     let _ = SinkExt::<Frame>::close(&mut sink).await;
                     return;
@@ -373,7 +386,30 @@ async fn read_loop(
         link: Arc::clone(&link),
     };
     let mut rng = SmallRng::from_entropy();
-    while let Some(item) = stream.next().await {
+    // Immediate answers to the requests already read, handed to the writer in one go when
+    // no further request is ready (or ANSWER_BATCH are waiting): one channel send and one
+    // writer wake-up per burst instead of per request, in the order the requests came.
+    let mut answers: Vec<Bytes> = Vec::new();
+    loop {
+        let item = match stream.next().now_or_never() {
+            Some(item) if answers.len() < ANSWER_BATCH => item,
+            ready => {
+                if !answers.is_empty()
+                    && link
+                        .out
+                        .send(Out::Batch(std::mem::take(&mut answers)))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+                match ready {
+                    Some(item) => item,
+                    None => stream.next().await,
+                }
+            }
+        };
+        let Some(item) = item else { break };
         let raw = match item {
             Ok(Frame::KeepAlive) => continue,
             Ok(Frame::Message(raw)) => raw,
@@ -416,6 +452,8 @@ async fn read_loop(
             if let Some(w) = lock(&link.writer).take() {
                 w.abort();
             }
+            // Cut means cut: what was not written yet is lost with the link.
+            answers.clear();
             break;
         }
         let roll = if rules.drop_rate > 0.0 {
@@ -458,12 +496,10 @@ async fn read_loop(
                 });
             }
         }
-        let frame = Out::Frame(Frame::Message(bytes));
         if delay.is_zero() && out.is_none() {
-            if link.out.send(frame).await.is_err() {
-                break;
-            }
+            answers.push(bytes);
         } else {
+            let frame = Out::Frame(Frame::Message(bytes));
             let out = out.unwrap_or_else(|| link.out.clone());
             tokio::spawn(async move {
                 if !delay.is_zero() {
@@ -472,6 +508,10 @@ async fn read_loop(
                 let _ = out.send(frame).await;
             });
         }
+    }
+    // Answers to requests read before the link ended still go out if the writer is up.
+    if !answers.is_empty() {
+        let _ = link.out.send(Out::Batch(answers)).await;
     }
     tracing::info!(link = link.id, peer = %link.peer, "link closed");
 }

@@ -281,6 +281,10 @@ async fn send_loop(
     let mut pool = OriginalPool::new(spec.pool_per_link);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed ^ link.index as u64);
     let mut stamp = Stamp::now();
+    let mut builder = iso8583::MessageBuilder::new(
+        iso8583::Mti::FINANCIAL_REQUEST,
+        iso8583::Header::new(link.catalog.switch_id, link.catalog.acquirer),
+    );
     let duration_ns = u64::try_from(spec.duration.as_nanos()).unwrap_or(u64::MAX);
     let schedule = match spec.rate {
         Rate::Fixed(rate) => Some(Schedule::for_connection(
@@ -348,6 +352,7 @@ async fn send_loop(
             let wanted = spec.mix.pick(rng.gen());
             let stan = next_stan();
             let built = match txn::build(
+                &mut builder,
                 wanted,
                 &link.catalog,
                 &mut pool,

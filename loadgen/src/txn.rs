@@ -204,8 +204,11 @@ pub struct Built {
     pub original: Option<Original>,
 }
 
-/// Build the next request of `wanted` kind.
+/// Build the next request of `wanted` kind, in `b` (reset first: one builder serves a
+/// link's every request).
+#[allow(clippy::too_many_arguments)]
 pub fn build(
+    b: &mut MessageBuilder,
     wanted: Kind,
     catalog: &Catalog,
     pool: &mut OriginalPool,
@@ -225,7 +228,7 @@ pub fn build(
     };
     let header = Header::new(catalog.switch_id, catalog.acquirer);
     let acq = catalog.acquirer.as_bytes();
-    let mut b = MessageBuilder::new(Mti::FINANCIAL_REQUEST, header);
+    b.reset(Mti::FINANCIAL_REQUEST, header);
     b.set(7, stamp.f7)
         .set(11, fixed_digits::<6>(u64::from(stan)))
         .set(12, stamp.f12)
