@@ -209,3 +209,26 @@ async fn late_answers_come_after_the_late_delay() {
     );
     assert_eq!(sim.stats().late, 1);
 }
+
+/// Requests that arrive in one write are answered in one burst (the simulator hands them to
+/// its writer together), every one of them, in the order they came, batches of more than
+/// the simulator's 256 included.
+#[tokio::test]
+async fn a_burst_of_requests_is_answered_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (sim, mut links) = started(&listener, 1, Rules::default(), Behaviour::default()).await;
+    let mut link = links.remove(0);
+    const N: u32 = 1_000;
+    for stan in 1..=N {
+        link.feed(Frame::Message(purchase(stan).build().unwrap()))
+            .await
+            .unwrap();
+    }
+    SinkExt::<Frame>::flush(&mut link).await.unwrap();
+    for stan in 1..=N {
+        let answer = next_msg(&mut link).await;
+        assert_eq!(answer.stan(), Some(stan), "answers out of order");
+        assert_eq!(answer.response_code(), Some(ResponseCode::APPROVED));
+    }
+    assert_eq!(sim.stats().unanswered, 0);
+}
