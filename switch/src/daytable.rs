@@ -538,6 +538,16 @@ impl<V: Spill + Clone> Shard<V> {
         self.index.clear();
     }
 
+    /// Chunks the arena may hold in all: up to its bound and the chunks a spill works with
+    /// (what [`Shard::reserve`] sets aside), unbounded for an in-memory table.
+    fn chunk_limit(&self) -> usize {
+        if self.spill_at == usize::MAX {
+            usize::MAX
+        } else {
+            (self.spill_at + 2 * CHUNK).div_ceil(CHUNK)
+        }
+    }
+
     /// Set aside, touched, the memory this shard takes over a day of `keys` keys: its
     /// arena up to the bound and, past it, what its keys on disk take. Returns the bytes.
     fn reserve(&mut self, keys: usize) -> usize {
@@ -1059,16 +1069,33 @@ impl<V> Arena<V> {
     /// Returns the bytes set aside.
     fn reserve(&mut self, entries: usize) -> usize {
         let mut bytes = 0;
-        let stride = (4096 / std::mem::size_of::<(PackedKey, V)>()).max(1);
         for _ in self.chunks.len() + self.spare.len()..entries.div_ceil(CHUNK) {
-            let mut c: Vec<(PackedKey, V)> = Vec::with_capacity(CHUNK);
-            for slot in c.spare_capacity_mut().iter_mut().step_by(stride) {
-                *slot = std::mem::MaybeUninit::zeroed();
-            }
-            bytes += CHUNK * std::mem::size_of::<(PackedKey, V)>();
-            self.spare.push(c);
+            self.spare.push(Self::touched_chunk());
+            bytes += Self::CHUNK_BYTES;
         }
         bytes
+    }
+
+    const CHUNK_BYTES: usize = CHUNK * std::mem::size_of::<(PackedKey, V)>();
+
+    /// An empty chunk whose memory has been written once (one byte a page), so it is
+    /// resident: whoever fills it later takes no page faults.
+    fn touched_chunk() -> Vec<(PackedKey, V)> {
+        let stride = (4096 / std::mem::size_of::<(PackedKey, V)>()).max(1);
+        let mut c: Vec<(PackedKey, V)> = Vec::with_capacity(CHUNK);
+        for slot in c.spare_capacity_mut().iter_mut().step_by(stride) {
+            *slot = std::mem::MaybeUninit::zeroed();
+        }
+        c
+    }
+
+    /// Spare chunks to add so that `ahead` are ready, without the arena passing `limit`
+    /// chunks in all.
+    fn spares_wanted(&self, ahead: usize, limit: usize) -> usize {
+        let held = self.chunks.len() + self.spare.len();
+        ahead
+            .saturating_sub(self.spare.len())
+            .min(limit.saturating_sub(held))
     }
 
     fn iter(&self) -> impl Iterator<Item = &(PackedKey, V)> {
@@ -1275,6 +1302,41 @@ impl<V: Spill + Clone> DayTable<V> {
                 (s.arena.len() + s.cold.records).saturating_sub(s.cold.stale)
             })
             .sum()
+    }
+
+    /// Empty chunks ready in the shards' arenas (reserved, prefaulted or left by spills).
+    #[must_use]
+    pub fn ready_chunks(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| Self::lock(s).arena.spare.len())
+            .sum()
+    }
+
+    /// Keep `ahead` empty, resident chunks ready in every shard's arena (within a spilling
+    /// shard's bound), made outside the shard's lock. Called from a background thread while
+    /// the day's tables grow: the page faults of their fresh memory then happen there, not
+    /// on a link's thread in the middle of a request (at 50,000/s they stalled the links
+    /// for tens of milliseconds at a time). Returns the bytes added.
+    pub fn prefault(&self, ahead: usize) -> usize {
+        let mut bytes = 0;
+        for shard in &self.shards {
+            let (want, limit) = {
+                let s = Self::lock(shard);
+                let limit = s.chunk_limit();
+                (s.arena.spares_wanted(ahead, limit), limit)
+            };
+            if want == 0 {
+                continue;
+            }
+            let mut fresh: Vec<_> = (0..want).map(|_| Arena::<V>::touched_chunk()).collect();
+            let mut s = Self::lock(shard);
+            // The shard moved on meanwhile: keep only what it still wants.
+            fresh.truncate(s.arena.spares_wanted(ahead, limit));
+            bytes += fresh.len() * Arena::<V>::CHUNK_BYTES;
+            s.arena.spare.append(&mut fresh);
+        }
+        bytes
     }
 
     /// Set aside now, written so it is resident, the memory the table takes over a day
@@ -1536,6 +1598,55 @@ mod tests {
             );
         }
         all
+    }
+
+    fn chunk_ptrs(t: &DayTable<u32>) -> std::collections::HashSet<usize> {
+        buffers(t)
+            .into_iter()
+            .filter_map(|(kind, p)| (kind == 'c').then_some(p))
+            .collect()
+    }
+
+    /// The chunks `prefault` sets aside are the ones the next inserts fill: the links'
+    /// threads then write to memory that is already resident and allocate nothing. A round
+    /// with nothing to do adds nothing; a spilling shard is never taken past its bound.
+    #[test]
+    fn prefaulted_chunks_are_the_ones_the_next_inserts_fill() {
+        let t: DayTable<u32> = DayTable::with_capacity(0);
+        let per_chunk = Arena::<u32>::CHUNK_BYTES;
+        assert_eq!(t.prefault(2), SHARDS * 2 * per_chunk);
+        assert_eq!(t.prefault(2), 0, "already two ahead");
+        let ready = chunk_ptrs(&t);
+        assert_eq!(ready.len(), SHARDS * 2);
+        // About one chunk's worth a shard (keys spread by hash; none gets near two).
+        let n = (SHARDS * CHUNK) as u32;
+        for i in 0..n {
+            t.insert(&key(u64::from(i), i, 7, 7), i);
+        }
+        let used = chunk_ptrs(&t);
+        assert!(
+            used.is_subset(&ready),
+            "an insert allocated a chunk of its own"
+        );
+        for i in (0..n).step_by(97) {
+            assert_eq!(t.get(&key(u64::from(i), i, 7, 7)), Some(i));
+        }
+        // Topped up again: every shard has two ready.
+        assert!(t.prefault(2) > 0);
+        for s in &*t.shards {
+            assert!(DayTable::lock(s).arena.spare.len() >= 2);
+        }
+
+        // Bounds of 50-150 entries a shard: at most the chunks a reserve would set aside.
+        let dir = tempfile::tempdir().unwrap();
+        let bounded = spilling(dir.path(), 6_400);
+        bounded.prefault(100);
+        for s in &*bounded.shards {
+            let s = DayTable::lock(s);
+            let held = s.arena.chunks.len() + s.arena.spare.len();
+            assert!(held <= s.chunk_limit() && held >= 1, "{held} chunks");
+        }
+        assert_eq!(bounded.prefault(100), 0);
     }
 
     #[test]

@@ -544,6 +544,17 @@ impl OriginalIndex {
 }
 
 impl OriginalIndex {
+    /// [`DayTable::ready_chunks`] of the originals' table.
+    #[must_use]
+    pub fn ready_chunks(&self) -> usize {
+        self.map.ready_chunks()
+    }
+
+    /// [`DayTable::prefault`] for both of its tables.
+    pub fn prefault(&self, ahead: usize) -> usize {
+        self.map.prefault(ahead) + self.reversal_answers.prefault(ahead)
+    }
+
     /// [`DayTable::reserve`] for both of its tables.
     pub fn reserve(&self) -> usize {
         self.map.reserve() + self.reversal_answers.reserve()

@@ -318,6 +318,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         next_link_id: std::sync::atomic::AtomicU64::new(0),
         tick_ms: options.tick_ms,
     });
+    start_prefault(&shared);
     let (today, _) = shared.settlement_now();
     let advices = replay(&shared, &journal_dir, today)
         .with_context(|| format!("replaying journal {}", journal_dir.display()))?;
@@ -455,6 +456,36 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         stop: Some(stop_tx),
         thread: Some(thread),
     })
+}
+
+/// Chunks each shard of the day's tables keeps ready ahead of its inserts, and how often
+/// the background thread tops them up. Two chunks are 512 entries a shard: at 100,000
+/// transactions a second over 64 shards, ~330 ms of inserts, against a 50 ms round.
+const PREFAULT_AHEAD: usize = 2;
+const PREFAULT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The day tables' fresh memory is made resident on this thread, ahead of need
+/// ([`crate::daytable::DayTable::prefault`]). It ends with the switch (its `Shared`
+/// dropped). With `reserve_day_tables` everything is resident from the start and the rounds
+/// find nothing to do.
+fn start_prefault(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    let spawned = std::thread::Builder::new()
+        .name("day-tables-prefault".into())
+        .spawn(move || loop {
+            let Some(shared) = weak.upgrade() else { return };
+            let bytes =
+                shared.seen.prefault(PREFAULT_AHEAD) + shared.originals.prefault(PREFAULT_AHEAD);
+            if bytes > 0 {
+                metrics::counter!("switch_day_tables_prefaulted_bytes_total")
+                    .increment(bytes as u64);
+            }
+            drop(shared);
+            std::thread::sleep(PREFAULT_EVERY);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "day tables' prefault thread not started; links take the page faults of the tables' growth");
+    }
 }
 
 #[derive(Clone, Copy)]

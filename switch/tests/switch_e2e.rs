@@ -405,6 +405,32 @@ async fn graceful_shutdown_answers_everything_in_flight() {
     );
 }
 
+/// A running switch keeps its day tables' next chunks ready (made resident off the links'
+/// threads), and tops them up as transactions fill them.
+#[tokio::test]
+async fn a_running_switch_keeps_its_day_tables_ahead_of_their_inserts() {
+    // 1,000 entries a shard in memory (the test default writes every entry out at once).
+    let extras = Extras {
+        switch: "day_tables_memory = 64000".into(),
+        ..Extras::new("", "")
+    };
+    let sw = TestSwitch::start_extras(tempfile::tempdir().unwrap(), extras);
+    let shared = sw.h().shared.clone();
+    // 64 shards, two chunks each, in both tables.
+    wait_until(|| shared.seen.ready_chunks() >= 128 && shared.originals.ready_chunks() >= 128)
+        .await;
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    for amount in 1..=3 {
+        assert_eq!(through_issuer(&mut acq, &mut iss, amount, "00").await, "00");
+    }
+    // The purchases' first entries took a ready chunk in their shards; the background
+    // rounds put one back.
+    wait_until(|| shared.seen.ready_chunks() >= 128 && shared.originals.ready_chunks() >= 128)
+        .await;
+    assert_eq!(shared.seen.len(), 3);
+}
+
 #[tokio::test]
 async fn a_switch_with_its_day_tables_reserved_answers_and_reports_the_reserve() {
     // Reserved for 100,000 a day with 6,400 entries a table in memory.
