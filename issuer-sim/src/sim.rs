@@ -394,14 +394,14 @@ async fn read_loop(
         let item = match stream.next().now_or_never() {
             Some(item) if answers.len() < ANSWER_BATCH => item,
             ready => {
-                if !answers.is_empty()
-                    && link
-                        .out
-                        .send(Out::Batch(std::mem::take(&mut answers)))
-                        .await
-                        .is_err()
-                {
-                    break;
+                if !answers.is_empty() {
+                    // The next burst's vector is sized like this one: one allocation a
+                    // burst, not a few as it grows.
+                    let room = answers.len();
+                    let batch = std::mem::replace(&mut answers, Vec::with_capacity(room));
+                    if link.out.send(Out::Batch(batch)).await.is_err() {
+                        break;
+                    }
                 }
                 match ready {
                     Some(item) => item,
