@@ -465,15 +465,20 @@ const PREFAULT_AHEAD: usize = 2;
 const PREFAULT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The day tables' fresh memory is made resident on this thread, ahead of need
-/// ([`crate::daytable::DayTable::prefault`]). It ends with the switch (its `Shared`
-/// dropped). With `reserve_day_tables` everything is resident from the start and the rounds
-/// find nothing to do.
+/// ([`crate::daytable::DayTable::prefault`]). It ends when the switch starts draining (or
+/// is gone): a stopping switch takes no new transactions to make room for, and the thread
+/// then holds no handle on it (its journal is closed by whoever drops the switch last, as
+/// before). With `reserve_day_tables`
+/// everything is resident from the start and the rounds find nothing to do.
 fn start_prefault(shared: &Arc<Shared>) {
     let weak = Arc::downgrade(shared);
     let spawned = std::thread::Builder::new()
         .name("day-tables-prefault".into())
         .spawn(move || loop {
             let Some(shared) = weak.upgrade() else { return };
+            if shared.draining.load(Ordering::Relaxed) {
+                return;
+            }
             let bytes =
                 shared.seen.prefault(PREFAULT_AHEAD) + shared.originals.prefault(PREFAULT_AHEAD);
             if bytes > 0 {
