@@ -38,21 +38,21 @@ done
 python3 - "$lines" "$A" "$B" <<'EOF'
 import re, statistics, sys
 path, a, b = sys.argv[1:]
-fields = [("tx/s", r"([0-9,]+) tx/s", 1), ("p50 ms", r"p50=([0-9.]+)ms", 1), ("p99 ms", r"p99=([0-9.]+)ms", 1),
-          ("switch us/tx", r"switch_cpu/tx=([0-9.]+)us", 1), ("issuer-sim us/tx", r"issuer_cpu/tx=([0-9.]+)us", 1),
-          ("loadgen us/tx", r"loadgen_cpu/tx=([0-9.]+)us", 1), ("unanswered", r"unanswered=([0-9]+)", 1)]
+fields = [("tx/s", r"([0-9,]+) tx/s"), ("p50 ms", r"p50=([0-9.]+)ms"), ("p99 ms", r"p99=([0-9.]+)ms"),
+          ("switch us/tx", r"switch_cpu/tx=([0-9.]+)us"), ("issuer-sim us/tx", r"issuer_cpu/tx=([0-9.]+)us"),
+          ("loadgen us/tx", r"loadgen_cpu/tx=([0-9.]+)us"), ("unanswered", r"unanswered=([0-9]+)")]
 runs = {"A": [], "B": []}
 for line in open(path):
     side, text = line.split(" ", 1)
     got = {}
-    for name, pat, _ in fields:
+    for name, pat in fields:
         m = re.search(pat, text)
         if m:
             got[name] = float(m.group(1).replace(",", ""))
     runs[side].append(got)
 print(f"median of {len(runs['A'])} runs each: A = {a}, B = {b}")
 print(f"{'':18} {'A':>12} {'B':>12} {'B/A':>8}")
-for name, _, _ in fields:
+for name, _ in fields:
     va = [r[name] for r in runs["A"] if name in r]
     vb = [r[name] for r in runs["B"] if name in r]
     if not va or not vb:

@@ -199,8 +199,8 @@ impl postcard::ser_flavors::Flavor for InlineFlavor<'_> {
     }
 }
 
-/// `dst.copy_from_slice(src)` (the caller cuts `dst` to `src`'s length), with pieces of up to 16 bytes copied as two
-/// overlapping fixed-size moves instead of a call to `memcpy`.
+/// `dst.copy_from_slice(src)` (the caller cuts `dst` to `src`'s length), with pieces of
+/// up to 16 bytes copied as two overlapping fixed-size moves instead of a call to `memcpy`.
 #[inline]
 fn copy_short(dst: &mut [u8], src: &[u8]) {
     fn two<const K: usize>(dst: &mut [u8], src: &[u8]) {
