@@ -138,10 +138,11 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # switch, issuer-sim and loadgen, then the machine's steal and idle ticks from /proc/stat),
 # to tell a slow second with less CPU to go round from one where each transaction cost more.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# loadgen's PID once it runs (empty before; `|| true`: pgrep's miss would end the script
+# under `set -e` with pipefail).
+loadgen_pid() { pgrep -f "^$BIN/loadgen run" | head -1 || true; }
 ( i=0; while kill -0 "$SW" 2>/dev/null; do
-      # `|| true`: before loadgen has started pgrep finds nothing, and under `set -e` with
-      # pipefail that would end this sampler (no rss.tsv, no cpu.tsv) on its first pass.
-      lg=$(pgrep -f "^$BIN/loadgen run" | head -1 || true)
+      lg=$(loadgen_pid)
       printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")" >>"$OUT/$NAME.rss.tsv"
       printf '%s\t%s\t%s\t%s\t%s\n' "$i" "$(ticks "$SW")" "$(ticks "$IS")" "$(ticks "${lg:-0}")" \
           "$(awk '/^cpu / {print $9 "\t" $5}' /proc/stat)" >>"$OUT/$NAME.cpu.tsv"
@@ -160,7 +161,7 @@ if [[ -n "${PERF_RECORD:-}" ]]; then
     if [[ "${PERF_ALL:-}" == 1 ]]; then
         # $LG is /usr/bin/time; loadgen is its child.
         for _ in $(seq 100); do
-            lgp=$(pgrep -f "^$BIN/loadgen run" | head -1 || true)
+            lgp=$(loadgen_pid)
             [[ -n "$lgp" ]] && break
             sleep 0.05
         done

@@ -538,13 +538,19 @@ impl<V: Spill + Clone> Shard<V> {
         self.index.clear();
     }
 
-    /// Chunks the arena may hold in all: up to its bound and the chunks a spill works with
-    /// (what [`Shard::reserve`] sets aside), unbounded for an in-memory table.
+    /// Entries the arena of a spilling shard holds at most: a spill takes it from just over
+    /// `spill_at` down by up to SPILL_CHUNKS, so its bound and two chunks.
+    fn arena_room(&self) -> usize {
+        self.spill_at.saturating_add(2 * CHUNK)
+    }
+
+    /// Chunks the arena may hold in all (what [`Shard::reserve`] sets aside for a day past
+    /// the bound), unbounded for an in-memory table.
     fn chunk_limit(&self) -> usize {
         if self.spill_at == usize::MAX {
             usize::MAX
         } else {
-            (self.spill_at + 2 * CHUNK).div_ceil(CHUNK)
+            self.arena_room().div_ceil(CHUNK)
         }
     }
 
@@ -554,9 +560,10 @@ impl<V: Spill + Clone> Shard<V> {
         if self.spill_at == usize::MAX {
             return 0;
         }
-        // A day of fewer keys than the bound never fills the arena; a spill takes it from
-        // just over `spill_at` down by up to SPILL_CHUNKS.
-        let arena = self.arena.reserve(self.spill_at.min(keys) + 2 * CHUNK);
+        // A day of fewer keys than the bound never fills the arena.
+        let arena = self
+            .arena
+            .reserve(self.arena_room().min(keys.saturating_add(2 * CHUNK)));
         // The index was allocated at its size, but its slots are written (and resident)
         // only as entries land on them: fill it once with placeholders, then empty it.
         let mut index = 0;
