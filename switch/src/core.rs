@@ -256,7 +256,10 @@ pub fn f90_for_issuer(request: &Message, original_issuer_stan: u32) -> Option<[u
 
 /// An acquirer's 0420 reversal as sent on to the issuer (store-and-forward): new header,
 /// F11 and F15, F100 = issuer, and F90 naming the original by the F11 the issuer saw
-/// (`original_issuer_stan`); every other field as the acquirer sent it.
+/// (`original_issuer_stan`); every other field as the acquirer sent it, except those the
+/// dictionary marks secret (tracks, PIN block, expiry, CVN2, keys). A reversal needs none of
+/// them, and the advice is journalled until answered (SPEC 13: the journal holds no PIN
+/// block or track data).
 pub fn pass_on_reversal(
     request: &Message,
     original_issuer_stan: u32,
@@ -277,6 +280,15 @@ pub fn pass_on_reversal(
         .set(100, issuer.as_bytes());
     if let Some(f90) = &f90 {
         rewrite = rewrite.set(90, f90);
+    }
+    let dict = request.dictionary();
+    for n in request.field_numbers() {
+        if dict
+            .spec(n)
+            .is_some_and(|s| s.sensitivity == iso8583::dict::Sensitivity::Secret)
+        {
+            rewrite = rewrite.remove(n);
+        }
     }
     rewrite.finish()
 }

@@ -198,6 +198,44 @@ async fn acquirer_reversal_is_answered_at_once_passed_on_and_idempotent() {
     issuer_saw_nothing(&mut acq, &mut iss).await;
 }
 
+/// SPEC 13: the journal never holds PIN blocks or track data. An acquirer's 0420 that
+/// carries them (track 2, PIN block, expiry: fields the dictionary marks secret) is held
+/// for store-and-forward and passed on without them; everything else goes as sent.
+#[tokio::test]
+async fn a_passed_on_reversal_holds_no_track_pin_or_expiry() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let (orig, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 1_000).await;
+    let track2 = format!("{PAN}=30122011234567890");
+    let pin = *b"\x8f\x11\x22\x33\x44\x55\x66\x77";
+    let mut rev = reversal(&mut acq, &orig, 1_000);
+    rev.set(14, "3012").set(35, track2.as_bytes()).set(52, pin);
+    acq.send(rev.build().unwrap()).await;
+    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
+
+    let advice = iss.recv().await;
+    assert_eq!(advice.mti(), Mti::REVERSAL_ADVICE);
+    for n in [14, 35, 52] {
+        assert!(!advice.has(n), "F{n} passed on");
+    }
+    assert_eq!(advice.pan(), Some(PAN.as_bytes()));
+    assert_eq!(advice.amount(), Some(1_000));
+    iss.answer(&advice, "00").await;
+
+    let handle = sw.handle.as_ref().unwrap();
+    handle.shared.journal.flush_blocking().unwrap();
+    let journal = switch::journal::read_all(sw.dir.path().join("journal")).unwrap();
+    let bytes: Vec<u8> = journal
+        .records
+        .iter()
+        .flat_map(|r| r.payload.to_vec())
+        .collect();
+    let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!holds(track2.as_bytes()), "track 2 in the journal");
+    assert!(!holds(&pin), "PIN block in the journal");
+}
+
 #[tokio::test]
 async fn early_reversal_is_applied_when_the_issuer_approves() {
     let sw = TestSwitch::start();
