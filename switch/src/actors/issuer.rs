@@ -96,7 +96,9 @@ pub struct IssuerLink {
     signed_on: bool,
     writer: FramedWrite<Frame, OwnedWriteHalf, FrameCodec>,
     pending: HashMap<u32, Pending, crate::FastHash>,
-    /// Deadlines in send order (constant timeout per issuer keeps this sorted).
+    /// Deadlines in send order (constant timeout per issuer keeps this sorted). Entries
+    /// whose request is no longer pending are dropped from the front as answers come in
+    /// ([`IssuerLink::trim_deadlines`]), so this is about as long as what is in flight.
     deadlines: VecDeque<(i64, u32)>,
     counter: u32,
     in_flight: Arc<AtomicUsize>,
@@ -489,6 +491,7 @@ impl IssuerLink {
             }
             return;
         };
+        self.trim_deadlines();
         if p.kind == TxnKind::InstallmentPurchase
             && code.is_some_and(ResponseCode::is_approved)
             && !installment_approval_ok(&msg)
@@ -644,6 +647,25 @@ impl IssuerLink {
                 move || reply_to.push(bytes),
             ),
             Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
+        }
+    }
+
+    /// Drop the deadlines at the front whose request is no longer pending (answered, or
+    /// answered by the switch). Answers come back about in send order, so the queue stays
+    /// about as long as what is in flight. Before, every request stayed queued for the
+    /// whole timeout: 20 s of a busy link is ~400,000 entries, a queue that grew by
+    /// copying itself and was read again, cold, only when each deadline passed. A request
+    /// that is never answered holds the front until its deadline (`expire`).
+    fn trim_deadlines(&mut self) {
+        while let Some(&(deadline, stan)) = self.deadlines.front() {
+            if self
+                .pending
+                .get(&stan)
+                .is_some_and(|p| p.deadline == deadline)
+            {
+                break;
+            }
+            self.deadlines.pop_front();
         }
     }
 
@@ -861,6 +883,20 @@ impl Handler<Internals> for IssuerLink {
 #[rtype(result = "()")]
 struct StopNow;
 
+/// Test hook: how many deadlines the link keeps queued.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "usize")]
+struct QueuedDeadlines;
+
+#[cfg(test)]
+impl Handler<QueuedDeadlines> for IssuerLink {
+    type Result = usize;
+    fn handle(&mut self, _: QueuedDeadlines, _: &mut Self::Context) -> usize {
+        self.deadlines.len()
+    }
+}
+
 #[cfg(test)]
 impl Handler<StopNow> for IssuerLink {
     type Result = ();
@@ -876,6 +912,10 @@ mod tests {
     use iso8583::{Header, InstId, MessageBuilder, Mti};
 
     fn purchase() -> Message {
+        purchase_numbered(1)
+    }
+
+    fn purchase_numbered(stan: u32) -> Message {
         let header = Header::new(
             InstId::new("01030000").unwrap(),
             InstId::new("00010000").unwrap(),
@@ -885,7 +925,7 @@ mod tests {
             .set(3, "000000")
             .set(4, "000000012345")
             .set(7, "1121093000")
-            .set(11, "000001")
+            .set(11, format!("{stan:06}"))
             .set(25, "00")
             .set(32, "00010000")
             .set(33, "00010000")
@@ -982,5 +1022,104 @@ mod tests {
             n, 0,
             "nothing was written to the issuer before the link closed"
         );
+    }
+
+    /// Answered requests leave the link's deadline queue as their answers come in: it
+    /// holds what is in flight, not every request of the last timeout. A request not yet
+    /// answered holds the front (it is the next to time out) until it is answered.
+    #[actix::test]
+    async fn answered_requests_leave_the_deadline_queue() {
+        use futures::{SinkExt, StreamExt};
+        use iso8583::{Frame, FrameCodec};
+        const N: u32 = 40;
+        let cfg =
+            crate::config::Config::from_toml_str("", std::path::Path::new("switch.toml")).unwrap();
+        let shared = Arc::new(Shared::for_tests(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer_side = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let (r, w) = issuer_side.into_split();
+        let mut from_switch = FramedRead::new(r, FrameCodec::default());
+        let mut to_switch = tokio_util::codec::FramedWrite::new(w, FrameCodec::default());
+        let route = Arc::new(IssuerRoute::new(
+            InstId::new("01030000").unwrap(),
+            30_000,
+            100,
+        ));
+        let (on_stop, _stopped) = tokio::sync::oneshot::channel();
+        let link = IssuerLink::start_dialled(shared.clone(), stream, peer, route, on_stop).unwrap();
+        let (inbox, in_flight) = link.send(Internals).await.unwrap();
+        let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
+
+        for n in 1..=N {
+            let msg = purchase_numbered(n);
+            let key = TxnKey::of(&msg).unwrap();
+            let kind = TxnKind::of(&msg);
+            let now = shared.clock.now_millis();
+            let record = crate::actors::acquirer::request_record(
+                &msg,
+                key,
+                kind,
+                InstId::new("00010000").unwrap(),
+                20261121,
+                now,
+            );
+            shared.originals.insert(
+                key,
+                Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
+            );
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            shared.in_flight.fetch_add(1, Ordering::Relaxed);
+            let queued = inbox.push(Forward {
+                request: Box::new(msg),
+                reply_to: outbox.clone(),
+                key,
+                kind,
+                record,
+                received_ms: now,
+                reservation: None,
+                original_issuer_stan: None,
+                original_at: None,
+            });
+            assert!(queued.is_ok());
+        }
+        let mut forwarded = Vec::new();
+        while forwarded.len() < N as usize {
+            match from_switch.next().await.unwrap().unwrap() {
+                Frame::Message(raw) => forwarded.push(Message::decode(raw).unwrap()),
+                Frame::KeepAlive => {}
+            }
+        }
+        assert_eq!(link.send(QueuedDeadlines).await.unwrap(), N as usize);
+        let approve = |req: &Message| {
+            MessageBuilder::response_to(
+                req,
+                &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
+                ResponseCode::APPROVED,
+            )
+            .build()
+            .unwrap()
+        };
+        // All but the first: the first still pending holds the whole queue.
+        for req in &forwarded[1..] {
+            to_switch.feed(Frame::Message(approve(req))).await.unwrap();
+        }
+        SinkExt::<Frame>::flush(&mut to_switch).await.unwrap();
+        for _ in 1..N {
+            let answer = Message::decode(answers.recv().await.unwrap()).unwrap();
+            assert_eq!(answer.field(39), Some(&b"00"[..]));
+        }
+        assert_eq!(link.send(QueuedDeadlines).await.unwrap(), N as usize);
+        // The first answered: everything behind it was answered already.
+        to_switch
+            .send(Frame::Message(approve(&forwarded[0])))
+            .await
+            .unwrap();
+        let first = Message::decode(answers.recv().await.unwrap()).unwrap();
+        assert_eq!(first.field(11), Some(&b"000001"[..]));
+        assert_eq!(link.send(QueuedDeadlines).await.unwrap(), 0);
+        assert_eq!(in_flight.load(Ordering::Relaxed), 0);
     }
 }
