@@ -460,6 +460,7 @@ impl Message {
             header: self.header,
             mti: self.mti,
             ops: [None; MAX_REWRITE_OPS],
+            keep: Bitmap::MAX,
             overflow: false,
         }
     }
@@ -478,6 +479,8 @@ pub struct Rewrite<'a> {
     mti: Mti,
     /// `(field, Some(value))` sets, `(field, None)` removes.
     ops: [Option<RewriteOp<'a>>; MAX_REWRITE_OPS],
+    /// The message's fields that are copied (all unless [`Rewrite::keep_only`]).
+    keep: Bitmap,
     /// More than MAX_REWRITE_OPS changes were asked for: `finish` reports it.
     overflow: bool,
 }
@@ -516,6 +519,19 @@ impl<'a> Rewrite<'a> {
         self.op(n, None)
     }
 
+    /// Copy only the message's fields numbered in `fields`; the others are dropped (fields
+    /// set by this rewrite are written whatever the list). This is how an answer echoes
+    /// some of its request's fields: [`MessageBuilder::response_to`](crate::MessageBuilder::response_to)
+    /// encodes the same bytes field by field, this copies runs of encoded fields.
+    #[must_use]
+    pub fn keep_only(mut self, fields: &[u8]) -> Self {
+        self.keep = fields
+            .iter()
+            .filter(|&&n| (2..=128).contains(&n))
+            .fold(0, |mask, &n| mask | bit(n));
+        self
+    }
+
     /// Encode the rewritten message (a frame payload). One allocation, sized exactly.
     /// Untouched fields are copied as encoded, consecutive ones in a single copy.
     pub fn finish(self) -> Result<Bytes, EncodeError> {
@@ -524,13 +540,20 @@ impl<'a> Rewrite<'a> {
         }
         let msg = self.msg;
         let dict = msg.dict;
-        let original = msg.bitmap & !bit(1);
+        let all = msg.bitmap & !bit(1);
+        let original = all & self.keep;
         let mut present = original;
         let mut touched: Bitmap = 0;
         // Start from the original fields' length and adjust for each change. `op` keeps one
         // slot per field, so each field is adjusted once.
         let body_start = HEADER_LEN + 4 + if msg.bitmap & bit(1) != 0 { 16 } else { 8 };
         let mut fields_len = msg.raw.len().saturating_sub(body_start);
+        for n in FieldBits::new(all & !self.keep) {
+            if let Some(spec) = dict.spec(n) {
+                let (start, end) = msg.encoded_range(n, spec);
+                fields_len = fields_len.saturating_sub(end - start);
+            }
+        }
         for (n, value) in self.ops.iter().flatten() {
             let n = *n;
             let spec = dict

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use iso8583::dict::{Charset, FieldSpec, LengthKind, Sensitivity};
 use iso8583::render::{describe_text, from_json, to_json};
 use iso8583::{
-    Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, Packet, HEADER_LEN,
+    Frame, FrameCodec, Header, InstId, Message, MessageBuilder, Mti, Packet, ResponseCode,
+    HEADER_LEN,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -276,6 +277,31 @@ proptest! {
         for n in 2..=128u8 {
             prop_assert_eq!(b.get(n).is_some(), fields.iter().any(|(f, _)| *f == n));
         }
+    }
+
+    /// An answer made by rewriting its request (`keep_only` the echoed fields, then the
+    /// answer's own) is byte for byte the one `MessageBuilder::response_to` builds field by
+    /// field, whichever fields are echoed and whatever the request holds.
+    #[test]
+    fn an_answer_rewritten_from_its_request_is_the_one_built_from_it(
+        (mti, header, fields) in message(),
+        echo in vec(select(iso8583::CUPS.iter().map(|s| s.number).collect::<Vec<_>>()), 0..24),
+        auth in proptest::option::of("[A-Z0-9]{6}"),
+    ) {
+        let m = Message::decode(build(mti, header, &fields)).unwrap();
+        let code = ResponseCode::APPROVED;
+        let mut b = MessageBuilder::response_to(&m, &echo, code);
+        let mut rewrite = m
+            .rewrite()
+            .header(m.header().response())
+            .mti(m.mti().response())
+            .keep_only(&echo)
+            .set(39, &code.0);
+        if let Some(a) = &auth {
+            b.set(38, a);
+            rewrite = rewrite.set(38, a.as_bytes());
+        }
+        prop_assert_eq!(rewrite.finish().unwrap(), b.build().unwrap());
     }
 
     #[test]

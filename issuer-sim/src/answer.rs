@@ -5,8 +5,9 @@
 use crate::accounts::{CardType, Ledger, LedgerAnswer};
 use crate::rules::{Decision, Rules};
 use crate::Behaviour;
+use bytes::Bytes;
 use iso8583::subfields::Balance;
-use iso8583::{Message, MessageBuilder, Mti, ResponseCode};
+use iso8583::{EncodeError, Message, Mti, ResponseCode};
 use std::time::Duration;
 
 /// Fields echoed from a financial/authorisation request or a reversal into its answer.
@@ -38,9 +39,58 @@ pub enum Outcome {
 pub struct Answer {
     pub outcome: Outcome,
     /// The response to send, if any.
-    pub response: Option<MessageBuilder>,
+    pub response: Option<Reply>,
     /// Wait this long before sending it.
     pub delay: Duration,
+}
+
+/// A response to a request: the request's echoed fields, F39, and the issuer's own F38,
+/// F54 and F57. [`Reply::build`] encodes it by rewriting the request, copying runs of its
+/// encoded fields as they are. Building it field by field (`MessageBuilder::response_to`,
+/// the same bytes) was a third of the simulator's CPU under load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Fields copied from the request when it has them.
+    pub echo: &'static [u8],
+    pub code: ResponseCode,
+    /// F38.
+    pub auth_code: Option<[u8; 6]>,
+    /// F54 (a balance inquiry).
+    pub balance: Option<Vec<u8>>,
+    /// F57 `IP` (an approved installment).
+    pub installment: Option<Vec<u8>>,
+}
+
+impl Reply {
+    fn new(echo: &'static [u8], code: ResponseCode) -> Self {
+        Self {
+            echo,
+            code,
+            auth_code: None,
+            balance: None,
+            installment: None,
+        }
+    }
+
+    /// The frame payload answering `req`.
+    pub fn build(&self, req: &Message) -> Result<Bytes, EncodeError> {
+        let mut r = req
+            .rewrite()
+            .header(req.header().response())
+            .mti(req.mti().response())
+            .keep_only(self.echo)
+            .set(39, &self.code.0);
+        if let Some(a) = &self.auth_code {
+            r = r.set(38, a);
+        }
+        if let Some(b) = &self.balance {
+            r = r.set(54, b);
+        }
+        if let Some(ip) = &self.installment {
+            r = r.set(57, ip);
+        }
+        r.finish()
+    }
 }
 
 impl Answer {
@@ -94,11 +144,7 @@ pub fn answer_with(
             }
             Answer {
                 outcome: Outcome::Reversal,
-                response: Some(MessageBuilder::response_to(
-                    req,
-                    ECHO_FIELDS,
-                    ResponseCode::APPROVED,
-                )),
+                response: Some(Reply::new(ECHO_FIELDS, ResponseCode::APPROVED)),
                 delay: Duration::ZERO,
             }
         }
@@ -108,11 +154,7 @@ pub fn answer_with(
             }
             Answer {
                 outcome: Outcome::Network,
-                response: Some(MessageBuilder::response_to(
-                    req,
-                    NETWORK_ECHO_FIELDS,
-                    ResponseCode::APPROVED,
-                )),
+                response: Some(Reply::new(NETWORK_ECHO_FIELDS, ResponseCode::APPROVED)),
                 delay: Duration::ZERO,
             }
         }
@@ -145,9 +187,9 @@ fn financial(
     } else {
         stateless(req, rules, auth_code)
     };
-    let mut b = MessageBuilder::response_to(req, ECHO_FIELDS, decided.code);
+    let mut reply = Reply::new(ECHO_FIELDS, decided.code);
     if decided.code.is_approved() {
-        b.set(38, decided.auth_code.unwrap_or(auth_code));
+        reply.auth_code = Some(decided.auth_code.unwrap_or(auth_code));
         if let Some((card_type, amount)) = decided.balance {
             let record = Balance {
                 account_type: if card_type == CardType::Credit {
@@ -159,10 +201,10 @@ fn financial(
                 currency: currency(req),
                 amount,
             };
-            b.set(54, Balance::encode_all(&[record]));
+            reply.balance = Some(Balance::encode_all(&[record]));
         }
         if let Some(ip) = &decided.installment {
-            b.set(57, ip.encode());
+            reply.installment = Some(ip.encode());
         }
     }
     Answer {
@@ -171,7 +213,7 @@ fn financial(
         } else {
             Outcome::Declined(decided.code)
         },
-        response: Some(b),
+        response: Some(reply),
         delay: rules.delay,
     }
 }
@@ -225,7 +267,7 @@ fn stateless(req: &Message, rules: &Rules, auth_code: [u8; 6]) -> LedgerAnswer {
 mod tests {
     use super::*;
     use iso8583::subfields::{FeeMode, InstallmentRequest};
-    use iso8583::{Header, InstId};
+    use iso8583::{Header, InstId, MessageBuilder};
 
     fn request(mti: Mti, f3: &str, f25: &str, amount: Option<u64>) -> MessageBuilder {
         let mut b = MessageBuilder::new(
@@ -255,7 +297,7 @@ mod tests {
         (
             a.outcome,
             a.response
-                .map(|r| Message::decode(r.build().unwrap()).unwrap()),
+                .map(|r| Message::decode(r.build(&req).unwrap()).unwrap()),
         )
     }
 

@@ -474,7 +474,7 @@ async fn read_loop(
             tracing::debug!(link = link.id, mti = %msg.mti(), stan = ?msg.stan(), "not answered (by design)");
             continue;
         };
-        let bytes = match resp.build() {
+        let bytes = match resp.build(&msg) {
             Ok(b) => b,
             Err(e) => {
                 let pan = msg.pan().map(mask_pan);

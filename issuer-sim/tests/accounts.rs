@@ -120,7 +120,7 @@ impl Bank {
             0.5,
         );
         assert_ne!(a.outcome, Outcome::Unanswered);
-        Message::decode(a.response.unwrap().build().unwrap()).unwrap()
+        Message::decode(a.response.unwrap().build(&req).unwrap()).unwrap()
     }
 
     fn code(&mut self, b: &MessageBuilder) -> String {
