@@ -883,6 +883,14 @@ impl Handler<Internals> for IssuerLink {
 #[rtype(result = "()")]
 struct StopNow;
 
+#[cfg(test)]
+impl Handler<StopNow> for IssuerLink {
+    type Result = ();
+    fn handle(&mut self, _: StopNow, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 /// Test hook: how many deadlines the link keeps queued.
 #[cfg(test)]
 #[derive(Message)]
@@ -894,14 +902,6 @@ impl Handler<QueuedDeadlines> for IssuerLink {
     type Result = usize;
     fn handle(&mut self, _: QueuedDeadlines, _: &mut Self::Context) -> usize {
         self.deadlines.len()
-    }
-}
-
-#[cfg(test)]
-impl Handler<StopNow> for IssuerLink {
-    type Result = ();
-    fn handle(&mut self, _: StopNow, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }
 
