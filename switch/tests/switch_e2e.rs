@@ -101,7 +101,9 @@ async fn issuer_not_signed_on_or_dropped_is_declined_91() {
     let _unsigned = Peer::connect(sw.h().issuer_addr, ISS).await;
     let m = acq.purchase(PAN, 100).build().unwrap();
     acq.send(m).await;
-    assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "91");
+    let r = acq.recv().await;
+    assert_eq!(r.response_code().unwrap().as_str(), "91");
+    assert_eq!(r.field_str(44), Some("ISSUER NOT SIGNED ON"));
 
     // Signed on, then dropped.
     let iss = sw.issuer().await;
@@ -713,6 +715,15 @@ async fn in_flight_cap_answers_91_at_once_without_a_reversal() {
     assert_eq!(
         (shed.amount(), shed.response_code().unwrap().as_str()),
         (Some(2), "91")
+    );
+    // The link is signed on: the switch says busy, and counts it apart from "no link".
+    assert_eq!(shed.field_str(44), Some("ISSUER BUSY"));
+    assert!(
+        metrics_text(&sw).contains(&format!(
+            r#"switch_sheds_total{{issuer="{ISS}",reason="at_cap"}}"#
+        )),
+        "{}",
+        metrics_text(&sw)
     );
     iss.answer(&fwd, "00").await;
     let ok = acq.recv().await;

@@ -308,11 +308,19 @@ impl AcquirerLink {
             return;
         };
         let Some(link) = route.pick() else {
-            metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => "no_link").increment(1);
+            // SPEC 8 "cannot forward": 91 either way. The reason tells the operator which:
+            // no link signed on (the issuer is down), or every link at its in-flight cap
+            // (the issuer, or the switch, is not keeping up).
+            let (reason, text) = if route.is_signed_on() {
+                ("at_cap", "ISSUER BUSY")
+            } else {
+                ("no_link", "ISSUER NOT SIGNED ON")
+            };
+            metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => reason).increment(1);
             self.decline(
                 &msg,
                 ResponseCode::ISSUER_INOPERATIVE,
-                Some("ISSUER NOT SIGNED ON"),
+                Some(text),
                 ctx,
                 Some(record),
             );
