@@ -935,11 +935,18 @@ mod tests {
         Message::decode(b.build().unwrap()).unwrap()
     }
 
-    /// SPEC 8: a request queued for an issuer link that stops before sending it never
-    /// reached the issuer, so the switch answers it `91` itself and gives back what it held.
-    /// (Had the link sent it, the stop would answer it as timed out instead.)
-    #[actix::test]
-    async fn requests_queued_on_an_issuer_link_that_stops_are_declined_91_and_released() {
+    /// A dialled link over a real socket, with the issuer's end of it, the link's inbox
+    /// and in-flight count, and its stop signal.
+    struct TestLink {
+        shared: Arc<Shared>,
+        link: Addr<IssuerLink>,
+        issuer_side: TcpStream,
+        inbox: Arc<Inbox<Forward>>,
+        in_flight: Arc<AtomicUsize>,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    }
+
+    async fn dialled_link() -> TestLink {
         let cfg =
             crate::config::Config::from_toml_str("", std::path::Path::new("switch.toml")).unwrap();
         let shared = Arc::new(Shared::for_tests(cfg));
@@ -956,43 +963,77 @@ mod tests {
         let (on_stop, stopped) = tokio::sync::oneshot::channel();
         let link = IssuerLink::start_dialled(shared.clone(), stream, peer, route, on_stop).unwrap();
         let (inbox, in_flight) = link.send(Internals).await.unwrap();
+        TestLink {
+            shared,
+            link,
+            issuer_side,
+            inbox,
+            in_flight,
+            stopped,
+        }
+    }
 
+    impl TestLink {
+        /// What an acquirer link hands over for `msg` (its original entered as pending,
+        /// in flight counted), answered into `outbox`.
+        fn forward(&self, msg: Message, outbox: Arc<Outbox>) -> Forward {
+            Self::forward_with(&self.shared, &self.in_flight, msg, outbox)
+        }
+
+        fn forward_with(
+            shared: &Shared,
+            in_flight: &AtomicUsize,
+            msg: Message,
+            outbox: Arc<Outbox>,
+        ) -> Forward {
+            let key = TxnKey::of(&msg).unwrap();
+            let kind = TxnKind::of(&msg);
+            let now = shared.clock.now_millis();
+            let record = crate::actors::acquirer::request_record(
+                &msg,
+                key,
+                kind,
+                InstId::new("00010000").unwrap(),
+                20261121,
+                now,
+            );
+            shared.originals.insert(
+                key,
+                Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
+            );
+            // What the acquirer link counts when it hands a request over.
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            shared.in_flight.fetch_add(1, Ordering::Relaxed);
+            Forward {
+                request: Box::new(msg),
+                reply_to: outbox,
+                key,
+                kind,
+                record,
+                received_ms: now,
+                reservation: None,
+                original_issuer_stan: None,
+                original_at: None,
+            }
+        }
+    }
+
+    /// SPEC 8: a request queued for an issuer link that stops before sending it never
+    /// reached the issuer, so the switch answers it `91` itself and gives back what it held.
+    /// (Had the link sent it, the stop would answer it as timed out instead.)
+    #[actix::test]
+    async fn requests_queued_on_an_issuer_link_that_stops_are_declined_91_and_released() {
+        let t = dialled_link().await;
+        let shared = t.shared.clone();
         let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
-
         let msg = purchase();
         let key = TxnKey::of(&msg).unwrap();
-        let kind = TxnKind::of(&msg);
-        let now = shared.clock.now_millis();
-        let record = crate::actors::acquirer::request_record(
-            &msg,
-            key,
-            kind,
-            InstId::new("00010000").unwrap(),
-            20261121,
-            now,
-        );
-        shared.originals.insert(
-            key,
-            Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
-        );
-        // What the acquirer link counts when it hands a request over.
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        let fwd = t.forward(msg, outbox);
 
         // Both on this thread, the link's: the stop is in its mailbox before the wake-up
         // the push sends, so the link stops with the request still queued.
-        link.do_send(StopNow);
-        let queued = inbox.push(Forward {
-            request: Box::new(msg),
-            reply_to: outbox,
-            key,
-            kind,
-            record,
-            received_ms: now,
-            reservation: None,
-            original_issuer_stan: None,
-            original_at: None,
-        });
+        t.link.do_send(StopNow);
+        let queued = t.inbox.push(fwd);
         assert!(queued.is_ok(), "the inbox was still open");
 
         // A guard only: the answer comes from the link's stop, not from a clock.
@@ -1008,14 +1049,14 @@ mod tests {
             Some(&b"000001"[..]),
             "the acquirer's own F11"
         );
-        stopped.await.unwrap_err(); // the link ended (its stop signal dropped)
-        assert_eq!(in_flight.load(Ordering::Relaxed), 0);
+        t.stopped.await.unwrap_err(); // the link ended (its stop signal dropped)
+        assert_eq!(t.in_flight.load(Ordering::Relaxed), 0);
         assert_eq!(shared.in_flight.load(Ordering::Relaxed), 0);
         let state = shared.originals.with(&key, |o| o.map(|o| o.state));
         assert_eq!(state, Some(OriginalState::NotApproved));
         // The issuer never saw it.
         let mut buf = [0u8; 64];
-        let n = tokio::io::AsyncReadExt::read(&mut { issuer_side }, &mut buf)
+        let n = tokio::io::AsyncReadExt::read(&mut { t.issuer_side }, &mut buf)
             .await
             .unwrap();
         assert_eq!(
@@ -1032,58 +1073,16 @@ mod tests {
         use futures::{SinkExt, StreamExt};
         use iso8583::{Frame, FrameCodec};
         const N: u32 = 40;
-        let cfg =
-            crate::config::Config::from_toml_str("", std::path::Path::new("switch.toml")).unwrap();
-        let shared = Arc::new(Shared::for_tests(cfg));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer_side = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (stream, peer) = listener.accept().await.unwrap();
-        let (r, w) = issuer_side.into_split();
+        let t = dialled_link().await;
+        let (r, w) = t.issuer_side.into_split();
         let mut from_switch = FramedRead::new(r, FrameCodec::default());
         let mut to_switch = tokio_util::codec::FramedWrite::new(w, FrameCodec::default());
-        let route = Arc::new(IssuerRoute::new(
-            InstId::new("01030000").unwrap(),
-            30_000,
-            100,
-        ));
-        let (on_stop, _stopped) = tokio::sync::oneshot::channel();
-        let link = IssuerLink::start_dialled(shared.clone(), stream, peer, route, on_stop).unwrap();
-        let (inbox, in_flight) = link.send(Internals).await.unwrap();
-        let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
-
+        let (link, inbox, in_flight) = (t.link, t.inbox, t.in_flight);
+        let (outbox, mut answers) = super::super::outbox::recording_outbox(t.shared.clone());
         for n in 1..=N {
-            let msg = purchase_numbered(n);
-            let key = TxnKey::of(&msg).unwrap();
-            let kind = TxnKind::of(&msg);
-            let now = shared.clock.now_millis();
-            let record = crate::actors::acquirer::request_record(
-                &msg,
-                key,
-                kind,
-                InstId::new("00010000").unwrap(),
-                20261121,
-                now,
-            );
-            shared.originals.insert(
-                key,
-                Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
-            );
-            in_flight.fetch_add(1, Ordering::Relaxed);
-            shared.in_flight.fetch_add(1, Ordering::Relaxed);
-            let queued = inbox.push(Forward {
-                request: Box::new(msg),
-                reply_to: outbox.clone(),
-                key,
-                kind,
-                record,
-                received_ms: now,
-                reservation: None,
-                original_issuer_stan: None,
-                original_at: None,
-            });
-            assert!(queued.is_ok());
+            let fwd =
+                TestLink::forward_with(&t.shared, &in_flight, purchase_numbered(n), outbox.clone());
+            assert!(inbox.push(fwd).is_ok());
         }
         let mut forwarded = Vec::new();
         while forwarded.len() < N as usize {
