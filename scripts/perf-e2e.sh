@@ -22,6 +22,12 @@ NAME=${1:?usage: scripts/perf-e2e.sh NAME [loadgen args...]}
 shift
 PERF_DIR=${PERF_DIR:-/tmp/cardswitch-perf}
 ISSUER_LINKS=${ISSUER_LINKS:-4}
+# The switch takes at most 9 links per issuer (F11's last digit is the link's slot; one
+# slot is the route's own): more would be refused and the run would wait for them.
+if ! [[ "$ISSUER_LINKS" =~ ^[1-9]$ ]]; then
+    echo "perf-e2e: ISSUER_LINKS must be 1 to 9 (got $ISSUER_LINKS)" >&2
+    exit 2
+fi
 DURABILITY=${DURABILITY:-fsync}
 OUT=$PERF_DIR/out
 # PORT_BASE (default 15000): acquirer listener +1, issuer listener +2, admin +80.
