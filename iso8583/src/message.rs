@@ -570,10 +570,27 @@ impl<'a> Rewrite<'a> {
     /// encodes the same bytes field by field, this copies runs of encoded fields.
     #[must_use]
     pub fn keep_only(mut self, fields: &[u8]) -> Self {
-        self.keep = fields
+        self.keep &= fields
             .iter()
             .filter(|&&n| (2..=128).contains(&n))
             .fold(0, |mask, &n| mask | bit(n));
+        self
+    }
+
+    /// Drop the fields the message's dictionary marks secret (tracks, PIN block, expiry,
+    /// CVN2, keys), however many: a drop narrows what is copied and takes none of the
+    /// [`MAX_REWRITE_OPS`] changes.
+    #[must_use]
+    pub fn drop_secret(mut self) -> Self {
+        let dict = self.msg.dict;
+        for n in FieldBits::new(self.msg.bitmap & !bit(1)) {
+            if dict
+                .spec(n)
+                .is_some_and(|s| s.sensitivity == crate::dict::Sensitivity::Secret)
+            {
+                self.keep &= !bit(n);
+            }
+        }
         self
     }
 

@@ -304,6 +304,27 @@ proptest! {
         prop_assert_eq!(rewrite.finish().unwrap(), b.build().unwrap());
     }
 
+    /// `drop_secret` leaves out exactly the fields the dictionary marks secret, and
+    /// composes with `keep_only`: what is left is in the list and not secret.
+    #[test]
+    fn a_rewrite_without_secrets_keeps_every_other_field(
+        (mti, header, fields) in message(),
+        keep in vec(select(iso8583::CUPS.iter().map(|s| s.number).collect::<Vec<_>>()), 0..40),
+    ) {
+        let m = Message::decode(build(mti, header, &fields)).unwrap();
+        let secret = |n: u8| {
+            iso8583::CUPS.spec(n).is_some_and(|s| s.sensitivity == Sensitivity::Secret)
+        };
+        let all = Message::decode(m.rewrite().drop_secret().finish().unwrap()).unwrap();
+        let some = Message::decode(m.rewrite().keep_only(&keep).drop_secret().finish().unwrap()).unwrap();
+        for n in iso8583::CUPS.iter().map(|s| s.number) {
+            let clear = if secret(n) { None } else { m.field(n) };
+            prop_assert_eq!(all.field(n), clear, "F{}", n);
+            let kept = if keep.contains(&n) { clear } else { None };
+            prop_assert_eq!(some.field(n), kept, "F{} kept", n);
+        }
+    }
+
     #[test]
     fn rewrite_with_changes_decodes_to_the_changes(
         (mti, header, fields) in message(),

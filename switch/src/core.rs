@@ -275,20 +275,12 @@ pub fn pass_on_reversal(
     let mut rewrite = request
         .rewrite()
         .header(header)
+        .drop_secret()
         .set(11, stan_digits.as_bytes())
         .set(15, settlement_mmdd)
         .set(100, issuer.as_bytes());
     if let Some(f90) = &f90 {
         rewrite = rewrite.set(90, f90);
-    }
-    let dict = request.dictionary();
-    for n in request.field_numbers() {
-        if dict
-            .spec(n)
-            .is_some_and(|s| s.sensitivity == iso8583::dict::Sensitivity::Secret)
-        {
-            rewrite = rewrite.remove(n);
-        }
     }
     rewrite.finish()
 }
@@ -337,6 +329,55 @@ mod tests {
             b.set(*n, v);
         }
         Message::decode(b.build().unwrap()).unwrap()
+    }
+
+    /// A reversal carrying every secret field the dictionary has (seven: more than a
+    /// rewrite's changes) is still passed on, without any of them. Removing them one change
+    /// each overflowed the rewrite, and the advice was never built.
+    #[test]
+    fn a_passed_on_reversal_drops_every_secret_field_however_many() {
+        let secret: &[(u8, &str)] = &[
+            (14, "2612"),
+            (35, "6222020000000123=2612101"),
+            (36, "6222020000000123=2612101"),
+            (45, "B6222020000000123^TEST^2612101"),
+            (52, "\x01\x02\x03\x04\x05\x06\x07\x08"),
+            (61, "123"),
+            (96, "\x11\x12\x13\x14\x15\x16\x17\x18"),
+        ];
+        let mut fields: Vec<(u8, &str)> = vec![
+            (2, "6222020000000123"),
+            (4, "000000001000"),
+            (7, "1121093000"),
+            (11, "000001"),
+            (32, "01030000"),
+            (33, "01030000"),
+            (90, "020000000711210930000001030000000001030000"),
+        ];
+        fields.extend_from_slice(secret);
+        fields.sort_by_key(|f| f.0);
+        let req = msg(b"0420", "000000", "00", &fields);
+        for (n, _) in secret {
+            assert!(req.has(*n), "the request carries F{n}");
+        }
+        let out = pass_on_reversal(
+            &req,
+            42,
+            InstId::new("00010000").unwrap(),
+            InstId::new("03010000").unwrap(),
+            7,
+            b"1121",
+        )
+        .expect("the advice is built");
+        let adv = Message::decode(out).unwrap();
+        for (n, _) in secret {
+            assert!(!adv.has(*n), "F{n} passed on");
+        }
+        assert_eq!(adv.field(2), req.field(2));
+        assert_eq!(adv.field(4), req.field(4));
+        assert_eq!(adv.field(11), Some(&b"000007"[..]));
+        assert_eq!(adv.field(100), Some(&b"03010000"[..]));
+        assert!(adv.has(90));
     }
 
     #[test]
