@@ -468,8 +468,8 @@ const PREFAULT_EVERY: std::time::Duration = std::time::Duration::from_millis(50)
 /// ([`crate::daytable::DayTable::prefault`]). It ends when the switch starts draining (or
 /// is gone): a stopping switch takes no new transactions to make room for, and the thread
 /// then holds no handle on it (its journal is closed by whoever drops the switch last, as
-/// before). With `reserve_day_tables`
-/// everything is resident from the start and the rounds find nothing to do.
+/// before). With `reserve_day_tables` everything is resident from the start and the rounds
+/// find nothing to do.
 fn start_prefault(shared: &Arc<Shared>) {
     let weak = Arc::downgrade(shared);
     let spawned = std::thread::Builder::new()

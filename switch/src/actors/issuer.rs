@@ -658,15 +658,19 @@ impl IssuerLink {
     /// that is never answered holds the front until its deadline (`expire`).
     fn trim_deadlines(&mut self) {
         while let Some(&(deadline, stan)) = self.deadlines.front() {
-            if self
-                .pending
-                .get(&stan)
-                .is_some_and(|p| p.deadline == deadline)
-            {
+            if self.awaits(deadline, stan) {
                 break;
             }
             self.deadlines.pop_front();
         }
+    }
+
+    /// Whether the deadline entry `(deadline, stan)` is still its request's: the request is
+    /// pending, and not a later one that reused the F11.
+    fn awaits(&self, deadline: i64, stan: u32) -> bool {
+        self.pending
+            .get(&stan)
+            .is_some_and(|p| p.deadline == deadline)
     }
 
     fn expire(&mut self, now: i64) {
@@ -675,11 +679,7 @@ impl IssuerLink {
                 break;
             }
             self.deadlines.pop_front();
-            if self
-                .pending
-                .get(&stan)
-                .is_some_and(|p| p.deadline == deadline)
-            {
+            if self.awaits(deadline, stan) {
                 if let Some(p) = self.pending.remove(&stan) {
                     metrics::counter!("switch_timeouts_total", "issuer" => self.issuer_label())
                         .increment(1);
@@ -973,48 +973,42 @@ mod tests {
         }
     }
 
-    impl TestLink {
-        /// What an acquirer link hands over for `msg` (its original entered as pending,
-        /// in flight counted), answered into `outbox`.
-        fn forward(&self, msg: Message, outbox: Arc<Outbox>) -> Forward {
-            Self::forward_with(&self.shared, &self.in_flight, msg, outbox)
-        }
-
-        fn forward_with(
-            shared: &Shared,
-            in_flight: &AtomicUsize,
-            msg: Message,
-            outbox: Arc<Outbox>,
-        ) -> Forward {
-            let key = TxnKey::of(&msg).unwrap();
-            let kind = TxnKind::of(&msg);
-            let now = shared.clock.now_millis();
-            let record = crate::actors::acquirer::request_record(
-                &msg,
-                key,
-                kind,
-                InstId::new("00010000").unwrap(),
-                20261121,
-                now,
-            );
-            shared.originals.insert(
-                key,
-                Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
-            );
-            // What the acquirer link counts when it hands a request over.
-            in_flight.fetch_add(1, Ordering::Relaxed);
-            shared.in_flight.fetch_add(1, Ordering::Relaxed);
-            Forward {
-                request: Box::new(msg),
-                reply_to: outbox,
-                key,
-                kind,
-                record,
-                received_ms: now,
-                reservation: None,
-                original_issuer_stan: None,
-                original_at: None,
-            }
+    /// What an acquirer link hands over for `msg` (its original entered as pending, in
+    /// flight counted on the link and the switch), answered into `outbox`.
+    fn hand_over(
+        shared: &Shared,
+        in_flight: &AtomicUsize,
+        msg: Message,
+        outbox: Arc<Outbox>,
+    ) -> Forward {
+        let key = TxnKey::of(&msg).unwrap();
+        let kind = TxnKind::of(&msg);
+        let now = shared.clock.now_millis();
+        let record = crate::actors::acquirer::request_record(
+            &msg,
+            key,
+            kind,
+            InstId::new("00010000").unwrap(),
+            20261121,
+            now,
+        );
+        shared.originals.insert(
+            key,
+            Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
+        );
+        // What the acquirer link counts when it hands a request over.
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        Forward {
+            request: Box::new(msg),
+            reply_to: outbox,
+            key,
+            kind,
+            record,
+            received_ms: now,
+            reservation: None,
+            original_issuer_stan: None,
+            original_at: None,
         }
     }
 
@@ -1028,7 +1022,7 @@ mod tests {
         let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
         let msg = purchase();
         let key = TxnKey::of(&msg).unwrap();
-        let fwd = t.forward(msg, outbox);
+        let fwd = hand_over(&shared, &t.in_flight, msg, outbox);
 
         // Both on this thread, the link's: the stop is in its mailbox before the wake-up
         // the push sends, so the link stops with the request still queued.
@@ -1080,8 +1074,7 @@ mod tests {
         let (link, inbox, in_flight) = (t.link, t.inbox, t.in_flight);
         let (outbox, mut answers) = super::super::outbox::recording_outbox(t.shared.clone());
         for n in 1..=N {
-            let fwd =
-                TestLink::forward_with(&t.shared, &in_flight, purchase_numbered(n), outbox.clone());
+            let fwd = hand_over(&t.shared, &in_flight, purchase_numbered(n), outbox.clone());
             assert!(inbox.push(fwd).is_ok());
         }
         let mut forwarded = Vec::new();
