@@ -193,6 +193,44 @@ async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360()
     );
 }
 
+/// SPEC 8 with answers arriving around a silent request: the answered ones leave the
+/// link's deadline queue as they come back, and the one the issuer never answers still
+/// times out (98 and a 4361 reversal), whether it was sent before or after them.
+#[tokio::test]
+async fn a_request_left_unanswered_among_answered_ones_still_times_out() {
+    let sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    for amount in [100, 200, 300] {
+        let m = acq.purchase(PAN, amount).build().unwrap();
+        acq.send(m).await;
+    }
+    let (a, b, c) = (iss.recv().await, iss.recv().await, iss.recv().await);
+    // The first and the last are answered; the middle one never is.
+    iss.answer(&a, "00").await;
+    iss.answer(&c, "00").await;
+    let mut approved: Vec<_> = vec![acq.recv().await.amount(), acq.recv().await.amount()];
+    approved.sort();
+    assert_eq!(approved, [Some(100), Some(300)]);
+
+    sw.clock.advance(Duration::from_millis(20_001));
+    let timed_out = acq.recv().await;
+    assert_eq!(
+        (
+            timed_out.amount(),
+            timed_out.response_code().unwrap().as_str()
+        ),
+        (Some(200), "98")
+    );
+    let rev = iss.recv().await;
+    assert_eq!(rev.mti(), Mti::REVERSAL_ADVICE);
+    assert_eq!(rev.f60().unwrap().reason_code(), Some(&b"4361"[..]));
+    assert_eq!(
+        OriginalData::parse(rev.field(90).unwrap()).unwrap().stan,
+        b.stan().unwrap()
+    );
+}
+
 #[tokio::test]
 async fn unanswered_reversal_advice_is_resent_until_answered() {
     let sw = TestSwitch::start();
