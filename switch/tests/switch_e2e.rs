@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use iso8583::subfields::OriginalData;
-use iso8583::{Frame, Mti, Packet};
+use iso8583::{Frame, Message, Mti, Packet};
 use std::time::Duration;
 
 #[tokio::test]
@@ -155,6 +155,18 @@ async fn balance_inquiry_timeout_is_98_and_never_reversed() {
     );
 }
 
+/// `rev` is the switch's 0420 reversal advice of `forwarded` (the request as the issuer
+/// received it), with F60.1 `reason`, naming it in F90 by the F11 the issuer saw.
+fn assert_reverses(rev: &Message, reason: &[u8; 4], forwarded: &Message) {
+    assert_eq!(rev.mti(), Mti::REVERSAL_ADVICE);
+    assert_eq!(rev.f60().unwrap().reason_code(), Some(&reason[..]));
+    assert_eq!(
+        OriginalData::parse(rev.field(90).unwrap()).unwrap().stan,
+        forwarded.stan().unwrap(),
+        "F90 names the original as the issuer saw it"
+    );
+}
+
 #[tokio::test]
 async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360() {
     let sw = TestSwitch::start();
@@ -170,27 +182,17 @@ async fn timeout_answers_98_and_reverses_4361_then_late_approval_reverses_4360()
     assert_eq!(r.stan(), Some(1));
 
     let rev = iss.recv().await;
-    assert_eq!(rev.mti(), Mti::REVERSAL_ADVICE);
-    assert_eq!(rev.f60().unwrap().reason_code(), Some(&b"4361"[..]));
+    // F90 names the original as the issuer saw it.
+    assert_reverses(&rev, b"4361", &fwd);
     let od = OriginalData::parse(rev.field(90).unwrap()).unwrap();
     assert_eq!(od.mti, Mti::FINANCIAL_REQUEST);
-    assert_eq!(
-        od.stan,
-        fwd.stan().unwrap(),
-        "F90 names the original as the issuer saw it"
-    );
     assert_eq!(rev.amount(), Some(5000));
     iss.answer(&rev, "00").await;
 
     // The issuer approves late: the switch reverses that too.
     iss.answer(&fwd, "00").await;
     let late = iss.recv().await;
-    assert_eq!(late.mti(), Mti::REVERSAL_ADVICE);
-    assert_eq!(late.f60().unwrap().reason_code(), Some(&b"4360"[..]));
-    assert_eq!(
-        OriginalData::parse(late.field(90).unwrap()).unwrap().stan,
-        fwd.stan().unwrap()
-    );
+    assert_reverses(&late, b"4360", &fwd);
 }
 
 /// SPEC 8 with answers arriving around a silent request: the answered ones leave the
@@ -222,13 +224,7 @@ async fn a_request_left_unanswered_among_answered_ones_still_times_out() {
         ),
         (Some(200), "98")
     );
-    let rev = iss.recv().await;
-    assert_eq!(rev.mti(), Mti::REVERSAL_ADVICE);
-    assert_eq!(rev.f60().unwrap().reason_code(), Some(&b"4361"[..]));
-    assert_eq!(
-        OriginalData::parse(rev.field(90).unwrap()).unwrap().stan,
-        b.stan().unwrap()
-    );
+    assert_reverses(&iss.recv().await, b"4361", &b);
 }
 
 #[tokio::test]
@@ -318,7 +314,7 @@ async fn malformed_request_gets_a_reject_with_the_original_appended() {
     let mut acq = sw.acquirer().await;
     let good = acq.purchase(PAN, 100).build().unwrap();
     // Corrupt F4 (an n12 field) with a letter: body error, field 4, illegal content.
-    let msg = iso8583::Message::decode(good.clone()).unwrap();
+    let msg = Message::decode(good.clone()).unwrap();
     let f4 = msg.field(4).unwrap().as_ptr() as usize - good.as_ptr() as usize;
     let mut bad = good.to_vec();
     bad[f4 + 3] = b'X';
