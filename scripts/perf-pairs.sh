@@ -11,7 +11,9 @@
 #
 # DIR_A and DIR_B each hold switch, issuer-sim and loadgen (copy them out of target/release
 # after each build). Environment as for perf-e2e.sh (SWITCH_EXTRA, SIM_THREADS, ...), plus
-# PAIRS (default 3) and AB_NAME (run name prefix, default "pair").
+# PAIRS (default 3) and AB_NAME (run name prefix, default "pair"). EXTRA_A / EXTRA_B are added
+# to SWITCH_EXTRA for that side only, to compare settings of one build:
+#   EXTRA_A="journal.commit_interval_us = 0" PAIRS=3 scripts/perf-pairs.sh /tmp/new /tmp/new --rate max ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${1:?usage: scripts/perf-pairs.sh DIR_A DIR_B [loadgen args...]}
@@ -29,8 +31,10 @@ trap 'rm -f "$lines"' EXIT
 for i in $(seq "$PAIRS"); do
     for side in A B; do
         dir=$A
-        [[ $side == B ]] && dir=$B
-        line=$(BIN_FROM=$dir scripts/perf-e2e.sh "$AB_NAME-$side$i" "$@" | head -1)
+        side_extra=${EXTRA_A:-}
+        [[ $side == B ]] && dir=$B && side_extra=${EXTRA_B:-}
+        extra="${SWITCH_EXTRA:-}${SWITCH_EXTRA:+${side_extra:+; }}$side_extra"
+        line=$(SWITCH_EXTRA=$extra BIN_FROM=$dir scripts/perf-e2e.sh "$AB_NAME-$side$i" "$@" | head -1)
         echo "$line"
         echo "$side $line" >>"$lines"
     done

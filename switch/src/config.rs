@@ -146,6 +146,9 @@ pub struct JournalSettings {
     /// Bytes the journal zero-fills ahead of its data (0: off; see
     /// `JournalOptions::zero_fill_ahead`).
     pub zero_fill_ahead: u64,
+    /// At most one fsync per this long (zero: back to back; see
+    /// `JournalOptions::commit_interval`).
+    pub commit_interval: Duration,
 }
 
 /// `[logging]`.
@@ -486,6 +489,7 @@ struct RawJournal {
     dir: String,
     durability: Durability,
     zero_fill_kib: u64,
+    commit_interval_us: u64,
 }
 
 impl Default for RawJournal {
@@ -494,6 +498,7 @@ impl Default for RawJournal {
             dir: "journal".into(),
             durability: Durability::Fsync,
             zero_fill_kib: 1024,
+            commit_interval_us: 1000,
         }
     }
 }
@@ -646,10 +651,13 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     }
     let zero_fill_kib = in_range(raw.journal.zero_fill_kib, 0, 1 << 20)
         .map_err(|r| err("journal.zero_fill_kib", r))?;
+    let commit_interval_us = in_range(raw.journal.commit_interval_us, 0, 100_000)
+        .map_err(|r| err("journal.commit_interval_us", r))?;
     let journal = JournalSettings {
         dir: base.join(&raw.journal.dir),
         durability: raw.journal.durability,
         zero_fill_ahead: zero_fill_kib as u64 * 1024,
+        commit_interval: Duration::from_micros(commit_interval_us as u64),
     };
 
     // [logging]
@@ -1192,6 +1200,7 @@ mod tests {
         assert_eq!(cfg.listeners.admin, "127.0.0.1:5080".parse().unwrap());
         assert_eq!(cfg.journal.durability, Durability::Fsync);
         assert_eq!(cfg.journal.zero_fill_ahead, 1 << 20);
+        assert_eq!(cfg.journal.commit_interval, Duration::from_millis(1));
         assert!(cfg.journal.dir.ends_with("../data/journal"));
         assert!(cfg
             .journal
@@ -1564,6 +1573,14 @@ timeout_ms = 20000
                 "switch.toml",
                 "journal.zero_fill_kib",
                 "between 0 and 1048576",
+            ),
+            (
+                "commit interval out of range",
+                format!("{GOOD}\n[journal]\ncommit_interval_us = 250000\n"),
+                Some(GOOD_BINS),
+                "switch.toml",
+                "journal.commit_interval_us",
+                "between 0 and 100000",
             ),
             (
                 "frame size out of range",

@@ -236,6 +236,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         JournalOptions {
             durability,
             zero_fill_ahead: config.journal.zero_fill_ahead,
+            commit_interval: config.journal.commit_interval,
             ..JournalOptions::default()
         },
         |_| {},

@@ -190,6 +190,12 @@ pub struct JournalOptions {
     /// after a batch's completions have run and go to disk with the next batch's sync. Replay
     /// reads a zero-filled tail of the last segment as its clean end.
     pub zero_fill_ahead: u64,
+    /// Fsync durability: at most one commit per this long. A record arriving sooner after
+    /// the last commit began waits for the interval's end and goes in one batch with what
+    /// is queued by then (zero: commit as soon as anything is queued). Bounds the extra
+    /// latency of a record by the interval; a record after a quiet interval, a flush and a
+    /// shutdown go at once.
+    pub commit_interval: Duration,
 }
 
 impl Default for JournalOptions {
@@ -202,6 +208,7 @@ impl Default for JournalOptions {
             max_batch_records: 4096,
             max_batch_bytes: 1 << 20,
             zero_fill_ahead: 1 << 20,
+            commit_interval: Duration::ZERO,
         }
     }
 }

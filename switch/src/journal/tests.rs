@@ -715,3 +715,117 @@ fn payloads_up_to_the_inline_size_live_inside_and_longer_ones_are_shared() {
     // An inline payload never claims more bytes than it holds.
     assert!(Payload::inline([0; INLINE_PAYLOAD], INLINE_PAYLOAD + 1).is_none());
 }
+
+/// A journal with fsync durability and a commit interval that ends only when the test says:
+/// `started` gets a message each time the writer starts waiting for an interval's end, and
+/// `end` ends it.
+struct HeldJournal {
+    journal: FileJournal,
+    started: crossbeam_channel::Receiver<()>,
+    end: crossbeam_channel::Sender<std::time::Instant>,
+}
+
+fn held_journal(dir: &Path, max_batch_records: usize) -> HeldJournal {
+    let (started_tx, started) = unbounded();
+    let (end, end_rx) = unbounded();
+    let timer: file::IntervalTimer = Box::new(move |_deadline| {
+        started_tx.send(()).unwrap();
+        end_rx.clone()
+    });
+    let options = JournalOptions {
+        durability: Durability::Fsync,
+        // Long enough that only the test ends an interval.
+        commit_interval: std::time::Duration::from_secs(3600),
+        max_batch_records,
+        ..opts()
+    };
+    let (journal, _) = FileJournal::open_timed(dir, options, |_| {}, timer).unwrap();
+    HeldJournal {
+        journal,
+        started,
+        end,
+    }
+}
+
+/// Appends record `i` with a completion that reports on the returned channel.
+fn append_watched(j: &dyn Journal, i: usize) -> crossbeam_channel::Receiver<()> {
+    let (tx, rx) = unbounded();
+    j.append(
+        (i % 7) as u8,
+        Payload::copy_from_slice(&payload(i)),
+        Some(Box::new(move |r| {
+            r.unwrap();
+            tx.send(()).unwrap();
+        })),
+    );
+    rx
+}
+
+const GUARD: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[test]
+fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = held_journal(dir.path(), 4096);
+    // Nothing committed before: the first record goes at once.
+    append_watched(&h.journal, 0).recv_timeout(GUARD).unwrap();
+    assert!(h.started.is_empty(), "the first commit did not wait");
+
+    // The next one comes within the interval: the writer holds it.
+    let second = append_watched(&h.journal, 1);
+    h.started.recv_timeout(GUARD).unwrap();
+    let third = append_watched(&h.journal, 2);
+    assert!(second.is_empty(), "held until the interval ends");
+    h.end.send(std::time::Instant::now()).unwrap();
+    second.recv_timeout(GUARD).unwrap();
+    third.recv_timeout(GUARD).unwrap();
+
+    let stats = h.journal.stats();
+    assert_eq!((stats.records, stats.batches, stats.fsyncs), (3, 2, 2));
+    drop(h);
+    let replay = read_all(dir.path()).unwrap();
+    check_records(&replay.records, 0);
+}
+
+#[test]
+fn a_flush_or_a_shutdown_does_not_wait_for_the_commit_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = held_journal(dir.path(), 4096);
+    append_watched(&h.journal, 0).recv_timeout(GUARD).unwrap();
+    // Both come within the interval of that commit; neither waits for its end (the test
+    // never ends one here).
+    let HeldJournal {
+        journal, started, ..
+    } = h;
+    let (done_tx, done) = unbounded();
+    std::thread::spawn(move || {
+        journal.flush_blocking().unwrap();
+        done_tx.send("flushed").unwrap();
+        drop(journal);
+        done_tx.send("closed").unwrap();
+    });
+    assert_eq!(done.recv_timeout(GUARD).unwrap(), "flushed");
+    assert_eq!(done.recv_timeout(GUARD).unwrap(), "closed");
+    assert!(started.is_empty(), "no interval was waited for");
+    check_records(&read_all(dir.path()).unwrap().records, 0);
+}
+
+#[test]
+fn buffered_journals_never_hold_records_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (timer_tx, timer_rx) = unbounded::<()>();
+    let timer: file::IntervalTimer = Box::new(move |_| {
+        timer_tx.send(()).unwrap();
+        crossbeam_channel::never()
+    });
+    let options = JournalOptions {
+        durability: Durability::Buffered,
+        commit_interval: std::time::Duration::from_secs(3600),
+        ..opts()
+    };
+    let (j, _) = FileJournal::open_timed(dir.path(), options, |_| {}, timer).unwrap();
+    for i in 0..3 {
+        append_watched(&j, i).recv_timeout(GUARD).unwrap();
+    }
+    assert!(timer_rx.is_empty(), "no interval without fsync");
+}
