@@ -11,7 +11,8 @@
 //! waits for the interval's end, and everything queued by then goes in one batch (up to the
 //! caps). The writer sleeps through the interval: appends do not wake it one at a time, which
 //! they did while it waited on the queue (a futex wake and a context switch per record). A
-//! record after a quiet interval, a flush and a shutdown go at once. Back to back, each small
+//! record after a quiet interval goes at once, and so do a flush and a shutdown unless the
+//! writer is already sleeping (they then wait for that interval's end). Back to back, each small
 //! batch paid a whole `fdatasync` (tens of microseconds of CPU and a disk flush on a VM).
 
 use std::fs::{self, File, OpenOptions};
@@ -498,7 +499,7 @@ impl Writer {
             let mut bytes = 0usize;
             // Within the interval of the last commit, records gather until it ends: the
             // writer waits on the timer alone, so appends do not wake it one by one. A flush
-            // or a shutdown does not wait.
+            // or a shutdown that comes first does not wait.
             if matches!(first, Msg::Append(_)) {
                 if let Some(deadline) = last_commit
                     .map(|t| t + self.commit_interval)

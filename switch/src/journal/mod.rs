@@ -193,8 +193,8 @@ pub struct JournalOptions {
     /// Fsync durability: at most one commit per this long. A record arriving sooner after
     /// the last commit began waits for the interval's end and goes in one batch with what
     /// is queued by then (zero: commit as soon as anything is queued). Bounds the extra
-    /// latency of a record by the interval; a record after a quiet interval, a flush and a
-    /// shutdown go at once.
+    /// latency of a record by the interval. A record after a quiet interval goes at once, and
+    /// so do a flush and a shutdown unless the writer already sleeps through an interval.
     pub commit_interval: Duration,
 }
 
