@@ -30,18 +30,24 @@ fn payload(i: usize) -> Bytes {
     Bytes::from(format!("record-{i}").repeat(1 + i % 5))
 }
 
-/// Appends `n` records with a completion each and waits for all of them via a channel.
-fn append_and_wait(j: &dyn Journal, n: usize, first: usize) {
+/// Appends record `i` with a completion that reports its result on the returned channel.
+fn append_watched(
+    j: &dyn Journal,
+    i: usize,
+) -> crossbeam_channel::Receiver<Result<(), JournalError>> {
     let (tx, rx) = unbounded();
-    for i in first..first + n {
-        let tx = tx.clone();
-        j.append(
-            (i % 7) as u8,
-            Payload::copy_from_slice(&payload(i)),
-            Some(Box::new(move |r| tx.send(r).unwrap())),
-        );
-    }
-    for _ in 0..n {
+    j.append(
+        (i % 7) as u8,
+        Payload::copy_from_slice(&payload(i)),
+        Some(Box::new(move |r| tx.send(r).unwrap())),
+    );
+    rx
+}
+
+/// Appends `n` records with a completion each and waits for all of them.
+fn append_and_wait(j: &dyn Journal, n: usize, first: usize) {
+    let done: Vec<_> = (first..first + n).map(|i| append_watched(j, i)).collect();
+    for rx in done {
         rx.recv().unwrap().unwrap();
     }
 }
@@ -725,7 +731,7 @@ struct HeldJournal {
     end: crossbeam_channel::Sender<std::time::Instant>,
 }
 
-fn held_journal(dir: &Path, max_batch_records: usize) -> HeldJournal {
+fn held_journal(dir: &Path) -> HeldJournal {
     let (started_tx, started) = unbounded();
     let (end, end_rx) = unbounded();
     let timer: file::IntervalTimer = Box::new(move |_deadline| {
@@ -736,7 +742,6 @@ fn held_journal(dir: &Path, max_batch_records: usize) -> HeldJournal {
         durability: Durability::Fsync,
         // Long enough that only the test ends an interval.
         commit_interval: std::time::Duration::from_secs(3600),
-        max_batch_records,
         ..opts()
     };
     let (journal, _) = FileJournal::open_timed(dir, options, |_| {}, timer).unwrap();
@@ -747,28 +752,17 @@ fn held_journal(dir: &Path, max_batch_records: usize) -> HeldJournal {
     }
 }
 
-/// Appends record `i` with a completion that reports on the returned channel.
-fn append_watched(j: &dyn Journal, i: usize) -> crossbeam_channel::Receiver<()> {
-    let (tx, rx) = unbounded();
-    j.append(
-        (i % 7) as u8,
-        Payload::copy_from_slice(&payload(i)),
-        Some(Box::new(move |r| {
-            r.unwrap();
-            tx.send(()).unwrap();
-        })),
-    );
-    rx
-}
-
 const GUARD: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[test]
 fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let h = held_journal(dir.path(), 4096);
+    let h = held_journal(dir.path());
     // Nothing committed before: the first record goes at once.
-    append_watched(&h.journal, 0).recv_timeout(GUARD).unwrap();
+    append_watched(&h.journal, 0)
+        .recv_timeout(GUARD)
+        .unwrap()
+        .unwrap();
     assert!(h.started.is_empty(), "the first commit did not wait");
 
     // The next one comes within the interval: the writer holds it.
@@ -777,8 +771,8 @@ fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
     let third = append_watched(&h.journal, 2);
     assert!(second.is_empty(), "held until the interval ends");
     h.end.send(std::time::Instant::now()).unwrap();
-    second.recv_timeout(GUARD).unwrap();
-    third.recv_timeout(GUARD).unwrap();
+    second.recv_timeout(GUARD).unwrap().unwrap();
+    third.recv_timeout(GUARD).unwrap().unwrap();
 
     let stats = h.journal.stats();
     assert_eq!((stats.records, stats.batches, stats.fsyncs), (3, 2, 2));
@@ -790,8 +784,11 @@ fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
 #[test]
 fn a_flush_or_a_shutdown_does_not_wait_for_the_commit_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let h = held_journal(dir.path(), 4096);
-    append_watched(&h.journal, 0).recv_timeout(GUARD).unwrap();
+    let h = held_journal(dir.path());
+    append_watched(&h.journal, 0)
+        .recv_timeout(GUARD)
+        .unwrap()
+        .unwrap();
     // Both come within the interval of that commit; neither waits for its end (the test
     // never ends one here).
     let HeldJournal {
@@ -825,7 +822,7 @@ fn buffered_journals_never_hold_records_back() {
     };
     let (j, _) = FileJournal::open_timed(dir.path(), options, |_| {}, timer).unwrap();
     for i in 0..3 {
-        append_watched(&j, i).recv_timeout(GUARD).unwrap();
+        append_watched(&j, i).recv_timeout(GUARD).unwrap().unwrap();
     }
     assert!(timer_rx.is_empty(), "no interval without fsync");
 }
