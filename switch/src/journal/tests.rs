@@ -754,15 +754,17 @@ fn held_journal(dir: &Path) -> HeldJournal {
 
 const GUARD: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Waits (a guard only) for a record's completion from [`append_watched`]: it was committed.
+fn committed(done: &crossbeam_channel::Receiver<Result<(), JournalError>>) {
+    done.recv_timeout(GUARD).unwrap().unwrap();
+}
+
 #[test]
 fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let h = held_journal(dir.path());
     // Nothing committed before: the first record goes at once.
-    append_watched(&h.journal, 0)
-        .recv_timeout(GUARD)
-        .unwrap()
-        .unwrap();
+    committed(&append_watched(&h.journal, 0));
     assert!(h.started.is_empty(), "the first commit did not wait");
 
     // The next one comes within the interval: the writer holds it.
@@ -771,8 +773,8 @@ fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
     let third = append_watched(&h.journal, 2);
     assert!(second.is_empty(), "held until the interval ends");
     h.end.send(std::time::Instant::now()).unwrap();
-    second.recv_timeout(GUARD).unwrap().unwrap();
-    third.recv_timeout(GUARD).unwrap().unwrap();
+    committed(&second);
+    committed(&third);
 
     let stats = h.journal.stats();
     assert_eq!((stats.records, stats.batches, stats.fsyncs), (3, 2, 2));
@@ -785,10 +787,7 @@ fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
 fn a_flush_or_a_shutdown_does_not_wait_for_the_commit_interval() {
     let dir = tempfile::tempdir().unwrap();
     let h = held_journal(dir.path());
-    append_watched(&h.journal, 0)
-        .recv_timeout(GUARD)
-        .unwrap()
-        .unwrap();
+    committed(&append_watched(&h.journal, 0));
     // Both come within the interval of that commit; neither waits for its end (the test
     // never ends one here).
     let HeldJournal {
@@ -823,7 +822,7 @@ fn buffered_journals_never_hold_records_back() {
     };
     let (j, _) = FileJournal::open_timed(dir.path(), options, |_| {}, timer).unwrap();
     for i in 0..3 {
-        append_watched(&j, i).recv_timeout(GUARD).unwrap().unwrap();
+        committed(&append_watched(&j, i));
     }
     assert!(timer_rx.is_empty(), "no interval without fsync");
 }
@@ -839,7 +838,7 @@ fn the_real_timer_ends_a_commit_interval() {
         ..opts()
     };
     let (j, _) = FileJournal::open(dir.path(), options).unwrap();
-    append_watched(&j, 0).recv_timeout(GUARD).unwrap().unwrap();
+    committed(&append_watched(&j, 0));
     let Ok(held) = append_watched(&j, 1).recv_timeout(GUARD) else {
         // The writer still sleeps: dropping the journal would wait for it for ever.
         std::mem::forget(j);
