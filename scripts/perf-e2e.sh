@@ -116,7 +116,7 @@ if ! kill -0 "$SW" 2>/dev/null; then
     exit 1
 fi
 # SWITCH_HOOK="shell command": run once the switch is up, with SW set to its PID (e.g. to
-# change a thread's scheduling: see docs/performance.md, session 8).
+# change a thread's scheduling: see docs/performance-log.md, session 8).
 if [[ -n "${SWITCH_HOOK:-}" ]]; then
     SW=$SW bash -c "$SWITCH_HOOK" || { echo "perf-e2e: SWITCH_HOOK failed" >&2; exit 1; }
 fi
