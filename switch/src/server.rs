@@ -431,6 +431,19 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             }
             let journal = shared.journal.clone();
             let flushed = tokio::task::spawn_blocking(move || journal.flush_blocking()).await;
+            // The flush ran the last answers' completions: they wait in the links'
+            // outboxes. Each bound acquirer link writes out what it holds and closes; stop
+            // once all have, or after DRAIN_WRITES_MS (a peer that no longer reads).
+            for link in shared.acquirer_links.iter() {
+                link.value().1.do_send(crate::actors::acquirer::Drain);
+            }
+            let give_up = shared.clock.now_millis() + DRAIN_WRITES_MS;
+            while !shared.acquirer_links.is_empty() && shared.clock.now_millis() < give_up {
+                tokio::time::sleep(Duration::from_millis(shared.tick_ms.max(1))).await;
+            }
+            if !shared.acquirer_links.is_empty() {
+                tracing::warn!(links = shared.acquirer_links.len(), "shutting down: acquirer links still writing; closing them");
+            }
             admin_task.abort();
             for w in &workers {
                 w.stop();
@@ -458,6 +471,10 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         thread: Some(thread),
     })
 }
+
+/// How long shutdown waits (by the switch's clock) for the acquirer links to write out
+/// their last answers before it closes them anyway.
+const DRAIN_WRITES_MS: i64 = 5_000;
 
 /// Chunks each shard of the day's tables keeps ready ahead of its inserts, and how often
 /// the background thread tops them up. Two chunks are 512 entries a shard: at 100,000

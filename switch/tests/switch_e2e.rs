@@ -412,7 +412,28 @@ async fn require_sign_on_declines_c1_until_signed_on() {
 
 #[tokio::test]
 async fn graceful_shutdown_answers_everything_in_flight() {
-    let mut sw = TestSwitch::start();
+    shutdown_answers_what_is_in_flight(TestSwitch::start()).await;
+}
+
+/// The answer's record is still held in the journal's commit interval when nothing is in
+/// flight any more: it becomes durable only with shutdown's flush, whose completion puts
+/// it in the acquirer link's outbox just before the links are drained and closed. So
+/// shutdown must flush first and drain after (with the buffered journal of the test above,
+/// the record is committed at once and either order passes).
+#[tokio::test]
+async fn graceful_shutdown_writes_answers_made_durable_by_its_flush() {
+    let extras = Extras {
+        journal: "durability = \"fsync\"\ncommit_interval_us = 100000".into(),
+        ..Extras::new("", "")
+    };
+    shutdown_answers_what_is_in_flight(TestSwitch::start_extras(
+        tempfile::tempdir().unwrap(),
+        extras,
+    ))
+    .await;
+}
+
+async fn shutdown_answers_what_is_in_flight(mut sw: TestSwitch) {
     let mut iss = sw.issuer().await;
     let mut acq = sw.acquirer().await;
     let m = acq.purchase(PAN, 42).build().unwrap();

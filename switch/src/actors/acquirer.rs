@@ -40,6 +40,8 @@ pub struct AcquirerLink {
     outbox: Option<Arc<Outbox>>,
     /// The outbox's previous vector, kept empty with its capacity (swapped on each flush).
     spare: Vec<Answer>,
+    /// Shutdown asked the link to write out what it holds and close ([`Drain`]).
+    draining: bool,
 }
 
 impl AcquirerLink {
@@ -61,6 +63,7 @@ impl AcquirerLink {
                 link_id: 0,
                 outbox: None,
                 spare: Vec::new(),
+                draining: false,
             }
         })
     }
@@ -366,7 +369,10 @@ impl AcquirerLink {
             }
         };
         link.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        // SeqCst, as shutdown's store of `draining` and its loads of this count: either
+        // shutdown sees this request in flight and waits for its answer, or the request
+        // sees the drain below and is declined.
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let forward = Forward {
             request: Box::new(msg),
             reply_to: self.outbox(ctx),
@@ -378,9 +384,21 @@ impl AcquirerLink {
             original_issuer_stan,
             original_at,
         };
-        if let Err((why, forward)) = link.inbox.push(forward) {
+        if self.shared.draining.load(Ordering::SeqCst) {
+            // Shutdown began after the check above and may not wait for this request.
+            forward.release(&self.shared, now);
+            self.decline(
+                &forward.request,
+                ResponseCode::ISSUER_INOPERATIVE,
+                None,
+                ctx,
+                Some(forward.record),
+            );
             link.in_flight.fetch_sub(1, Ordering::Relaxed);
-            self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.shared.in_flight.fetch_sub(1, Ordering::Release);
+            return;
+        }
+        if let Err((why, forward)) = link.inbox.push(forward) {
             let reason = match why {
                 Undeliverable::Full => "mailbox_full",
                 Undeliverable::Closed => "link_closed",
@@ -394,6 +412,9 @@ impl AcquirerLink {
                 ctx,
                 Some(forward.record),
             );
+            // After the decline is journalled: shutdown then finds it in the journal.
+            link.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.shared.in_flight.fetch_sub(1, Ordering::Release);
         }
     }
 }
@@ -685,14 +706,15 @@ impl Handler<Deliver> for AcquirerLink {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        self.send(msg.0);
+        if !self.draining {
+            self.send(msg.0);
+        }
     }
 }
 
-impl Handler<Flush> for AcquirerLink {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) {
+impl AcquirerLink {
+    /// Write every answer waiting in the outbox, in arrival order, as one batch.
+    fn write_outbox(&mut self) {
         let Some(outbox) = self.outbox.clone() else {
             return;
         };
@@ -705,5 +727,128 @@ impl Handler<Flush> for AcquirerLink {
             self.writer.write(Frame::Message(answer.frame));
         }
         self.spare = answers;
+    }
+}
+
+impl Handler<Flush> for AcquirerLink {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) {
+        if self.draining {
+            // The writer is closing: what comes now stays in the outbox, and the link's
+            // stop counts it (and reverses approvals, 4363).
+            return;
+        }
+        self.write_outbox();
+    }
+}
+
+/// Shutdown, once nothing is in flight and the journal is flushed: write out every answer
+/// the link holds, then close it. The link stops when its writer has sent everything
+/// (`WriteHandler::finished`), which takes it out of `Shared::acquirer_links`.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for AcquirerLink {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Drain, _ctx: &mut Self::Context) {
+        self.write_outbox();
+        self.draining = true;
+        self.writer.close();
+    }
+}
+
+/// Test hook: the link's outbox (made if it has none yet).
+#[cfg(test)]
+#[derive(actix::Message)]
+#[rtype(result = "Arc<Outbox>")]
+struct TestOutbox;
+
+#[cfg(test)]
+impl Handler<TestOutbox> for AcquirerLink {
+    type Result = MessageResult<TestOutbox>;
+    fn handle(&mut self, _: TestOutbox, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.outbox(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use iso8583::{Header, MessageBuilder, Mti};
+
+    /// The next message from the link, or `None` once it closed. The timeout is a guard
+    /// only: every frame here comes from the link's own handlers.
+    async fn next(
+        peer: &mut tokio_util::codec::Framed<TcpStream, FrameCodec>,
+    ) -> Option<bytes::Bytes> {
+        let frame = tokio::time::timeout(Duration::from_secs(10), peer.next())
+            .await
+            .expect("neither a frame nor the close within the guard time");
+        match frame {
+            Some(Ok(Frame::Message(raw))) => Some(raw),
+            None => None,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+
+    /// Shutdown's last step for a link: `Drain` writes what the outbox holds, then the link
+    /// closes once its writer has sent everything and leaves `acquirer_links` (what
+    /// shutdown waits for). Answers queued after the drain stay in the outbox for the
+    /// link's stop to count.
+    #[actix::test]
+    async fn a_drained_link_writes_what_its_outbox_holds_then_closes() {
+        let cfg = crate::config::Config::from_toml_str(
+            "[[institution]]\nid = \"01030000\"\nname = \"Acquirer\"\nroles = [\"acquirer\"]\n",
+            std::path::Path::new("switch.toml"),
+        )
+        .unwrap();
+        let shared = Arc::new(Shared::for_tests(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_side = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let link = AcquirerLink::start(shared.clone(), stream, peer);
+        let mut peer_side = tokio_util::codec::Framed::new(peer_side, FrameCodec::default());
+        // A sign-on binds the link to its institution (and puts it in `acquirer_links`).
+        let header = Header::new(
+            InstId::new("00010000").unwrap(),
+            InstId::new("01030000").unwrap(),
+        );
+        let mut b = MessageBuilder::new(Mti::NETWORK_REQUEST, header);
+        b.set(7, "1121093000")
+            .set(11, "000001")
+            .set(33, "01030000")
+            .set(70, "001");
+        peer_side
+            .send(Frame::Message(b.build().unwrap()))
+            .await
+            .unwrap();
+        let signed_on = next(&mut peer_side).await.expect("a sign-on answer");
+        assert_eq!(
+            Message::decode(signed_on).unwrap().field(39),
+            Some(&b"00"[..])
+        );
+        assert_eq!(shared.acquirer_links.len(), 1);
+
+        let outbox = link.send(TestOutbox).await.unwrap();
+        // On the link's thread: the drain is in its mailbox before the wake-up the push
+        // sends, so the drain itself must write the answer.
+        link.do_send(Drain);
+        outbox.push(bytes::Bytes::from_static(b"answer one"));
+        assert_eq!(
+            next(&mut peer_side).await.as_deref(),
+            Some(&b"answer one"[..])
+        );
+        assert_eq!(next(&mut peer_side).await, None, "closed after the answer");
+        // The socket closes when the stopped actor is dropped, after `stopped` ran.
+        assert!(
+            shared.acquirer_links.is_empty(),
+            "the stopped link left the table"
+        );
     }
 }

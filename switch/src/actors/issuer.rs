@@ -245,13 +245,22 @@ impl IssuerLink {
     /// gets `code` from the switch (nothing to reverse).
     fn answer_unsent(&mut self, fwd: Forward, code: ResponseCode) {
         fwd.release(&self.shared, self.shared.clock.now_millis());
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let f15 = f15_of(fwd.record.settlement_date);
         let resp = switch_response(&fwd.request, self.shared.switch_id, code, &f15, None).build();
         if let Ok(b) = resp {
             fwd.reply_to.push(b);
         }
+        self.answered();
+    }
+
+    /// A request forwarded to this link is no longer in flight. Called once its answer is
+    /// on its way (journalled, or queued on the acquirer link's outbox), never before:
+    /// shutdown waits for nothing in flight and then flushes the journal and drains the
+    /// links, so an answer handed over after the count reached zero could be missed. The
+    /// release pairs with the shutdown's load.
+    fn answered(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Release);
+        self.shared.in_flight.fetch_sub(1, Ordering::Release);
     }
 
     fn on_forward(&mut self, fwd: Forward) {
@@ -508,8 +517,6 @@ impl IssuerLink {
             );
             return;
         }
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let f15 = f15_of(p.settlement_date);
         let mut header = p.request.header().response();
         header.source = self.shared.switch_id;
@@ -589,6 +596,7 @@ impl IssuerLink {
             &SwitchRecord::Outcome(outcome),
             move || reply_to.deliver(answer),
         );
+        self.answered();
     }
 
     /// The switch answers the acquirer itself (timeout, link loss); optionally reverses.
@@ -612,8 +620,6 @@ impl IssuerLink {
             self.shared.clock.now_millis(),
             &self.shared.limits,
         );
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let f15 = f15_of(p.settlement_date);
         let reversal = reversal.filter(|_| p.kind.is_reversible());
         let label = self.route.as_ref().map(|r| r.id);
@@ -648,6 +654,7 @@ impl IssuerLink {
             ),
             Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
         }
+        self.answered();
     }
 
     /// Drop the deadlines at the front whose request is no longer pending (answered, or
@@ -946,10 +953,15 @@ mod tests {
         stopped: tokio::sync::oneshot::Receiver<()>,
     }
 
+    fn test_config() -> crate::config::Config {
+        crate::config::Config::from_toml_str("", std::path::Path::new("switch.toml")).unwrap()
+    }
+
     async fn dialled_link() -> TestLink {
-        let cfg =
-            crate::config::Config::from_toml_str("", std::path::Path::new("switch.toml")).unwrap();
-        let shared = Arc::new(Shared::for_tests(cfg));
+        dialled_link_on(Arc::new(Shared::for_tests(test_config()))).await
+    }
+
+    async fn dialled_link_on(shared: Arc<Shared>) -> TestLink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer_side = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -1113,5 +1125,86 @@ mod tests {
         assert_eq!(first.field(11), Some(&b"000001"[..]));
         assert_eq!(link.send(QueuedDeadlines).await.unwrap(), 0);
         assert_eq!(in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    /// A journal that notes, at each append, how many requests the switch counts in flight.
+    struct InFlightAtAppend {
+        shared: std::sync::OnceLock<std::sync::Weak<Shared>>,
+        seen: std::sync::Mutex<Vec<(u8, usize)>>,
+    }
+
+    impl crate::journal::Journal for InFlightAtAppend {
+        fn append(
+            &self,
+            kind: u8,
+            _payload: crate::journal::Payload,
+            on_durable: Option<crate::journal::Completion>,
+        ) {
+            let n = self
+                .shared
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .map_or(usize::MAX, |s| s.in_flight.load(Ordering::SeqCst));
+            self.seen.lock().unwrap().push((kind, n));
+            if let Some(done) = on_durable {
+                done(Ok(()));
+            }
+        }
+
+        fn flush_blocking(&self) -> Result<(), crate::journal::JournalError> {
+            Ok(())
+        }
+    }
+
+    /// Shutdown waits for nothing in flight, then flushes the journal and drains the links:
+    /// an answer's record must be in the journal before its request stops counting, or the
+    /// flush can run before it and the switch stop with the answer unwritten.
+    #[actix::test]
+    async fn an_answer_is_journalled_before_its_request_leaves_the_in_flight_count() {
+        use futures::{SinkExt, StreamExt};
+        use iso8583::{Frame, FrameCodec};
+        let watch = Arc::new(InFlightAtAppend {
+            shared: std::sync::OnceLock::new(),
+            seen: std::sync::Mutex::new(Vec::new()),
+        });
+        let mut shared = Shared::for_tests(test_config());
+        shared.journal = watch.clone();
+        let shared = Arc::new(shared);
+        assert!(watch.shared.set(Arc::downgrade(&shared)).is_ok());
+        let t = dialled_link_on(shared.clone()).await;
+        let (r, w) = t.issuer_side.into_split();
+        let mut from_switch = FramedRead::new(r, FrameCodec::default());
+        let mut to_switch = tokio_util::codec::FramedWrite::new(w, FrameCodec::default());
+        let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
+        assert!(t
+            .inbox
+            .push(hand_over(&shared, &t.in_flight, purchase(), outbox))
+            .is_ok());
+        let forwarded = loop {
+            if let Frame::Message(raw) = from_switch.next().await.unwrap().unwrap() {
+                break Message::decode(raw).unwrap();
+            }
+        };
+        let approval = MessageBuilder::response_to(
+            &forwarded,
+            &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
+            ResponseCode::APPROVED,
+        )
+        .build()
+        .unwrap();
+        to_switch.send(Frame::Message(approval)).await.unwrap();
+        let answer = Message::decode(answers.recv().await.unwrap()).unwrap();
+        assert_eq!(answer.field(39), Some(&b"00"[..]));
+        let outcomes: Vec<usize> = watch
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(kind, _)| *kind == crate::records::KIND_OUTCOME)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(outcomes, [1], "in flight when the outcome was appended");
+        assert_eq!(shared.in_flight.load(Ordering::SeqCst), 0);
+        assert_eq!(t.in_flight.load(Ordering::SeqCst), 0);
     }
 }

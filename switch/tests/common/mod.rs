@@ -38,6 +38,8 @@ pub struct Extras {
     pub switch: String,
     pub acquirer: String,
     pub issuer: String,
+    /// `[journal]` keys (the default journal is `durability = "buffered"`).
+    pub journal: String,
 }
 
 impl Extras {
@@ -46,6 +48,7 @@ impl Extras {
             switch: String::new(),
             acquirer: acquirer.into(),
             issuer: issuer.into(),
+            journal: String::new(),
         }
     }
 
@@ -55,6 +58,7 @@ impl Extras {
             switch: "idle_timeout_secs = 604800".into(),
             acquirer: String::new(),
             issuer: format!("echo_interval_secs = 0\n{issuer}"),
+            journal: String::new(),
         }
     }
 }
@@ -70,8 +74,13 @@ fn default_key(extra: &str, line: &str) -> String {
 }
 
 pub fn write_config_full(dir: &Path, extras: &Extras) -> Config {
-    let (extra_switch, extra_acquirer, extra_issuer) =
-        (&extras.switch, &extras.acquirer, &extras.issuer);
+    let (extra_switch, extra_acquirer, extra_issuer, extra_journal) = (
+        &extras.switch,
+        &extras.acquirer,
+        &extras.issuer,
+        &extras.journal,
+    );
+    let durability = default_key(extra_journal, "durability = \"buffered\"");
     let idle = default_key(extra_switch, "idle_timeout_secs = 180");
     // The day's tables keep nothing in memory: every entry is written out as it is made,
     // so every test below finds its originals, keys and reversal answers on disk
@@ -104,7 +113,8 @@ issuer = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 [journal]
 dir = "journal"
-durability = "buffered"
+{durability}
+{extra_journal}
 [routing]
 bin_table = "bins.csv"
 {registry}
