@@ -11,7 +11,7 @@
 # SIM_THREADS (1: issuer-sim and loadgen each on one runtime thread, which leaves the cores to the switch; "" = one per core).
 # SIM_NICE=N (issuer-sim and loadgen at nice N), SWITCH_HOOK="command" (run once the switch is up, with SW = its PID).
 # Production-like memory (flat over a run): SWITCH_EXTRA="expected_daily_transactions = 20000000; reserve_day_tables = true".
-# Prints a summary line (and one on where the time went) and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
+# Prints a summary line (and one on where the time went, with the machine's steal and idle time) and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
 # plot, the switch's /metrics at the end, RSS sampled every second (rss.tsv: second, then KiB of switch, issuer-sim, loadgen),
 # and CPU ticks every second (cpu.tsv, see below).
 # CPU per transaction = growth of utime+stime (/proc/PID/stat) over the run / answered.
@@ -182,9 +182,9 @@ if [[ -n "${PERF_RECORD:-}" ]]; then kill -INT "$PR"; wait "$PR" || true; fi
 sw1=$(cpu "$SW"); is1=$(cpu "$IS")
 curl -sf "$ADMIN"/metrics >"$OUT/$NAME.metrics" || true
 
-python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" "$OUT/$NAME.loadgen.time" "$OUT/$NAME.metrics" <<'EOF'
-import json, re, sys
-report, rss, tick, sw, iss, name, lgtime, metrics = sys.argv[1:]
+python3 - "$OUT/$NAME.json" "$OUT/$NAME.rss.tsv" "$TICK" "$((sw1 - sw0))" "$((is1 - is0))" "$NAME" "$OUT/$NAME.loadgen.time" "$OUT/$NAME.metrics" "$OUT/$NAME.cpu.tsv" <<'EOF'
+import json, os, re, sys
+report, rss, tick, sw, iss, name, lgtime, metrics, cputsv = sys.argv[1:]
 try:
     lg = sum(float(x) for x in open(lgtime).read().split()[-2:])
 except (OSError, ValueError):
@@ -210,8 +210,18 @@ try:
     p99 = next((le for le, c in buckets if total and c >= 0.99 * total), None)
     batch = re.search(r'^journal_batch_records\{quantile="1"\} (\S+)', text, re.M)
     lag = r.get("send_lag_ms") or {}
+    # The machine while loadgen ran (cpu.tsv rows with loadgen's ticks): the hypervisor's
+    # steal and the idle time, as shares of all CPUs. A slow run with the same shares as a
+    # fast one cost more a transaction; one with more steal had less machine.
+    rows = [[int(x) for x in l.split()] for l in open(cputsv) if len(l.split()) == 6]
+    rows = [r for r in rows if r[3] > 0]
+    machine = ""
+    if len(rows) >= 2:
+        span = (rows[-1][0] - rows[0][0]) * int(tick) * (os.cpu_count() or 1)
+        steal, idle = rows[-1][4] - rows[0][4], rows[-1][5] - rows[0][5]
+        machine = f", machine steal {100 * steal / span:.1f} % idle {100 * idle / span:.1f} %"
     print(f"{name}: switch p99 <= {p99 * 1000 if p99 is not None else '?'} ms (request -> issuer answer), "
-          f"loadgen send lag p99 {lag.get('p99')} ms, largest journal batch {batch.group(1) if batch else '?'} records")
-except (OSError, ValueError, IndexError):
+          f"loadgen send lag p99 {lag.get('p99')} ms, largest journal batch {batch.group(1) if batch else '?'} records{machine}")
+except (OSError, ValueError, IndexError, ZeroDivisionError):
     pass
 EOF
