@@ -236,6 +236,25 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A request is handed to an issuer link: counted in flight on the link (its cap) and
+    /// in the switch (shutdown waits for zero). SeqCst, as shutdown's store of `draining`
+    /// and its loads of the count: either shutdown sees the request and waits for its
+    /// answer, or the caller's next load of `draining` sees the drain.
+    pub fn forwarded(&self, link: &AtomicUsize) {
+        link.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The request counted by [`Shared::forwarded`] is no longer in flight. Call it once its
+    /// answer is on its way (journalled, or queued on the acquirer link's outbox), never
+    /// before: shutdown waits for zero and then flushes the journal and drains the links,
+    /// so an answer handed over after the count reached zero could be missed. The release
+    /// pairs with shutdown's load.
+    pub fn answered(&self, link: &AtomicUsize) {
+        link.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
     /// A switch state with no routes, an in-memory journal and tables, for unit tests.
     #[cfg(test)]
     #[must_use]

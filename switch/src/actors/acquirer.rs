@@ -368,11 +368,7 @@ impl AcquirerLink {
                 return;
             }
         };
-        link.in_flight.fetch_add(1, Ordering::Relaxed);
-        // SeqCst, as shutdown's store of `draining` and its loads of this count: either
-        // shutdown sees this request in flight and waits for its answer, or the request
-        // sees the drain below and is declined.
-        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.shared.forwarded(&link.in_flight);
         let forward = Forward {
             request: Box::new(msg),
             reply_to: self.outbox(ctx),
@@ -384,38 +380,35 @@ impl AcquirerLink {
             original_issuer_stan,
             original_at,
         };
-        if self.shared.draining.load(Ordering::SeqCst) {
-            // Shutdown began after the check above and may not wait for this request.
-            forward.release(&self.shared, now);
-            self.decline(
-                &forward.request,
-                ResponseCode::ISSUER_INOPERATIVE,
-                None,
-                ctx,
-                Some(forward.record),
-            );
-            link.in_flight.fetch_sub(1, Ordering::Relaxed);
-            self.shared.in_flight.fetch_sub(1, Ordering::Release);
+        // A shutdown that began after the check above may not wait for this request
+        // (`Shared::forwarded`): it is declined as while draining.
+        let refused = if self.shared.draining.load(Ordering::SeqCst) {
+            Some((None, forward))
+        } else {
+            link.inbox
+                .push(forward)
+                .err()
+                .map(|(why, f)| (Some(why), f))
+        };
+        let Some((why, forward)) = refused else {
             return;
-        }
-        if let Err((why, forward)) = link.inbox.push(forward) {
+        };
+        if let Some(why) = why {
             let reason = match why {
                 Undeliverable::Full => "mailbox_full",
                 Undeliverable::Closed => "link_closed",
             };
             metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => reason).increment(1);
-            forward.release(&self.shared, now);
-            self.decline(
-                &forward.request,
-                ResponseCode::ISSUER_INOPERATIVE,
-                Some("ISSUER BUSY"),
-                ctx,
-                Some(forward.record),
-            );
-            // After the decline is journalled: shutdown then finds it in the journal.
-            link.in_flight.fetch_sub(1, Ordering::Relaxed);
-            self.shared.in_flight.fetch_sub(1, Ordering::Release);
         }
+        forward.release(&self.shared, now);
+        self.decline(
+            &forward.request,
+            ResponseCode::ISSUER_INOPERATIVE,
+            why.map(|_| "ISSUER BUSY"),
+            ctx,
+            Some(forward.record),
+        );
+        self.shared.answered(&link.in_flight);
     }
 }
 
@@ -797,8 +790,7 @@ mod tests {
 
     /// Shutdown's last step for a link: `Drain` writes what the outbox holds, then the link
     /// closes once its writer has sent everything and leaves `acquirer_links` (what
-    /// shutdown waits for). Answers queued after the drain stay in the outbox for the
-    /// link's stop to count.
+    /// shutdown waits for).
     #[actix::test]
     async fn a_drained_link_writes_what_its_outbox_holds_then_closes() {
         let cfg = crate::config::Config::from_toml_str(

@@ -18,7 +18,7 @@ use iso8583::{
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -253,14 +253,9 @@ impl IssuerLink {
         self.answered();
     }
 
-    /// A request forwarded to this link is no longer in flight. Called once its answer is
-    /// on its way (journalled, or queued on the acquirer link's outbox), never before:
-    /// shutdown waits for nothing in flight and then flushes the journal and drains the
-    /// links, so an answer handed over after the count reached zero could be missed. The
-    /// release pairs with the shutdown's load.
+    /// A request of this link's is answered: see [`Shared::answered`] for when.
     fn answered(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Release);
-        self.shared.in_flight.fetch_sub(1, Ordering::Release);
+        self.shared.answered(&self.in_flight);
     }
 
     fn on_forward(&mut self, fwd: Forward) {
@@ -917,6 +912,7 @@ mod tests {
     use super::*;
     use crate::originals::{Original, OriginalState};
     use iso8583::{Header, InstId, MessageBuilder, Mti};
+    use std::sync::atomic::Ordering;
 
     fn purchase() -> Message {
         purchase_numbered(1)
@@ -1009,8 +1005,7 @@ mod tests {
             Original::pending(kind, 12_345, b"6222020000000123", b"TERM0001", 20261121),
         );
         // What the acquirer link counts when it hands a request over.
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.forwarded(in_flight);
         Forward {
             request: Box::new(msg),
             reply_to: outbox,
@@ -1076,7 +1071,7 @@ mod tests {
     /// answered holds the front (it is the next to time out) until it is answered.
     #[actix::test]
     async fn answered_requests_leave_the_deadline_queue() {
-        use futures::{SinkExt, StreamExt};
+        use futures::SinkExt;
         use iso8583::{Frame, FrameCodec};
         const N: u32 = 40;
         let t = dialled_link().await;
@@ -1091,10 +1086,7 @@ mod tests {
         }
         let mut forwarded = Vec::new();
         while forwarded.len() < N as usize {
-            match from_switch.next().await.unwrap().unwrap() {
-                Frame::Message(raw) => forwarded.push(Message::decode(raw).unwrap()),
-                Frame::KeepAlive => {}
-            }
+            forwarded.push(forwarded_to_issuer(&mut from_switch).await);
         }
         assert_eq!(link.send(QueuedDeadlines).await.unwrap(), N as usize);
         let approve = |req: &Message| {
@@ -1112,8 +1104,7 @@ mod tests {
         }
         SinkExt::<Frame>::flush(&mut to_switch).await.unwrap();
         for _ in 1..N {
-            let answer = Message::decode(answers.recv().await.unwrap()).unwrap();
-            assert_eq!(answer.field(39), Some(&b"00"[..]));
+            assert_eq!(answered(&mut answers).await.field(39), Some(&b"00"[..]));
         }
         assert_eq!(link.send(QueuedDeadlines).await.unwrap(), N as usize);
         // The first answered: everything behind it was answered already.
@@ -1121,10 +1112,36 @@ mod tests {
             .send(Frame::Message(approve(&forwarded[0])))
             .await
             .unwrap();
-        let first = Message::decode(answers.recv().await.unwrap()).unwrap();
+        let first = answered(&mut answers).await;
         assert_eq!(first.field(11), Some(&b"000001"[..]));
         assert_eq!(link.send(QueuedDeadlines).await.unwrap(), 0);
         assert_eq!(in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    /// Guards only: every frame and answer in these tests follows from the test's sends.
+    const GUARD: Duration = Duration::from_secs(10);
+
+    /// The next request the link wrote to the issuer.
+    async fn forwarded_to_issuer(
+        from_switch: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, iso8583::FrameCodec>,
+    ) -> Message {
+        use futures::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(GUARD, from_switch.next())
+                .await
+                .expect("a forwarded request within the guard time");
+            if let iso8583::Frame::Message(raw) = frame.unwrap().unwrap() {
+                return Message::decode(raw).unwrap();
+            }
+        }
+    }
+
+    /// The next answer the link gave the acquirer side.
+    async fn answered(answers: &mut tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>) -> Message {
+        let raw = tokio::time::timeout(GUARD, answers.recv())
+            .await
+            .expect("an answer within the guard time");
+        Message::decode(raw.unwrap()).unwrap()
     }
 
     /// A journal that notes, at each append, how many requests the switch counts in flight.
@@ -1161,7 +1178,7 @@ mod tests {
     /// flush can run before it and the switch stop with the answer unwritten.
     #[actix::test]
     async fn an_answer_is_journalled_before_its_request_leaves_the_in_flight_count() {
-        use futures::{SinkExt, StreamExt};
+        use futures::SinkExt;
         use iso8583::{Frame, FrameCodec};
         let watch = Arc::new(InFlightAtAppend {
             shared: std::sync::OnceLock::new(),
@@ -1176,15 +1193,14 @@ mod tests {
         let mut from_switch = FramedRead::new(r, FrameCodec::default());
         let mut to_switch = tokio_util::codec::FramedWrite::new(w, FrameCodec::default());
         let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
-        assert!(t
-            .inbox
-            .push(hand_over(&shared, &t.in_flight, purchase(), outbox))
-            .is_ok());
-        let forwarded = loop {
-            if let Frame::Message(raw) = from_switch.next().await.unwrap().unwrap() {
-                break Message::decode(raw).unwrap();
-            }
+        let forward = |msg: Message| {
+            let fwd = hand_over(&shared, &t.in_flight, msg, outbox.clone());
+            assert!(t.inbox.push(fwd).is_ok());
         };
+
+        // Answered by the issuer (`on_response`).
+        forward(purchase());
+        let forwarded = forwarded_to_issuer(&mut from_switch).await;
         let approval = MessageBuilder::response_to(
             &forwarded,
             &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
@@ -1193,8 +1209,14 @@ mod tests {
         .build()
         .unwrap();
         to_switch.send(Frame::Message(approval)).await.unwrap();
-        let answer = Message::decode(answers.recv().await.unwrap()).unwrap();
-        assert_eq!(answer.field(39), Some(&b"00"[..]));
+        assert_eq!(answered(&mut answers).await.field(39), Some(&b"00"[..]));
+
+        // Answered by the switch (`answer_from_switch`): the link stops with it pending.
+        forward(purchase_numbered(2));
+        forwarded_to_issuer(&mut from_switch).await;
+        t.link.do_send(StopNow);
+        assert_eq!(answered(&mut answers).await.field(39), Some(&b"98"[..]));
+
         let outcomes: Vec<usize> = watch
             .seen
             .lock()
@@ -1203,7 +1225,7 @@ mod tests {
             .filter(|(kind, _)| *kind == crate::records::KIND_OUTCOME)
             .map(|(_, n)| *n)
             .collect();
-        assert_eq!(outcomes, [1], "in flight when the outcome was appended");
+        assert_eq!(outcomes, [1, 1], "in flight when each outcome was appended");
         assert_eq!(shared.in_flight.load(Ordering::SeqCst), 0);
         assert_eq!(t.in_flight.load(Ordering::SeqCst), 0);
     }
