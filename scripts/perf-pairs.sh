@@ -40,28 +40,20 @@ for i in $(seq "$PAIRS"); do
     done
 done
 python3 - "$lines" "$A" "$B" <<'EOF'
-import re, statistics, sys
+import statistics, sys
+sys.path.insert(0, "scripts")
+from perf_summary import FIELDS, grouped
 path, a, b = sys.argv[1:]
-fields = [("tx/s", r"([0-9,]+) tx/s"), ("p50 ms", r"p50=([0-9.]+)ms"), ("p99 ms", r"p99=([0-9.]+)ms"),
-          ("switch us/tx", r"switch_cpu/tx=([0-9.]+)us"), ("issuer-sim us/tx", r"issuer_cpu/tx=([0-9.]+)us"),
-          ("loadgen us/tx", r"loadgen_cpu/tx=([0-9.]+)us"), ("unanswered", r"unanswered=([0-9]+)")]
-runs = {"A": [], "B": []}
-for line in open(path):
-    side, text = line.split(" ", 1)
-    got = {}
-    for name, pat in fields:
-        m = re.search(pat, text)
-        if m:
-            got[name] = float(m.group(1).replace(",", ""))
-    runs[side].append(got)
+runs = grouped(path)
+runs.setdefault("A", []); runs.setdefault("B", [])
 print(f"median of {len(runs['A'])} runs each: A = {a}, B = {b}")
 print(f"{'':18} {'A':>12} {'B':>12} {'B/A':>8}")
-for name, _ in fields:
-    va = [r[name] for r in runs["A"] if name in r]
-    vb = [r[name] for r in runs["B"] if name in r]
+for key, (label, _) in FIELDS.items():
+    va = [r[key] for r in runs["A"] if key in r]
+    vb = [r[key] for r in runs["B"] if key in r]
     if not va or not vb:
         continue
     ma, mb = statistics.median(va), statistics.median(vb)
     ratio = f"{mb / ma:.3f}" if ma else "-"
-    print(f"{name:18} {ma:12,.1f} {mb:12,.1f} {ratio:>8}")
+    print(f"{label:18} {ma:12,.1f} {mb:12,.1f} {ratio:>8}")
 EOF

@@ -54,21 +54,11 @@ if [[ "${MEMORY:-}" == 1 ]]; then
 fi
 
 python3 - "$lines" "$PERF_DIR/out" "$RUNS" <<'EOF'
-import re, statistics, sys
+import statistics, sys
+sys.path.insert(0, "scripts")
+from perf_summary import grouped
 path, out, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-pat = {"tps": r"([0-9,]+) tx/s", "p50": r"p50=([0-9.]+)ms", "p99": r"p99=([0-9.]+)ms",
-       "p999": r"p99\.9=([0-9.]+)ms", "sw": r"switch_cpu/tx=([0-9.]+)us",
-       "is": r"issuer_cpu/tx=([0-9.]+)us", "lg": r"loadgen_cpu/tx=([0-9.]+)us",
-       "lost": r"unanswered=([0-9]+)"}
-groups = {}
-for line in open(path):
-    group, text = line.split(" ", 1)
-    got = {}
-    for k, p in pat.items():
-        m = re.search(p, text)
-        if m:
-            got[k] = float(m.group(1).replace(",", ""))
-    groups.setdefault(group, []).append(got)
+groups = grouped(path)
 
 def col(group, key):
     return [r[key] for r in groups.get(group, []) if key in r]
