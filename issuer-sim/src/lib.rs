@@ -30,6 +30,7 @@ pub mod answer;
 pub mod fees;
 pub mod knobs;
 pub mod plans;
+pub mod process;
 pub mod rules;
 mod sim;
 

@@ -149,6 +149,9 @@ fn init_logging(json: bool) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.json_logs);
+    if let Err(e) = issuer_sim::process::disable_transparent_huge_pages() {
+        tracing::warn!(error = %e, "transparent huge pages stay on");
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -117,6 +117,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Before the runtime and its threads' heaps: see the function for why.
+    if let Err(e) = issuer_sim::process::disable_transparent_huge_pages() {
+        tracing::warn!(error = %e, "transparent huge pages stay on");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
