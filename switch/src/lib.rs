@@ -16,6 +16,7 @@ pub mod cutover;
 pub mod datafile;
 pub mod daytable;
 pub mod journal;
+pub mod latency;
 pub mod limits;
 pub mod logging;
 pub mod originals;

@@ -574,7 +574,9 @@ async fn accept_loop(
 /// The Prometheus text of all metrics of this process.
 #[must_use]
 pub fn render_metrics() -> String {
-    prometheus().render()
+    let mut text = prometheus().render();
+    crate::latency::SWITCH_LATENCY.render_into(&mut text);
+    text
 }
 
 /// Keep one link to an issuer that listens (`connect = "host:port"`): dial, run the link

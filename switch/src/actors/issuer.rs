@@ -119,12 +119,22 @@ pub struct IssuerLink {
 }
 
 /// Cached metric handles of one issuer link.
-#[derive(Default)]
 struct LinkMetrics {
     /// `switch_transactions_total` by (request MTI, response code).
     txns: HashMap<([u8; 4], [u8; 2]), metrics::Counter, crate::FastHash>,
-    latency: Option<metrics::Histogram>,
+    /// This link's stripe of [`crate::latency::SWITCH_LATENCY`].
+    latency_stripe: usize,
     in_flight: Option<metrics::Gauge>,
+}
+
+impl Default for LinkMetrics {
+    fn default() -> Self {
+        LinkMetrics {
+            txns: HashMap::default(),
+            latency_stripe: crate::latency::SWITCH_LATENCY.stripe(),
+            in_flight: None,
+        }
+    }
 }
 
 impl LinkMetrics {
@@ -134,9 +144,9 @@ impl LinkMetrics {
         })
     }
 
-    fn latency(&mut self) -> &metrics::Histogram {
-        self.latency
-            .get_or_insert_with(|| metrics::histogram!("switch_latency_seconds"))
+    fn latency_ms(&self, ms: i64) {
+        let us = u64::try_from(ms).unwrap_or(0).saturating_mul(1000);
+        crate::latency::SWITCH_LATENCY.record(self.latency_stripe, us);
     }
 
     fn in_flight(&mut self, issuer: &str, slot: u8) -> &metrics::Gauge {
@@ -558,8 +568,7 @@ impl IssuerLink {
                 original: Some(p.key),
             });
         }
-        let latency = (now - p.received_ms).max(0) as f64 / 1000.0;
-        self.metrics.latency().record(latency);
+        self.metrics.latency_ms(now - p.received_ms);
         let label = self.route.as_ref().map(|r| r.id);
         let label = label.as_ref().map_or("unbound", iso8583::InstId::as_str);
         self.metrics.txn(label, p.request.mti(), code).increment(1);
