@@ -1,6 +1,7 @@
-//! `switch_latency_seconds`: request received to answer ready, one sample a transaction.
+//! The switch's per-transaction latency histograms: `switch_latency_seconds` (request
+//! received to answer ready) and `switch_answer_wait_seconds` (answer ready to written).
 //!
-//! A fixed-bucket histogram of atomic counters, rendered in the Prometheus text format next
+//! Fixed-bucket histograms of atomic counters, rendered in the Prometheus text format next
 //! to the recorder's metrics. The `metrics` recorder queues every histogram sample in a
 //! growing list of blocks until a scrape or its upkeep folds them into buckets: on this
 //! path that was an allocation (zeroed) every few dozen transactions on the links' threads,
@@ -51,9 +52,22 @@ pub struct LatencyHistogram {
     next_stripe: AtomicUsize,
 }
 
-/// The switch's one latency histogram (rendered by `server::render_metrics`).
+/// Request received to answer ready (the issuer's leg), recorded by the issuer links.
 pub static SWITCH_LATENCY: LatencyHistogram =
     LatencyHistogram::new("switch_latency_seconds", "request received to answer ready");
+
+/// Answer ready to written on the acquirer link: the journal's commit (durable before
+/// answered) and the hand-over to the link's thread. Recorded by the acquirer links.
+pub static SWITCH_ANSWER_WAIT: LatencyHistogram = LatencyHistogram::new(
+    "switch_answer_wait_seconds",
+    "answer ready to written to the acquirer (journal commit and hand-over)",
+);
+
+/// Both histograms in the Prometheus text format (for `server::render_metrics`).
+pub fn render_all(out: &mut String) {
+    SWITCH_LATENCY.render_into(out);
+    SWITCH_ANSWER_WAIT.render_into(out);
+}
 
 impl LatencyHistogram {
     #[must_use]
@@ -69,6 +83,12 @@ impl LatencyHistogram {
     /// A stripe for a new recorder (round robin).
     pub fn stripe(&self) -> usize {
         self.next_stripe.fetch_add(1, Ordering::Relaxed) % STRIPES
+    }
+
+    /// Count a sample of `ms` milliseconds (a difference of the switch clock's readings;
+    /// a negative one, the clock stepping back, counts as 0).
+    pub fn record_ms(&self, stripe: usize, ms: i64) {
+        self.record(stripe, u64::try_from(ms).unwrap_or(0).saturating_mul(1000));
     }
 
     /// Count one sample of `micros` in `stripe` (any number: it is taken modulo [`STRIPES`]).

@@ -575,7 +575,7 @@ async fn accept_loop(
 #[must_use]
 pub fn render_metrics() -> String {
     let mut text = prometheus().render();
-    crate::latency::SWITCH_LATENCY.render_into(&mut text);
+    crate::latency::render_all(&mut text);
     text
 }
 

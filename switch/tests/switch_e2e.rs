@@ -558,17 +558,20 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    let count = sample("switch_latency_seconds_count ");
-    assert!(count.is_some_and(|n| n >= 1), "{metrics}");
-    assert_eq!(
-        sample("switch_latency_seconds_bucket{le=\"+Inf\"} "),
-        count,
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("# TYPE switch_latency_seconds histogram\n"),
-        "{metrics}"
-    );
+    // Its issuer leg and its wait for the journal and the link's write, each counted.
+    for name in ["switch_latency_seconds", "switch_answer_wait_seconds"] {
+        let count = sample(&format!("{name}_count "));
+        assert!(count.is_some_and(|n| n >= 1), "{name}: {metrics}");
+        assert_eq!(
+            sample(&format!("{name}_bucket{{le=\"+Inf\"}} ")),
+            count,
+            "{name}: {metrics}"
+        );
+        assert!(
+            metrics.contains(&format!("# TYPE {name} histogram\n")),
+            "{metrics}"
+        );
+    }
     assert!(
         !metrics.contains(PAN) && !metrics.contains("TERM0001"),
         "no card data or terminal labels"

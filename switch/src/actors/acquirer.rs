@@ -42,6 +42,8 @@ pub struct AcquirerLink {
     spare: Vec<Answer>,
     /// Shutdown asked the link to write out what it holds and close ([`Drain`]).
     draining: bool,
+    /// This link's stripe of [`crate::latency::SWITCH_ANSWER_WAIT`].
+    latency_stripe: usize,
 }
 
 impl AcquirerLink {
@@ -64,6 +66,7 @@ impl AcquirerLink {
                 outbox: None,
                 spare: Vec::new(),
                 draining: false,
+                latency_stripe: crate::latency::SWITCH_ANSWER_WAIT.stripe(),
             }
         })
     }
@@ -104,13 +107,14 @@ impl AcquirerLink {
             self.send(bytes);
             return;
         };
+        let now = self.shared.clock.now_millis();
         let outcome = OutcomeRecord {
             key: record.key,
             settlement_date: date,
             code: code.0,
             auth_code: None,
             responder: Responder::Switch,
-            answered_ms: self.shared.clock.now_millis(),
+            answered_ms: now,
             reversal_reason: None,
             installment_fee: None,
         };
@@ -120,7 +124,7 @@ impl AcquirerLink {
         // A switch decision is never an approval to reverse: a closed link just does not
         // get it.
         journal_then(log, &SwitchRecord::Outcome(outcome), move || {
-            outbox.push(bytes);
+            outbox.push(bytes, now);
         });
     }
 
@@ -716,7 +720,10 @@ impl AcquirerLink {
         if !answers.is_empty() {
             self.last_send = self.shared.clock.now_millis();
         }
+        let now = self.last_send;
         for answer in answers.drain(..) {
+            crate::latency::SWITCH_ANSWER_WAIT
+                .record_ms(self.latency_stripe, now - answer.ready_ms);
             self.writer.write(Frame::Message(answer.frame));
         }
         self.spare = answers;
@@ -831,7 +838,7 @@ mod tests {
         // On the link's thread: the drain is in its mailbox before the wake-up the push
         // sends, so the drain itself must write the answer.
         link.do_send(Drain);
-        outbox.push(bytes::Bytes::from_static(b"answer one"));
+        outbox.push(bytes::Bytes::from_static(b"answer one"), 0);
         assert_eq!(
             next(&mut peer_side).await.as_deref(),
             Some(&b"answer one"[..])

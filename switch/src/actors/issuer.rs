@@ -145,8 +145,7 @@ impl LinkMetrics {
     }
 
     fn latency_ms(&self, ms: i64) {
-        let us = u64::try_from(ms).unwrap_or(0).saturating_mul(1000);
-        crate::latency::SWITCH_LATENCY.record(self.latency_stripe, us);
+        crate::latency::SWITCH_LATENCY.record_ms(self.latency_stripe, ms);
     }
 
     fn in_flight(&mut self, issuer: &str, slot: u8) -> &metrics::Gauge {
@@ -254,11 +253,12 @@ impl IssuerLink {
     /// A request that never reached the issuer: what it held is released and the acquirer
     /// gets `code` from the switch (nothing to reverse).
     fn answer_unsent(&mut self, fwd: Forward, code: ResponseCode) {
-        fwd.release(&self.shared, self.shared.clock.now_millis());
+        let now = self.shared.clock.now_millis();
+        fwd.release(&self.shared, now);
         let f15 = f15_of(fwd.record.settlement_date);
         let resp = switch_response(&fwd.request, self.shared.switch_id, code, &f15, None).build();
         if let Ok(b) = resp {
-            fwd.reply_to.push(b);
+            fwd.reply_to.push(b, now);
         }
         self.answered();
     }
@@ -587,6 +587,7 @@ impl IssuerLink {
         };
         let answer = Answer {
             frame: answer,
+            ready_ms: now,
             reversible: (code.is_approved() && p.kind.is_reversible()).then(|| Reversible {
                 issuer: self.route.as_ref().map(|r| r.id),
                 template: p.request.raw().clone(),
@@ -630,13 +631,14 @@ impl IssuerLink {
         let label = label.as_ref().map_or("unbound", iso8583::InstId::as_str);
         self.metrics.txn(label, p.request.mti(), code).increment(1);
         let b = switch_response(&p.request, self.shared.switch_id, code, &f15, None);
+        let now = self.shared.clock.now_millis();
         let outcome = OutcomeRecord {
             key: p.key,
             settlement_date: p.settlement_date,
             code: code.0,
             auth_code: None,
             responder: Responder::Switch,
-            answered_ms: self.shared.clock.now_millis(),
+            answered_ms: now,
             reversal_reason: reversal,
             installment_fee: None,
         };
@@ -654,7 +656,7 @@ impl IssuerLink {
                 &*self.shared.journal,
                 &SwitchRecord::Outcome(outcome),
                 // The switch never approves: nothing to reverse if the link is gone.
-                move || reply_to.push(bytes),
+                move || reply_to.push(bytes, now),
             ),
             Err(e) => tracing::error!(error = %e, "could not build a switch answer"),
         }

@@ -161,6 +161,9 @@ impl Reversible {
 /// transaction what it takes to reverse it if the frame is never written.
 pub struct Answer {
     pub frame: Bytes,
+    /// When the answer was ready (switch clock, ms): `switch_answer_wait_seconds` counts
+    /// from here to its write.
+    pub ready_ms: i64,
     pub reversible: Option<Reversible>,
 }
 
@@ -180,10 +183,12 @@ impl Outbox {
         }
     }
 
-    /// Queue an answer that needs no reversal if lost (a switch decision, a decline).
-    pub fn push(&self, frame: Bytes) {
+    /// Queue an answer that needs no reversal if lost (a switch decision, a decline),
+    /// ready since `ready_ms` (switch clock).
+    pub fn push(&self, frame: Bytes, ready_ms: i64) {
         self.deliver(Answer {
             frame,
+            ready_ms,
             reversible: None,
         });
     }
@@ -395,9 +400,10 @@ mod tests {
         };
         outbox.deliver(Answer {
             frame: Bytes::from_static(b"approval"),
+            ready_ms: 0,
             reversible: reversible(queued),
         });
-        outbox.push(Bytes::from_static(b"decline"));
+        outbox.push(Bytes::from_static(b"decline"), 0);
         assert_eq!(state(&shared, &queued), Some(OriginalState::Approved));
         // The link stops before writing them: two answers lost, the approval reversed.
         assert_eq!(outbox.close(), 2);
@@ -405,6 +411,7 @@ mod tests {
         // An approval arriving after the close is reversed at once.
         outbox.deliver(Answer {
             frame: Bytes::from_static(b"late approval"),
+            ready_ms: 0,
             reversible: reversible(late),
         });
         assert_eq!(state(&shared, &late), Some(OriginalState::Reversed));
