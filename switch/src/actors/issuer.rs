@@ -4,7 +4,7 @@
 
 use super::outbox::{Answer, Flush, Inbox, Outbox, Reversible};
 use super::route::{IssuerRouteActor, QueueReversal, ReversalSource};
-use super::{journal, journal_then, Deliver};
+use super::{journal, journal_then, journal_with, Deliver};
 use crate::core::{installment_approval_ok, switch_response, TxnKey, TxnKind};
 use crate::daytable::Hint;
 use crate::records::{OutcomeRecord, RequestRecord, Responder, SwitchRecord};
@@ -596,10 +596,16 @@ impl IssuerLink {
             }),
         };
         let reply_to = p.reply_to;
-        journal_then(
+        journal_with(
             &*self.shared.journal,
             &SwitchRecord::Outcome(outcome),
-            move || reply_to.deliver(answer),
+            move |durable| {
+                if durable {
+                    reply_to.deliver(answer);
+                } else {
+                    reply_to.deliver_not_durable(answer);
+                }
+            },
         );
         self.answered();
     }
@@ -974,11 +980,13 @@ mod tests {
             .await
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let route = Arc::new(IssuerRoute::new(
-            InstId::new("01030000").unwrap(),
-            30_000,
-            100,
-        ));
+        let id = InstId::new("01030000").unwrap();
+        // The route the switch state knows, if the test gave it one (reversals go there).
+        let route = shared
+            .routes
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(IssuerRoute::new(id, 30_000, 100)));
         let (on_stop, stopped) = tokio::sync::oneshot::channel();
         let link = IssuerLink::start_dialled(shared.clone(), stream, peer, route, on_stop).unwrap();
         let (inbox, in_flight) = link.send(Internals).await.unwrap();
@@ -1239,5 +1247,87 @@ mod tests {
         assert_eq!(outcomes, [1, 1], "in flight when each outcome was appended");
         assert_eq!(shared.in_flight.load(Ordering::SeqCst), 0);
         assert_eq!(t.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    /// ARCHITECTURE 6, durable before answered: an approval whose outcome record cannot be
+    /// journalled is not passed on. The acquirer gets 96, the original is reversed by the
+    /// switch, and the issuer gets a 0420 for it (4361).
+    #[actix::test]
+    async fn an_approval_that_cannot_be_journalled_is_answered_96_and_reversed() {
+        use futures::SinkExt;
+        use iso8583::{Frame, FrameCodec};
+        let journal = Arc::new(crate::journal::MemoryJournal::new());
+        let id = InstId::new("01030000").unwrap();
+        let route = Arc::new(IssuerRoute::new(id, 30_000, 100));
+        let mut shared = Shared::for_tests(test_config());
+        shared.journal = journal.clone();
+        shared.routes.insert(id, route.clone());
+        let shared = Arc::new(shared);
+        let actor = IssuerRouteActor::new(shared.clone(), route.clone()).start();
+        assert!(route.actor.set(actor).is_ok());
+        let t = dialled_link_on(shared.clone()).await;
+        let (r, w) = t.issuer_side.into_split();
+        let mut from_switch = FramedRead::new(r, FrameCodec::default());
+        let mut to_switch = tokio_util::codec::FramedWrite::new(w, FrameCodec::default());
+
+        // The issuer signs on, so the route has a link to send the reversal on.
+        let mut sign_on =
+            MessageBuilder::new(Mti::NETWORK_REQUEST, Header::new(shared.switch_id, id));
+        sign_on
+            .set(7, "1121093000")
+            .set(11, "000001")
+            .set(33, id.as_bytes())
+            .set_numeric(70, 1);
+        to_switch
+            .send(Frame::Message(sign_on.build().unwrap()))
+            .await
+            .unwrap();
+        let signed = forwarded_to_issuer(&mut from_switch).await;
+        assert_eq!(signed.mti(), Mti::NETWORK_RESPONSE);
+        assert_eq!(signed.field(39), Some(&b"00"[..]));
+
+        let (outbox, mut answers) = super::super::outbox::recording_outbox(shared.clone());
+        let msg = purchase();
+        let key = TxnKey::of(&msg).unwrap();
+        assert!(t
+            .inbox
+            .push(hand_over(&shared, &t.in_flight, msg, outbox))
+            .is_ok());
+        let forwarded = forwarded_to_issuer(&mut from_switch).await;
+        let issuer_stan = forwarded.field(11).unwrap().to_vec();
+        journal.set_failing(true);
+        let approval = MessageBuilder::response_to(
+            &forwarded,
+            &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
+            ResponseCode::APPROVED,
+        )
+        .build()
+        .unwrap();
+        to_switch.send(Frame::Message(approval)).await.unwrap();
+
+        let answer = answered(&mut answers).await;
+        assert_eq!(answer.mti(), Mti::FINANCIAL_RESPONSE);
+        assert_eq!(answer.field(39), Some(&b"96"[..]));
+        assert_eq!(
+            answer.field(11),
+            Some(&b"000001"[..]),
+            "the acquirer's own F11"
+        );
+        assert_eq!(
+            shared.originals.with(&key, |o| o.map(|o| o.state)),
+            Some(OriginalState::Reversed)
+        );
+        let advice = forwarded_to_issuer(&mut from_switch).await;
+        assert_eq!(advice.mti(), Mti::REVERSAL_ADVICE);
+        let f90 = advice.field(90).unwrap();
+        assert_eq!(
+            &f90[4..10],
+            &issuer_stan[..],
+            "F90 names the original as the issuer knows it"
+        );
+        assert!(advice
+            .field(60)
+            .unwrap()
+            .starts_with(&reason::ISSUER_TIMEOUT));
     }
 }

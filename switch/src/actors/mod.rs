@@ -29,15 +29,25 @@ pub fn journal_then(
     record: &SwitchRecord,
     then: impl FnOnce() + Send + 'static,
 ) {
+    journal_with(journal, record, move |_| then());
+}
+
+/// Append a record; run `then(true)` once it is durable, or `then(false)` if it could not
+/// be written (the error logged and counted here), so the caller can answer accordingly.
+pub fn journal_with(
+    journal: &dyn Journal,
+    record: &SwitchRecord,
+    then: impl FnOnce(bool) + Send + 'static,
+) {
     append(
         journal,
         record,
         Some(Box::new(move |res| {
-            if let Err(e) = res {
-                tracing::error!(error = %e, "journal write failed; answering anyway");
+            if let Err(e) = &res {
+                tracing::error!(error = %e, "journal write failed");
                 metrics::counter!("switch_journal_failures_total").increment(1);
             }
-            then();
+            then(res.is_ok());
         })),
     );
 }

@@ -131,6 +131,12 @@ impl Reversible {
     pub fn reverse(self, shared: &Shared, why: Undeliverable) {
         metrics::counter!("switch_undeliverable_total").increment(1);
         tracing::warn!(why = ?why, "approval could not be delivered to the acquirer; reversing (4363)");
+        self.reverse_for(shared, reason::UNDELIVERABLE);
+    }
+
+    /// Mark the original reversed by the switch (its limits given back) and queue a 0420
+    /// advice with `reason` to its issuer.
+    fn reverse_for(self, shared: &Shared, why: [u8; 4]) {
         shared
             .originals
             .reversed_by_switch(&self.key, &shared.limits);
@@ -142,16 +148,16 @@ impl Reversible {
             (Some(actor), Ok(template)) => actor.do_send(QueueReversal {
                 source: ReversalSource::Generated(template),
                 original_stan: self.stan,
-                reason: reason::UNDELIVERABLE,
+                reason: why,
                 original: Some(self.key),
             }),
             (None, _) => {
                 tracing::error!(
-                    "undeliverable approval's issuer route is unknown; no reversal sent"
+                    "the reversed approval's issuer route is unknown; no reversal sent"
                 );
             }
             (_, Err(e)) => {
-                tracing::error!(error = %e, "undeliverable approval's request could not be decoded again; no reversal sent");
+                tracing::error!(error = %e, "the reversed approval's request could not be decoded again; no reversal sent");
             }
         }
     }
@@ -198,6 +204,45 @@ impl Outbox {
         if let Err((why, answer)) = self.answers.push(answer) {
             if let Some(r) = answer.reversible {
                 r.reverse(&self.shared, why);
+            }
+        }
+    }
+
+    /// Queue an answer whose outcome record could not be journalled. ARCHITECTURE 6 (durable
+    /// before answered): an approval that moves money is not passed on. The acquirer gets
+    /// `96` and the issuer a 0420 reversal (4361: the switch treats the approval as not
+    /// received, as for an installment approval it cannot accept, SPEC 11). Anything else
+    /// (a decline, an inquiry) moves no money and is delivered as it is.
+    pub fn deliver_not_durable(&self, answer: Answer) {
+        let Some(r) = answer.reversible else {
+            self.deliver(answer);
+            return;
+        };
+        tracing::error!(
+            "approval's outcome could not be journalled; answering 96 and reversing (4361)"
+        );
+        // The approval's own F15: the transaction's settlement date.
+        let f15 = Message::decode(answer.frame.clone())
+            .ok()
+            .and_then(|a| a.field(15).and_then(|v| <[u8; 4]>::try_from(v).ok()))
+            .unwrap_or_else(|| self.shared.settlement_now().1);
+        let declined = match Message::decode(r.template.clone()) {
+            Ok(request) => crate::core::switch_response(
+                &request,
+                self.shared.switch_id,
+                iso8583::ResponseCode::SYSTEM_MALFUNCTION,
+                &f15,
+                None,
+            )
+            .build()
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        r.reverse_for(&self.shared, reason::ISSUER_TIMEOUT);
+        match declined {
+            Ok(frame) => self.push(frame, answer.ready_ms),
+            Err(e) => {
+                tracing::error!(error = %e, "could not build the 96 for an approval that was not journalled; the acquirer's request goes unanswered")
             }
         }
     }
