@@ -218,6 +218,7 @@ impl Outbox {
             self.deliver(answer);
             return;
         };
+        metrics::counter!("switch_approvals_not_durable_total").increment(1);
         tracing::error!(
             "approval's outcome could not be journalled; answering 96 and reversing (4361)"
         );
