@@ -1155,6 +1155,17 @@ mod tests {
         }
     }
 
+    /// The issuer's approval of `forwarded` (the request as the switch sent it).
+    fn approval_of(forwarded: &Message) -> bytes::Bytes {
+        MessageBuilder::response_to(
+            forwarded,
+            &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
+            ResponseCode::APPROVED,
+        )
+        .build()
+        .unwrap()
+    }
+
     /// The next answer the link gave the acquirer side.
     async fn answered(answers: &mut tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>) -> Message {
         let raw = tokio::time::timeout(GUARD, answers.recv())
@@ -1220,13 +1231,7 @@ mod tests {
         // Answered by the issuer (`on_response`).
         forward(purchase());
         let forwarded = forwarded_to_issuer(&mut from_switch).await;
-        let approval = MessageBuilder::response_to(
-            &forwarded,
-            &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
-            ResponseCode::APPROVED,
-        )
-        .build()
-        .unwrap();
+        let approval = approval_of(&forwarded);
         to_switch.send(Frame::Message(approval)).await.unwrap();
         assert_eq!(answered(&mut answers).await.field(39), Some(&b"00"[..]));
 
@@ -1296,13 +1301,7 @@ mod tests {
         let forwarded = forwarded_to_issuer(&mut from_switch).await;
         let issuer_stan = forwarded.field(11).unwrap().to_vec();
         journal.set_failing(true);
-        let approval = MessageBuilder::response_to(
-            &forwarded,
-            &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
-            ResponseCode::APPROVED,
-        )
-        .build()
-        .unwrap();
+        let approval = approval_of(&forwarded);
         to_switch.send(Frame::Message(approval)).await.unwrap();
 
         let answer = answered(&mut answers).await;
