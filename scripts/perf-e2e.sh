@@ -229,7 +229,7 @@ try:
         return le * 1000 if le is not None else '?'
     fsyncs = buckets_of("journal_fsync_seconds")
     slow = (fsyncs[-1][1] - next((c for le, c in fsyncs if le >= 0.1), fsyncs[-1][1])) if fsyncs else 0
-    slowest = next((le for le, c in fsyncs if c == fsyncs[-1][1]), 0) if fsyncs else 0
+    slowest = next((le for le, c in fsyncs if c == fsyncs[-1][1]), 0) if fsyncs and fsyncs[-1][1] else 0
     batch = re.search(r'^journal_batch_records\{quantile="1"\} (\S+)', text, re.M)
     lag = r.get("send_lag_ms") or {}
     # The machine while loadgen ran (cpu.tsv rows with loadgen's ticks): the hypervisor's

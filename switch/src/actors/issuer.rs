@@ -603,7 +603,7 @@ impl IssuerLink {
                 if durable {
                     reply_to.deliver(answer);
                 } else {
-                    reply_to.deliver_not_durable(answer);
+                    reply_to.deliver_not_durable(answer, f15);
                 }
             },
         );
@@ -1155,12 +1155,12 @@ mod tests {
         }
     }
 
-    /// The issuer's approval of `forwarded` (the request as the switch sent it).
-    fn approval_of(forwarded: &Message) -> bytes::Bytes {
+    /// The issuer's answer `code` to `forwarded` (the request as the switch sent it).
+    fn issuer_answer(forwarded: &Message, code: ResponseCode) -> bytes::Bytes {
         MessageBuilder::response_to(
             forwarded,
             &[2, 3, 4, 7, 11, 25, 32, 33, 41, 42, 49, 100],
-            ResponseCode::APPROVED,
+            code,
         )
         .build()
         .unwrap()
@@ -1231,7 +1231,7 @@ mod tests {
         // Answered by the issuer (`on_response`).
         forward(purchase());
         let forwarded = forwarded_to_issuer(&mut from_switch).await;
-        let approval = approval_of(&forwarded);
+        let approval = issuer_answer(&forwarded, ResponseCode::APPROVED);
         to_switch.send(Frame::Message(approval)).await.unwrap();
         assert_eq!(answered(&mut answers).await.field(39), Some(&b"00"[..]));
 
@@ -1296,12 +1296,12 @@ mod tests {
         let key = TxnKey::of(&msg).unwrap();
         assert!(t
             .inbox
-            .push(hand_over(&shared, &t.in_flight, msg, outbox))
+            .push(hand_over(&shared, &t.in_flight, msg, outbox.clone()))
             .is_ok());
         let forwarded = forwarded_to_issuer(&mut from_switch).await;
         let issuer_stan = forwarded.field(11).unwrap().to_vec();
         journal.set_failing(true);
-        let approval = approval_of(&forwarded);
+        let approval = issuer_answer(&forwarded, ResponseCode::APPROVED);
         to_switch.send(Frame::Message(approval)).await.unwrap();
 
         let answer = answered(&mut answers).await;
@@ -1328,5 +1328,23 @@ mod tests {
             .field(60)
             .unwrap()
             .starts_with(&reason::ISSUER_TIMEOUT));
+
+        // A decline moves no money: with the journal still failing it reaches the acquirer
+        // as the issuer gave it.
+        assert!(t
+            .inbox
+            .push(hand_over(
+                &shared,
+                &t.in_flight,
+                purchase_numbered(2),
+                outbox
+            ))
+            .is_ok());
+        let forwarded = forwarded_to_issuer(&mut from_switch).await;
+        let decline = issuer_answer(&forwarded, ResponseCode::INSUFFICIENT_FUNDS);
+        to_switch.send(Frame::Message(decline)).await.unwrap();
+        let answer = answered(&mut answers).await;
+        assert_eq!(answer.field(39), Some(&b"51"[..]));
+        assert_eq!(answer.field(11), Some(&b"000002"[..]));
     }
 }

@@ -131,12 +131,18 @@ impl Reversible {
     pub fn reverse(self, shared: &Shared, why: Undeliverable) {
         metrics::counter!("switch_undeliverable_total").increment(1);
         tracing::warn!(why = ?why, "approval could not be delivered to the acquirer; reversing (4363)");
-        self.reverse_for(shared, reason::UNDELIVERABLE);
+        let template = Message::decode(self.template.clone());
+        self.reverse_for(shared, reason::UNDELIVERABLE, template);
     }
 
     /// Mark the original reversed by the switch (its limits given back) and queue a 0420
-    /// advice with `reason` to its issuer.
-    fn reverse_for(self, shared: &Shared, why: [u8; 4]) {
+    /// advice with `reason` to its issuer; `template` is [`Self::template`] decoded.
+    fn reverse_for(
+        self,
+        shared: &Shared,
+        why: [u8; 4],
+        template: Result<Message, iso8583::DecodeError>,
+    ) {
         shared
             .originals
             .reversed_by_switch(&self.key, &shared.limits);
@@ -144,7 +150,7 @@ impl Reversible {
             .issuer
             .and_then(|i| shared.route(&i))
             .and_then(|r| r.actor.get());
-        match (actor, Message::decode(self.template)) {
+        match (actor, template) {
             (Some(actor), Ok(template)) => actor.do_send(QueueReversal {
                 source: ReversalSource::Generated(template),
                 original_stan: self.stan,
@@ -210,10 +216,11 @@ impl Outbox {
 
     /// Queue an answer whose outcome record could not be journalled. ARCHITECTURE 6 (durable
     /// before answered): an approval that moves money is not passed on. The acquirer gets
-    /// `96` and the issuer a 0420 reversal (4361: the switch treats the approval as not
-    /// received, as for an installment approval it cannot accept, SPEC 11). Anything else
-    /// (a decline, an inquiry) moves no money and is delivered as it is.
-    pub fn deliver_not_durable(&self, answer: Answer) {
+    /// `96` (with `f15`, the transaction's settlement date) and the issuer a 0420 reversal
+    /// (4361: the switch treats the approval as not received, as for an installment
+    /// approval it cannot accept, SPEC 11). Anything else (a decline, an inquiry) moves no
+    /// money and is delivered as it is.
+    pub fn deliver_not_durable(&self, answer: Answer, f15: [u8; 4]) {
         let Some(r) = answer.reversible else {
             self.deliver(answer);
             return;
@@ -222,28 +229,26 @@ impl Outbox {
         tracing::error!(
             "approval's outcome could not be journalled; answering 96 and reversing (4361)"
         );
-        // The approval's own F15: the transaction's settlement date.
-        let f15 = Message::decode(answer.frame.clone())
-            .ok()
-            .and_then(|a| a.field(15).and_then(|v| <[u8; 4]>::try_from(v).ok()))
-            .unwrap_or_else(|| self.shared.settlement_now().1);
-        let declined = match Message::decode(r.template.clone()) {
-            Ok(request) => crate::core::switch_response(
-                &request,
-                self.shared.switch_id,
-                iso8583::ResponseCode::SYSTEM_MALFUNCTION,
-                &f15,
-                None,
-            )
-            .build()
-            .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        r.reverse_for(&self.shared, reason::ISSUER_TIMEOUT);
+        let template = Message::decode(r.template.clone());
+        let declined = template
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|request| {
+                crate::core::switch_response(
+                    request,
+                    self.shared.switch_id,
+                    iso8583::ResponseCode::SYSTEM_MALFUNCTION,
+                    &f15,
+                    None,
+                )
+                .build()
+                .map_err(|e| e.to_string())
+            });
+        r.reverse_for(&self.shared, reason::ISSUER_TIMEOUT, template);
         match declined {
             Ok(frame) => self.push(frame, answer.ready_ms),
             Err(e) => {
-                tracing::error!(error = %e, "could not build the 96 for an approval that was not journalled; the acquirer's request goes unanswered")
+                tracing::error!(error = %e, "could not build the 96 for an approval that was not journalled; the acquirer's request goes unanswered");
             }
         }
     }
