@@ -108,6 +108,7 @@ pub async fn run(spec: DemoSpec) -> anyhow::Result<DemoOutcome> {
         mix,
         drain_timeout: Duration::from_secs(30),
         pool_per_link: 1024,
+        pacer_tick: None,
     };
     let progress = !spec.quiet && engine::stderr_is_tty();
     let tick = |progress: bool| {

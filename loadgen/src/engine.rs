@@ -9,6 +9,7 @@
 
 use crate::catalog::Catalog;
 use crate::mix::{Kind, Mix};
+use crate::pacer::{Pacer, PacerHandle};
 use crate::schedule::{Accounting, Schedule, SecondStats, Timeline};
 use crate::txn::{self, match_key, OriginalPool, Sent, Stamp};
 use futures::{SinkExt, StreamExt};
@@ -48,6 +49,9 @@ pub struct LoadSpec {
     pub drain_timeout: Duration,
     /// Approvals kept per link for voids, refunds and reversals.
     pub pool_per_link: usize,
+    /// Open loop: send instants from a [`Pacer`] thread that wakes senders at most this
+    /// often (`None`: tokio's timer, whose 1 ms slots make each send up to 1 ms late).
+    pub pacer_tick: Option<Duration>,
 }
 
 /// Live counters, read by the progress line.
@@ -192,6 +196,7 @@ struct Link {
     /// Total requests left to send (closed loop with `max_requests`).
     budget: Arc<AtomicU64>,
     timeline: Arc<Timeline>,
+    pacer: Option<PacerHandle>,
 }
 
 impl Link {
@@ -317,7 +322,10 @@ async fn send_loop(
                 let due = s.due_by(now);
                 if due <= next {
                     let wake = link.start + Duration::from_nanos(s.intended(next));
-                    tokio::time::sleep_until(wake.into()).await;
+                    match &link.pacer {
+                        Some(p) => p.sleep_until(wake).await,
+                        None => tokio::time::sleep_until(wake.into()).await,
+                    }
                     continue;
                 }
                 due
@@ -534,6 +542,17 @@ pub async fn run(
     let start = Instant::now();
     let budget = Arc::new(AtomicU64::new(spec.max_requests.unwrap_or(u64::MAX)));
     let timeline = Arc::new(Timeline::default());
+    // Kept until every link is done (dropping it ends the thread).
+    let pacer = match (spec.rate, spec.pacer_tick) {
+        (Rate::Fixed(_), Some(tick)) => match Pacer::start(tick) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "no pacer thread: sends keep tokio's 1 ms timer");
+                None
+            }
+        },
+        _ => None,
+    };
     let tasks: Vec<_> = (0..spec.connections)
         .map(|index| {
             let link = Link {
@@ -544,6 +563,7 @@ pub async fn run(
                 live: Arc::clone(&live),
                 budget: Arc::clone(&budget),
                 timeline: Arc::clone(&timeline),
+                pacer: pacer.as_ref().map(Pacer::handle),
             };
             tokio::spawn(link.run())
         })

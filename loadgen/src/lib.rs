@@ -7,6 +7,7 @@
 //! - [`mix`], [`catalog`], [`txn`]: what is sent: the transaction mix, cards/merchants/
 //!   terminals from the switch's own configuration files, request building and the pool of
 //!   approvals that voids, refunds and reversals act on;
+//! - [`pacer`]: sub-millisecond send instants for the open loop (tokio's timer has 1 ms slots);
 //! - [`report`]: text, JSON and an SVG latency plot;
 //! - [`demo`]: the switch and simulated issuers in-process on the bundled configuration and a
 //!   short run through them (the first command of the README).
@@ -15,6 +16,7 @@ pub mod catalog;
 pub mod demo;
 pub mod engine;
 pub mod mix;
+pub mod pacer;
 pub mod report;
 pub mod schedule;
 pub mod txn;

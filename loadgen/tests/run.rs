@@ -178,6 +178,7 @@ async fn closed_loop_mix_reaches_the_issuer_and_every_request_is_accounted_for()
         mix: Mix::parse("purchase=40,installment=5,balance=5,void=15,refund=15,reversal=20")
             .unwrap(),
         drain_timeout: Duration::from_secs(30),
+        pacer_tick: None,
         pool_per_link: 64,
     };
     let r = engine::run(spec, Arc::clone(&rig.catalog), |_, _| {}).await;
@@ -327,6 +328,7 @@ async fn unanswered_requests_are_counted_when_the_issuer_stays_silent() {
         max_requests: None,
         mix: Mix::parse("purchase=1").unwrap(),
         drain_timeout: Duration::from_millis(300),
+        pacer_tick: Some(Duration::from_micros(200)),
         pool_per_link: 16,
     };
     let r = engine::run(spec, Arc::clone(&rig.catalog), |_, _| {}).await;
