@@ -213,7 +213,7 @@ print(f"{name}: {r['throughput']:,.0f} tx/s answered={r['answered']:,} unanswere
 # Where the time went, from the switch's own figures: its latency (request read -> issuer
 # answer read; the bucket the 99th percentile falls in), the answers' wait (ready -> written
 # to the acquirer: the journal's commit and the hand-over), loadgen's send lag, and the
-# largest journal batch (thousands of records mean the writer waited for a core or the disk), and
+# largest journal batch (a batch near the 4,096 cap means the writer waited for a core), and
 # the fsyncs over 100 ms (every answer of such a stall waits it out: one 400 ms fsync at
 # 50,000/s holds 20,000 answers, the p99 of a 15 s run).
 try:

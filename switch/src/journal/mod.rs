@@ -181,9 +181,6 @@ pub struct JournalOptions {
     pub queue_capacity: usize,
     pub enqueue_timeout: Duration,
     /// Group-commit caps: a batch closes at this many records or bytes, whichever comes first.
-    /// The defaults let one batch take all the queue holds (65,536 records of up to ~250
-    /// bytes): after a slow fsync the backlog goes in one write and one sync, not in one
-    /// per few thousand records while the queue fills and appends start to wait.
     pub max_batch_records: usize,
     pub max_batch_bytes: usize,
     /// Zero-fill the segment this many bytes ahead of its data (0: off). Records then
@@ -208,8 +205,8 @@ impl Default for JournalOptions {
             segment_size: 256 << 20,
             queue_capacity: 65_536,
             enqueue_timeout: Duration::from_secs(1),
-            max_batch_records: 65_536,
-            max_batch_bytes: 16 << 20,
+            max_batch_records: 4096,
+            max_batch_bytes: 1 << 20,
             zero_fill_ahead: 1 << 20,
             commit_interval: Duration::ZERO,
         }

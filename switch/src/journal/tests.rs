@@ -508,36 +508,6 @@ fn batches_respect_caps() {
     assert_eq!(stats.batches, 11);
 }
 
-/// After a slow sync (here: a completion that holds the writer), everything queued meanwhile
-/// goes in one batch with one fsync, so the writer catches up in one disk round trip instead
-/// of one per few thousand records while the queue fills and appends start to wait.
-#[test]
-fn a_backlog_goes_in_one_batch_with_one_fsync() {
-    const BACKLOG: usize = 20_000;
-    let dir = tempfile::tempdir().unwrap();
-    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
-    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-    j.append(
-        0,
-        payload(0).into(),
-        Some(Box::new(move |_| gate_rx.recv().unwrap())),
-    );
-    for i in 1..=BACKLOG {
-        j.append((i % 7) as u8, payload(i).into(), None);
-    }
-    gate_tx.send(()).unwrap();
-    j.flush_blocking().unwrap();
-    let stats = j.stats();
-    assert_eq!(stats.records, BACKLOG as u64 + 1);
-    // The gated record's batch, then the whole backlog (the flush lands in it or after it).
-    assert!(stats.batches <= 3, "{stats:?}");
-    assert_eq!(stats.write_errors, 0);
-    drop(j);
-    let replay = read_all(dir.path()).unwrap();
-    assert_eq!(replay.records.len(), BACKLOG + 1);
-    check_records(&replay.records, 0);
-}
-
 #[test]
 fn buffered_mode_flush_and_close() {
     let dir = tempfile::tempdir().unwrap();
