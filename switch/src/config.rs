@@ -149,6 +149,9 @@ pub struct JournalSettings {
     /// At most one fsync per this long (zero: back to back; see
     /// `JournalOptions::commit_interval`).
     pub commit_interval: Duration,
+    /// Fsyncs this slow are counted and logged (`None`: not reported; see
+    /// `JournalOptions::slow_sync`).
+    pub slow_sync: Option<Duration>,
 }
 
 /// `[logging]`.
@@ -490,6 +493,7 @@ struct RawJournal {
     durability: Durability,
     zero_fill_kib: u64,
     commit_interval_us: u64,
+    slow_fsync_ms: u64,
 }
 
 impl Default for RawJournal {
@@ -499,6 +503,7 @@ impl Default for RawJournal {
             durability: Durability::Fsync,
             zero_fill_kib: 1024,
             commit_interval_us: 1000,
+            slow_fsync_ms: 100,
         }
     }
 }
@@ -653,11 +658,14 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         .map_err(|r| err("journal.zero_fill_kib", r))?;
     let commit_interval_us = in_range(raw.journal.commit_interval_us, 0, 100_000)
         .map_err(|r| err("journal.commit_interval_us", r))?;
+    let slow_fsync_ms = in_range(raw.journal.slow_fsync_ms, 0, 600_000)
+        .map_err(|r| err("journal.slow_fsync_ms", r))?;
     let journal = JournalSettings {
         dir: base.join(&raw.journal.dir),
         durability: raw.journal.durability,
         zero_fill_ahead: zero_fill_kib as u64 * 1024,
         commit_interval: Duration::from_micros(commit_interval_us as u64),
+        slow_sync: (slow_fsync_ms > 0).then(|| Duration::from_millis(slow_fsync_ms as u64)),
     };
 
     // [logging]
@@ -1201,6 +1209,7 @@ mod tests {
         assert_eq!(cfg.journal.durability, Durability::Fsync);
         assert_eq!(cfg.journal.zero_fill_ahead, 1 << 20);
         assert_eq!(cfg.journal.commit_interval, Duration::from_millis(1));
+        assert_eq!(cfg.journal.slow_sync, Some(Duration::from_millis(100)));
         assert!(cfg.journal.dir.ends_with("../data/journal"));
         assert!(cfg
             .journal
@@ -1581,6 +1590,14 @@ timeout_ms = 20000
                 "switch.toml",
                 "journal.commit_interval_us",
                 "between 0 and 100000",
+            ),
+            (
+                "slow fsync threshold out of range",
+                format!("{GOOD}\n[journal]\nslow_fsync_ms = 700000\n"),
+                Some(GOOD_BINS),
+                "switch.toml",
+                "journal.slow_fsync_ms",
+                "between 0 and 600000",
             ),
             (
                 "frame size out of range",

@@ -237,6 +237,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             durability,
             zero_fill_ahead: config.journal.zero_fill_ahead,
             commit_interval: config.journal.commit_interval,
+            slow_sync: config.journal.slow_sync,
             ..JournalOptions::default()
         },
         |_| {},

@@ -60,6 +60,8 @@ pub struct JournalStats {
     pub bytes: u64,
     /// Batches that failed (write, fsync, roll or repair error).
     pub write_errors: u64,
+    /// Fsyncs that took at least `JournalOptions::slow_sync`.
+    pub slow_fsyncs: u64,
 }
 
 #[derive(Default)]
@@ -69,6 +71,7 @@ struct StatCells {
     fsyncs: AtomicU64,
     bytes: AtomicU64,
     write_errors: AtomicU64,
+    slow_fsyncs: AtomicU64,
 }
 
 /// Holds a completion and guarantees it runs exactly once: if the message carrying it is
@@ -236,6 +239,7 @@ impl FileJournal {
                 Durability::Buffered => Duration::ZERO,
             },
             interval_timer,
+            slow_syncs: options.slow_sync.map(SlowSyncs::new),
             seg: segment,
             next_seq: summary.next_seq,
             dirty: false,
@@ -288,6 +292,7 @@ impl FileJournal {
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
             write_errors: s.write_errors.load(Ordering::Relaxed),
+            slow_fsyncs: s.slow_fsyncs.load(Ordering::Relaxed),
         }
     }
 
@@ -458,6 +463,56 @@ fn sync_dir(_dir: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Slow fsyncs, folded into at most one log line per [`SlowSyncs::EVERY`]: a bad minute of
+/// the disk is a few dozen lines, not thousands.
+struct SlowSyncs {
+    threshold: Duration,
+    last_line: Option<Instant>,
+    /// Slow fsyncs since the last line, and the slowest of them.
+    more: u64,
+    slowest: Duration,
+}
+
+/// What a slow-fsync log line reports besides the fsync itself.
+#[derive(Debug, PartialEq, Eq)]
+struct SlowLine {
+    more: u64,
+    slowest: Duration,
+}
+
+impl SlowSyncs {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(threshold: Duration) -> Self {
+        SlowSyncs {
+            threshold,
+            last_line: None,
+            more: 0,
+            slowest: Duration::ZERO,
+        }
+    }
+
+    /// A slow fsync of `took`, finished at `now`: a line to log, or folded into the next.
+    fn note(&mut self, took: Duration, now: Instant) -> Option<SlowLine> {
+        let due = self
+            .last_line
+            .is_none_or(|last| now.saturating_duration_since(last) >= Self::EVERY);
+        if !due {
+            self.more += 1;
+            self.slowest = self.slowest.max(took);
+            return None;
+        }
+        self.last_line = Some(now);
+        let line = SlowLine {
+            more: self.more,
+            slowest: self.slowest.max(took),
+        };
+        self.more = 0;
+        self.slowest = Duration::ZERO;
+        Some(line)
+    }
+}
+
 struct Writer {
     dir: PathBuf,
     durability: Durability,
@@ -468,6 +523,8 @@ struct Writer {
     /// At most one commit per this long (zero: commit whenever something is queued).
     commit_interval: Duration,
     interval_timer: IntervalTimer,
+    /// Reports fsyncs over `JournalOptions::slow_sync`.
+    slow_syncs: Option<SlowSyncs>,
     seg: Segment,
     next_seq: u64,
     /// A write or sync failed: the file may hold junk past `seg.len` until repaired.
@@ -674,8 +731,26 @@ impl Writer {
             .file
             .sync_data()
             .map_err(|e| JournalError::io("fsync", &self.seg.path, e))?;
-        metrics::histogram!("journal_fsync_seconds").record(start.elapsed().as_secs_f64());
+        let took = start.elapsed();
+        metrics::histogram!("journal_fsync_seconds").record(took.as_secs_f64());
         self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if let Some(slow) = &mut self.slow_syncs {
+            if took >= slow.threshold {
+                self.stats.slow_fsyncs.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("journal_slow_fsyncs_total").increment(1);
+                if let Some(line) = slow.note(took, Instant::now()) {
+                    tracing::warn!(
+                        segment = %self.seg.path.display(),
+                        took_ms = took.as_millis() as u64,
+                        threshold_ms = slow.threshold.as_millis() as u64,
+                        more = line.more,
+                        slowest_ms = line.slowest.as_millis() as u64,
+                        "journal fsync slow: the answers of its batch waited for the disk \
+                         (`more`: slow fsyncs since the last such line)"
+                    );
+                }
+            }
+        }
         self.unsynced = false;
         Ok(())
     }
@@ -715,5 +790,44 @@ impl Writer {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod slow_sync_tests {
+    use super::*;
+
+    #[test]
+    fn slow_fsyncs_make_at_most_a_line_a_second_and_the_next_line_counts_the_rest() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut slow = SlowSyncs::new(ms(100));
+        let first = slow.note(ms(150), t0);
+        assert_eq!(
+            first,
+            Some(SlowLine {
+                more: 0,
+                slowest: ms(150)
+            })
+        );
+        // Within the second: folded.
+        assert_eq!(slow.note(ms(900), t0 + ms(300)), None);
+        assert_eq!(slow.note(ms(200), t0 + ms(999)), None);
+        // A second on: a line, naming the two folded ones and the slowest of all three.
+        assert_eq!(
+            slow.note(ms(120), t0 + ms(1000)),
+            Some(SlowLine {
+                more: 2,
+                slowest: ms(900)
+            })
+        );
+        // The fold starts again.
+        assert_eq!(
+            slow.note(ms(110), t0 + ms(2500)),
+            Some(SlowLine {
+                more: 0,
+                slowest: ms(110)
+            })
+        );
     }
 }

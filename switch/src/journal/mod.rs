@@ -196,6 +196,10 @@ pub struct JournalOptions {
     /// latency of a record by the interval. A record after a quiet interval goes at once, and
     /// so do a flush and a shutdown unless the writer already sleeps through an interval.
     pub commit_interval: Duration,
+    /// An fsync that takes at least this long is counted (`journal_slow_fsyncs_total`) and
+    /// logged, at most one line a second (`None`: not reported). Every answer of its batch
+    /// waited for it.
+    pub slow_sync: Option<Duration>,
 }
 
 impl Default for JournalOptions {
@@ -209,6 +213,7 @@ impl Default for JournalOptions {
             max_batch_bytes: 1 << 20,
             zero_fill_ahead: 1 << 20,
             commit_interval: Duration::ZERO,
+            slow_sync: Some(Duration::from_millis(100)),
         }
     }
 }

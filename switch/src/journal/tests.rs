@@ -508,6 +508,26 @@ fn batches_respect_caps() {
     assert_eq!(stats.batches, 11);
 }
 
+/// Every fsync at or over the threshold is counted; none is without a threshold.
+#[test]
+fn slow_fsyncs_are_counted_against_the_threshold() {
+    for (threshold, all_slow) in [(Some(Duration::ZERO), true), (None, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions {
+            slow_sync: threshold,
+            ..opts()
+        };
+        let (j, _) = FileJournal::open(dir.path(), options).unwrap();
+        for i in 0..3 {
+            append_and_wait(&j, 1, i);
+        }
+        let stats = j.stats();
+        assert!(stats.fsyncs >= 3, "{stats:?}");
+        let want = if all_slow { stats.fsyncs } else { 0 };
+        assert_eq!(stats.slow_fsyncs, want, "threshold {threshold:?}");
+    }
+}
+
 #[test]
 fn buffered_mode_flush_and_close() {
     let dir = tempfile::tempdir().unwrap();
