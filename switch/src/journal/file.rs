@@ -745,8 +745,7 @@ impl Writer {
                         threshold_ms = slow.threshold.as_millis() as u64,
                         more = line.more,
                         slowest_ms = line.slowest.as_millis() as u64,
-                        "journal fsync slow: the answers of its batch waited for the disk \
-                         (`more`: slow fsyncs since the last such line)"
+                        "journal fsync slow: its batch's answers waited for the disk"
                     );
                 }
             }
