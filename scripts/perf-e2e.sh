@@ -150,21 +150,14 @@ done
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 sw0=$(cpu "$SW"); is0=$(cpu "$IS")
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Each second: RSS (rss.tsv) and CPU ticks so far (cpu.tsv: second, utime+stime of the
 # switch, issuer-sim and loadgen, then the machine's steal and idle ticks from /proc/stat),
 # to tell a slow second with less CPU to go round from one where each transaction cost more.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# loadgen's PID once it runs (empty before; `|| true`: pgrep's miss would end the script
-# under `set -e` with pipefail).
+# One Python process reads /proc and spawns nothing (scripts/perf_sample.py).
+# loadgen's PID once it runs, for PERF_ALL (empty before; `|| true`: pgrep's miss would end
+# the script under `set -e` with pipefail).
 loadgen_pid() { pgrep -f "^$BIN/loadgen run" | head -1 || true; }
-( i=0; while kill -0 "$SW" 2>/dev/null; do
-      lg=$(loadgen_pid)
-      printf '%s\t%s\t%s\t%s\n' "$i" "$(rss "$SW")" "$(rss "$IS")" "$(rss "${lg:-0}")" >>"$OUT/$NAME.rss.tsv"
-      printf '%s\t%s\t%s\t%s\t%s\n' "$i" "$(ticks "$SW")" "$(ticks "$IS")" "$(ticks "${lg:-0}")" \
-          "$(awk '/^cpu / {print $9 "\t" $5}' /proc/stat)" >>"$OUT/$NAME.cpu.tsv"
-      i=$((i + 1)); sleep 1
-  done ) &
+python3 scripts/perf_sample.py "$OUT/$NAME.rss.tsv" "$OUT/$NAME.cpu.tsv" "$SW" "$IS" "$BIN/loadgen" &
 RSSP=$!
 pids+=("$RSSP")
 
