@@ -27,6 +27,7 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
             // operator should watch): sampled per scrape, not maintained per transaction.
             metrics::gauge!("switch_day_keys").set(shared.seen.len() as f64);
             metrics::gauge!("switch_originals").set(shared.originals.len() as f64);
+            metrics::gauge!("journal_queued_records").set(shared.journal.queued() as f64);
             respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -44,6 +45,7 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
                 "in_flight": shared.in_flight.load(Ordering::Relaxed),
                 "day_keys": shared.seen.len(),
                 "originals": shared.originals.len(),
+                "journal_queued": shared.journal.queued(),
                 "issuers": issuers,
             });
             respond(StatusCode::OK, "application/json", body.to_string())

@@ -544,10 +544,13 @@ async fn admin_endpoint_serves_health_and_metrics_without_card_data() {
         health.contains(r#""day_keys":1"#) && health.contains(r#""originals":1"#),
         "{health}"
     );
+    assert!(health.contains(r#""journal_queued":"#), "{health}");
     let metrics = http(sw.h().admin_addr, "GET", "/metrics").await;
     assert!(metrics.contains("switch_transactions_total{"), "{metrics}");
     assert!(
-        metrics.contains("switch_day_keys ") && metrics.contains("switch_originals "),
+        metrics.contains("switch_day_keys ")
+            && metrics.contains("switch_originals ")
+            && metrics.contains("journal_queued_records "),
         "{metrics}"
     );
     // The purchase's latency was counted (other tests of this process may add theirs),

@@ -365,6 +365,10 @@ impl Journal for FileJournal {
         }
     }
 
+    fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     fn flush_blocking(&self) -> Result<(), JournalError> {
         if thread::current().id() == self.writer_id {
             return Err(JournalError::WouldDeadlock);

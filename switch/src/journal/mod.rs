@@ -154,6 +154,12 @@ pub trait Journal: Send + Sync + 'static {
     /// batch failed since the previous flush returned (so records appended without a
     /// completion cannot be lost silently). Meant for shutdown and tests, not the hot path.
     fn flush_blocking(&self) -> Result<(), JournalError>;
+
+    /// Records appended and not yet taken by the writer (sampled for `/metrics`: a queue
+    /// that fills means the disk is not keeping up, and appends will soon wait).
+    fn queued(&self) -> usize {
+        0
+    }
 }
 
 /// When a record counts as durable.

@@ -528,6 +528,34 @@ fn slow_fsyncs_are_counted_against_the_threshold() {
     }
 }
 
+/// What waits for the writer is reported, and nothing once it has caught up.
+#[test]
+fn the_queue_depth_counts_what_the_writer_has_not_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    assert_eq!(j.queued(), 0);
+    // The first record's completion holds the writer until the gate opens.
+    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(0);
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    j.append(
+        0,
+        payload(0).into(),
+        Some(Box::new(move |_| {
+            held_tx.send(()).unwrap();
+            gate_rx.recv().unwrap();
+        })),
+    );
+    held_rx.recv().unwrap();
+    for i in 1..=100 {
+        j.append((i % 7) as u8, payload(i).into(), None);
+    }
+    assert_eq!(j.queued(), 100);
+    gate_tx.send(()).unwrap();
+    j.flush_blocking().unwrap();
+    assert_eq!(j.queued(), 0);
+    assert_eq!(j.stats().records, 101);
+}
+
 #[test]
 fn buffered_mode_flush_and_close() {
     let dir = tempfile::tempdir().unwrap();
