@@ -96,6 +96,10 @@ pub struct IssuerRoute {
     pub actor: std::sync::OnceLock<Addr<IssuerRouteActor>>,
     /// STAN counter for route-generated messages.
     pub advice_counter: AtomicU32,
+    /// Requests shed because every signed-on link was at its cap, and because none was
+    /// signed on: logged at most a line a second each.
+    pub shed_at_cap: crate::logging::Folded,
+    pub shed_no_link: crate::logging::Folded,
 }
 
 impl IssuerRoute {
@@ -110,6 +114,8 @@ impl IssuerRoute {
             slots: Mutex::new(0),
             actor: std::sync::OnceLock::new(),
             advice_counter: AtomicU32::new(0),
+            shed_at_cap: crate::logging::Folded::new(),
+            shed_no_link: crate::logging::Folded::new(),
         }
     }
 

@@ -318,12 +318,25 @@ impl AcquirerLink {
             // SPEC 8 "cannot forward": 91 either way. The reason tells the operator which:
             // no link signed on (the issuer is down), or every link at its in-flight cap
             // (the issuer, or the switch, is not keeping up).
-            let (reason, text) = if route.is_signed_on() {
-                ("at_cap", "ISSUER BUSY")
+            let (reason, text, folded) = if route.is_signed_on() {
+                ("at_cap", "ISSUER BUSY", &route.shed_at_cap)
             } else {
-                ("no_link", "ISSUER NOT SIGNED ON")
+                ("no_link", "ISSUER NOT SIGNED ON", &route.shed_no_link)
             };
             metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => reason).increment(1);
+            if let Some(shed) = folded.note(self.shared.clock.now_millis()) {
+                tracing::warn!(
+                    issuer = %route.id,
+                    reason,
+                    shed,
+                    "requests answered 91: {}",
+                    if reason == "at_cap" {
+                        "every signed-on link is at max_in_flight (the issuer, or the switch's journal, is not keeping up)"
+                    } else {
+                        "no link of the issuer is signed on"
+                    }
+                );
+            }
             self.decline(
                 &msg,
                 ResponseCode::ISSUER_INOPERATIVE,
