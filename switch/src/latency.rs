@@ -15,15 +15,16 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Upper bounds of the buckets, in microseconds (a sample falls in the first bucket whose
-/// bound is at least the sample: Prometheus' `le`).
-const BOUNDS_US: [u64; 16] = [
-    500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 10_000_000, 20_000_000, 30_000_000,
+/// bound is at least the sample: Prometheus' `le`). 3 ms and 4 ms sit between 2 and 5 so
+/// that a p99 near a 5 ms objective reads as 3, 4 or 5, not as "2 to 5".
+const BOUNDS_US: [u64; 18] = [
+    500, 1_000, 2_000, 3_000, 4_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 20_000_000, 30_000_000,
 ];
 /// The same bounds as `le` labels, in seconds.
-const LE: [&str; 16] = [
-    "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
-    "5", "10", "20", "30",
+const LE: [&str; 18] = [
+    "0.0005", "0.001", "0.002", "0.003", "0.004", "0.005", "0.01", "0.02", "0.05", "0.1", "0.25",
+    "0.5", "1", "2.5", "5", "10", "20", "30",
 ];
 /// Buckets: one per bound, then the one past the last bound (`+Inf`).
 const BUCKETS: usize = BOUNDS_US.len() + 1;
@@ -156,17 +157,26 @@ mod tests {
     fn samples_fall_in_the_first_bucket_whose_bound_is_at_least_the_sample() {
         let h = LatencyHistogram::new("t_seconds", "test");
         // 0 and exactly 0.5 ms are in le=0.0005; 0.501 ms is not; 40 s is past every bound.
-        for (stripe, us) in [(0, 0), (1, 500), (2, 501), (3, 2_000), (9, 40_000_000)] {
+        for (stripe, us) in [
+            (0, 0),
+            (1, 500),
+            (2, 501),
+            (3, 2_000),
+            (4, 3_500),
+            (9, 40_000_000),
+        ] {
             h.record(stripe, us);
         }
         let lines = rendered(&h);
         assert_eq!(value(&lines, "t_seconds_bucket{le=\"0.0005\"}"), "2");
         assert_eq!(value(&lines, "t_seconds_bucket{le=\"0.001\"}"), "3");
         assert_eq!(value(&lines, "t_seconds_bucket{le=\"0.002\"}"), "4");
-        assert_eq!(value(&lines, "t_seconds_bucket{le=\"30\"}"), "4");
-        assert_eq!(value(&lines, "t_seconds_bucket{le=\"+Inf\"}"), "5");
-        assert_eq!(value(&lines, "t_seconds_count"), "5");
-        assert_eq!(value(&lines, "t_seconds_sum"), "40.003001");
+        assert_eq!(value(&lines, "t_seconds_bucket{le=\"0.003\"}"), "4");
+        assert_eq!(value(&lines, "t_seconds_bucket{le=\"0.004\"}"), "5");
+        assert_eq!(value(&lines, "t_seconds_bucket{le=\"30\"}"), "5");
+        assert_eq!(value(&lines, "t_seconds_bucket{le=\"+Inf\"}"), "6");
+        assert_eq!(value(&lines, "t_seconds_count"), "6");
+        assert_eq!(value(&lines, "t_seconds_sum"), "40.006501");
     }
 
     #[test]
