@@ -467,53 +467,46 @@ fn sync_dir(_dir: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// Slow fsyncs, folded into at most one log line per [`SlowSyncs::EVERY`]: a bad minute of
-/// the disk is a few dozen lines, not thousands.
+/// Slow fsyncs, folded into at most one log line a second ([`crate::logging::Folded`]): a
+/// bad minute of the disk is a few dozen lines, not thousands. Adds what the line reports
+/// beyond the count: the slowest fsync it stands for.
 struct SlowSyncs {
     threshold: Duration,
-    last_line: Option<Instant>,
-    /// Slow fsyncs since the last line, and the slowest of them.
-    more: u64,
+    lines: crate::logging::Folded,
+    /// The clock `lines` counts milliseconds on.
+    origin: Instant,
+    /// The slowest fsync since the last line.
     slowest: Duration,
 }
 
 /// What a slow-fsync log line reports besides the fsync itself.
 #[derive(Debug, PartialEq, Eq)]
 struct SlowLine {
+    /// Slow fsyncs folded into this line since the last one.
     more: u64,
     slowest: Duration,
 }
 
 impl SlowSyncs {
-    const EVERY: Duration = Duration::from_secs(1);
-
     fn new(threshold: Duration) -> Self {
         SlowSyncs {
             threshold,
-            last_line: None,
-            more: 0,
+            lines: crate::logging::Folded::new(),
+            origin: Instant::now(),
             slowest: Duration::ZERO,
         }
     }
 
     /// A slow fsync of `took`, finished at `now`: a line to log, or folded into the next.
     fn note(&mut self, took: Duration, now: Instant) -> Option<SlowLine> {
-        let due = self
-            .last_line
-            .is_none_or(|last| now.saturating_duration_since(last) >= Self::EVERY);
-        if !due {
-            self.more += 1;
-            self.slowest = self.slowest.max(took);
-            return None;
-        }
-        self.last_line = Some(now);
-        let line = SlowLine {
-            more: self.more,
-            slowest: self.slowest.max(took),
-        };
-        self.more = 0;
-        self.slowest = Duration::ZERO;
-        Some(line)
+        self.slowest = self.slowest.max(took);
+        let ms = i64::try_from(now.saturating_duration_since(self.origin).as_millis())
+            .unwrap_or(i64::MAX);
+        let n = self.lines.note(ms)?;
+        Some(SlowLine {
+            more: n.saturating_sub(1),
+            slowest: std::mem::take(&mut self.slowest),
+        })
     }
 }
 
@@ -803,8 +796,8 @@ mod slow_sync_tests {
     #[test]
     fn slow_fsyncs_make_at_most_a_line_a_second_and_the_next_line_counts_the_rest() {
         let ms = Duration::from_millis;
-        let t0 = Instant::now();
         let mut slow = SlowSyncs::new(ms(100));
+        let t0 = slow.origin;
         let first = slow.note(ms(150), t0);
         assert_eq!(
             first,
