@@ -47,7 +47,8 @@ impl Shared {
     }
 }
 
-/// The pacing thread; stops when the last handle is dropped.
+/// The pacing thread; dropping it stops the thread and ends every sleep (handles do not keep
+/// it running).
 pub struct Pacer {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -121,11 +122,9 @@ fn pace(shared: &Shared) {
             });
         }
         if !due.is_empty() {
+            // Woken outside the lock; the next turn plans the wait (and sees the sleepers
+            // that re-registered meanwhile).
             queue.last_wake = Some(now);
-        }
-        let earliest = queue.sleepers.iter().map(|(at, _)| *at).min();
-        queue.next_look = earliest.map(|at| queue.look_for(at));
-        if !due.is_empty() {
             drop(queue);
             for w in due.drain(..) {
                 w.wake();
@@ -133,6 +132,8 @@ fn pace(shared: &Shared) {
             queue = shared.lock();
             continue;
         }
+        let earliest = queue.sleepers.iter().map(|(at, _)| *at).min();
+        queue.next_look = earliest.map(|at| queue.look_for(at));
         queue = match queue.next_look {
             None => shared
                 .cond

@@ -318,24 +318,16 @@ impl AcquirerLink {
             // SPEC 8 "cannot forward": 91 either way. The reason tells the operator which:
             // no link signed on (the issuer is down), or every link at its in-flight cap
             // (the issuer, or the switch, is not keeping up).
-            let (reason, text, folded) = if route.is_signed_on() {
-                ("at_cap", "ISSUER BUSY", &route.shed_at_cap)
+            let (reason, text, folded, why) = if route.is_signed_on() {
+                let why = "every signed-on link is at max_in_flight (the issuer, or the switch's journal, is not keeping up)";
+                ("at_cap", "ISSUER BUSY", &route.shed_at_cap, why)
             } else {
-                ("no_link", "ISSUER NOT SIGNED ON", &route.shed_no_link)
+                let why = "no link of the issuer is signed on";
+                ("no_link", "ISSUER NOT SIGNED ON", &route.shed_no_link, why)
             };
             metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => reason).increment(1);
             if let Some(shed) = folded.note(self.shared.clock.now_millis()) {
-                tracing::warn!(
-                    issuer = %route.id,
-                    reason,
-                    shed,
-                    "requests answered 91: {}",
-                    if reason == "at_cap" {
-                        "every signed-on link is at max_in_flight (the issuer, or the switch's journal, is not keeping up)"
-                    } else {
-                        "no link of the issuer is signed on"
-                    }
-                );
+                tracing::warn!(issuer = %route.id, reason, shed, "requests answered 91: {why}");
             }
             self.decline(
                 &msg,
