@@ -1062,13 +1062,7 @@ mod tests {
             .expect("no answer for the queued request")
             .unwrap();
         let answer = Message::decode(answer).unwrap();
-        assert_eq!(answer.mti(), Mti::FINANCIAL_RESPONSE);
-        assert_eq!(answer.field(39), Some(&b"91"[..]));
-        assert_eq!(
-            answer.field(11),
-            Some(&b"000001"[..]),
-            "the acquirer's own F11"
-        );
+        assert_acquirer_answer(&answer, b"91", b"000001");
         t.stopped.await.unwrap_err(); // the link ended (its stop signal dropped)
         assert_eq!(t.in_flight.load(Ordering::Relaxed), 0);
         assert_eq!(shared.in_flight.load(Ordering::Relaxed), 0);
@@ -1164,6 +1158,18 @@ mod tests {
         )
         .build()
         .unwrap()
+    }
+
+    /// `answer` is the 0210 the acquirer gets: response code `code`, and its own F11 back
+    /// (the switch rewrote F11 for the issuer link).
+    fn assert_acquirer_answer(answer: &Message, code: &[u8; 2], acquirer_f11: &[u8; 6]) {
+        assert_eq!(answer.mti(), Mti::FINANCIAL_RESPONSE);
+        assert_eq!(answer.field(39), Some(&code[..]));
+        assert_eq!(
+            answer.field(11),
+            Some(&acquirer_f11[..]),
+            "the acquirer's own F11"
+        );
     }
 
     /// The next answer the link gave the acquirer side.
@@ -1304,14 +1310,7 @@ mod tests {
         let approval = issuer_answer(&forwarded, ResponseCode::APPROVED);
         to_switch.send(Frame::Message(approval)).await.unwrap();
 
-        let answer = answered(&mut answers).await;
-        assert_eq!(answer.mti(), Mti::FINANCIAL_RESPONSE);
-        assert_eq!(answer.field(39), Some(&b"96"[..]));
-        assert_eq!(
-            answer.field(11),
-            Some(&b"000001"[..]),
-            "the acquirer's own F11"
-        );
+        assert_acquirer_answer(&answered(&mut answers).await, b"96", b"000001");
         assert_eq!(
             shared.originals.with(&key, |o| o.map(|o| o.state)),
             Some(OriginalState::Reversed)
@@ -1343,8 +1342,6 @@ mod tests {
         let forwarded = forwarded_to_issuer(&mut from_switch).await;
         let decline = issuer_answer(&forwarded, ResponseCode::INSUFFICIENT_FUNDS);
         to_switch.send(Frame::Message(decline)).await.unwrap();
-        let answer = answered(&mut answers).await;
-        assert_eq!(answer.field(39), Some(&b"51"[..]));
-        assert_eq!(answer.field(11), Some(&b"000002"[..]));
+        assert_acquirer_answer(&answered(&mut answers).await, b"51", b"000002");
     }
 }
