@@ -1293,6 +1293,19 @@ timeout_ms = 20000
     }
 
     #[test]
+    fn slow_fsync_reporting_is_off_at_zero_and_a_threshold_otherwise() {
+        for (value, want) in [(0, None), (250, Some(Duration::from_millis(250)))] {
+            let toml = format!("{GOOD}\n[journal]\nslow_fsync_ms = {value}\n");
+            let (_dir, cfg) = load(&toml, Some(GOOD_BINS));
+            assert_eq!(
+                cfg.unwrap().journal.slow_sync,
+                want,
+                "slow_fsync_ms = {value}"
+            );
+        }
+    }
+
+    #[test]
     fn minimal_config_loads_with_defaults() {
         let (_dir, cfg) = load(GOOD, Some(GOOD_BINS));
         let cfg = cfg.unwrap();
