@@ -48,6 +48,12 @@ impl PackedKey {
         out
     }
 
+    /// The key's F7 (bits 0-33).
+    #[must_use]
+    pub fn transmission(&self) -> u64 {
+        u64::from(self.0[0]) | (u64::from(self.0[1] & 0b11) << 32)
+    }
+
     #[must_use]
     pub fn from_bytes(b: [u8; 16]) -> Self {
         let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
@@ -250,6 +256,11 @@ struct Run {
     count: usize,
     /// Key of record 0, BLOCK, 2 BLOCK, ...
     firsts: Vec<PackedKey>,
+    /// The largest F7 among the run's keys. A run holds the oldest entries of its shard, so
+    /// a new request's key (its F7 the acquirer's clock now) is newer than every run and
+    /// is known absent without a filter probe: a cache miss in a filter of tens of
+    /// megabytes, 2.6 % of the switch's samples at saturation (session 16).
+    newest: u64,
     /// This run's keys alone: after the shard's filters pass a key (a duplicate, a related
     /// transaction's original, or a 1-2 % false positive), only runs whose own filter
     /// passes it are read.
@@ -452,7 +463,9 @@ fn build_run<'a, V: Spill + 'a>(
     let n = entries.len();
     let mut buf = Vec::with_capacity(n * (16 + V::SIZE));
     firsts.clear();
+    let mut newest = 0;
     for (i, (h, k, v)) in entries.enumerate() {
+        newest = newest.max(k.transmission());
         buf.extend_from_slice(&k.to_bytes());
         v.put(&mut buf);
         if let Some(b) = shard_bloom.as_deref_mut() {
@@ -467,6 +480,7 @@ fn build_run<'a, V: Spill + 'a>(
         offset,
         count: n,
         firsts,
+        newest,
         bloom: own,
     };
     (buf, run)
@@ -650,13 +664,19 @@ impl<V: Spill + Clone> Shard<V> {
     }
 
     fn find_cold(&self, key: &PackedKey, h: u64) -> Option<V> {
-        if !self.cold.blooms.iter().any(|b| b.may_contain(h)) {
+        let t = key.transmission();
+        if self.cold.runs.iter().all(|r| t > r.newest)
+            || !self.cold.blooms.iter().any(|b| b.may_contain(h))
+        {
             return None;
         }
         let rec = 16 + V::SIZE;
         let mut buf = Vec::new();
         for (i, run) in self.cold.runs.iter().enumerate().rev() {
-            if !run.bloom.may_contain(h) || (i == 0 && self.cold.tomb.contains(key)) {
+            if t > run.newest
+                || !run.bloom.may_contain(h)
+                || (i == 0 && self.cold.tomb.contains(key))
+            {
                 continue;
             }
             let block = match run.firsts.binary_search(key) {
@@ -1787,6 +1807,32 @@ mod tests {
         assert_eq!(t.get(&key(10, 10, 7, 8)), Some(1_010));
         let files = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(files, 64, "one run file per shard");
+    }
+
+    #[test]
+    fn keys_on_disk_are_found_whatever_their_f7_and_newer_keys_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = spilling(dir.path(), 64);
+        // F7 out of order, as skewed acquirer clocks send it: a run's newest F7 is its
+        // largest, not its last; 9,000,000,000 needs the two high bits of the packed F7.
+        let skewed = [9_000_000_000u64, 1_231_235_959, 4_294_967_296, 500];
+        for (i, &f7) in skewed.iter().enumerate() {
+            t.insert(&key(f7, 1, 7, 8), i as u32);
+        }
+        for i in 0..5_000u32 {
+            t.insert(&key(1_000 + u64::from(i), i % 999, 7, 8), 100 + i);
+        }
+        assert!(t.in_memory() < 200, "in memory: {}", t.in_memory());
+        for (i, &f7) in skewed.iter().enumerate() {
+            assert_eq!(t.get(&key(f7, 1, 7, 8)), Some(i as u32), "F7 {f7}");
+            assert_eq!(t.insert(&key(f7, 1, 7, 8), 0), Some(i as u32), "F7 {f7}");
+        }
+        // The newest F7 on disk (the oldest run's largest) is still found; one past every
+        // key is not there.
+        assert_eq!(t.get(&key(1_000, 0, 7, 8)), Some(100));
+        assert_eq!(t.get(&key(9_000_000_001, 1, 7, 8)), None);
+        assert_eq!(t.get(&key(1_000 + 5_000, 1, 7, 8)), None);
+        assert_eq!(t.len(), 4 + 5_000);
     }
 
     #[test]
