@@ -21,8 +21,9 @@ pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[test]
-    fn the_process_reports_huge_pages_off_once_disabled() {
-        super::disable_transparent_huge_pages().unwrap();
-        assert!(rustix::thread::transparent_huge_pages_are_disabled().unwrap());
+    fn the_process_reports_huge_pages_off_once_disabled() -> std::io::Result<()> {
+        super::disable_transparent_huge_pages()?;
+        assert!(rustix::thread::transparent_huge_pages_are_disabled()?);
+        Ok(())
     }
 }
