@@ -1827,9 +1827,10 @@ mod tests {
             assert_eq!(t.get(&key(f7, 1, 7, 8)), Some(i as u32), "F7 {f7}");
             assert_eq!(t.insert(&key(f7, 1, 7, 8), 0), Some(i as u32), "F7 {f7}");
         }
-        // The skewed keys above were each their run's largest F7 (the boundary: a key equal
-        // to its run's newest is on disk, `t > newest` must not skip that run). The first
-        // ordered key, long on disk, is found too; keys past every F7 on disk are absent.
+        // 9,000,000,000 is the largest F7 of whatever run holds it: it checks the boundary
+        // (a key equal to its run's newest is on disk, `t > newest` must not skip the run).
+        // The first ordered key, long on disk, is found too; keys past every F7 on disk are
+        // absent.
         assert_eq!(t.get(&key(1_000, 0, 7, 8)), Some(100));
         assert_eq!(t.get(&key(9_000_000_001, 1, 7, 8)), None);
         assert_eq!(t.get(&key(1_000 + 5_000, 1, 7, 8)), None);
