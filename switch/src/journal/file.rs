@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
-use super::format::{self, HEADER_LEN, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
+use super::format::{self, HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::{
     Completion, Durability, Journal, JournalError, JournalOptions, Payload, Record, Replay,
     ReplaySummary,
@@ -543,14 +543,15 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
-        let mut appends: Vec<Pending> = Vec::new();
+        // A batch's records are encoded into `buf` as they come off the channel, while
+        // their bytes are still in cache; only their completions wait here for the commit.
+        let mut dones: Vec<Done> = Vec::new();
         let mut waiters: Vec<Waiter> = Vec::new();
         // When the last commit began: the next one waits for the interval from there.
         let mut last_commit: Option<Instant> = None;
         // recv fails only when every sender is gone, i.e. the handle vanished without close().
         while let Ok(first) = rx.recv() {
             let mut shutdown = false;
-            let mut bytes = 0usize;
             // Within the interval of the last commit, records gather until it ends: the
             // writer waits on the timer alone, so appends do not wake it one by one. A flush
             // or a shutdown that comes first does not wait.
@@ -562,12 +563,14 @@ impl Writer {
                     let _ = (self.interval_timer)(deadline).recv();
                 }
             }
+            self.buf.clear();
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Append(p) => {
-                        bytes += RECORD_OVERHEAD + p.payload.len();
-                        appends.push(p);
+                        let seq = self.next_seq + dones.len() as u64;
+                        format::encode_record(&mut self.buf, p.kind, seq, p.payload.as_slice());
+                        dones.push(p.done);
                     }
                     Msg::Flush(w) => waiters.push(w),
                     Msg::Shutdown(w) => {
@@ -578,13 +581,13 @@ impl Writer {
                         break;
                     }
                 }
-                if appends.len() >= self.max_batch_records || bytes >= self.max_batch_bytes {
+                if dones.len() >= self.max_batch_records || self.buf.len() >= self.max_batch_bytes {
                     break;
                 }
                 next = rx.try_recv().ok();
             }
             last_commit = Some(Instant::now());
-            self.commit(&mut appends, &mut waiters);
+            self.commit(&mut dones, &mut waiters);
             if shutdown {
                 return;
             }
@@ -596,17 +599,19 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, appends: &mut Vec<Pending>, waiters: &mut Vec<Waiter>) {
-        let records = appends.len();
-        let result = self.write_batch(appends, !waiters.is_empty());
+    /// Writes the batch encoded in `buf` (`dones` holds one completion a record), then
+    /// answers its completions and the waiting flushes.
+    fn commit(&mut self, dones: &mut Vec<Done>, waiters: &mut Vec<Waiter>) {
+        let records = dones.len();
+        let result = self.write_batch(records, !waiters.is_empty());
         if let Err(e) = &result {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("journal_write_errors_total").increment(1);
             tracing::error!(error = %e, records, "journal batch failed");
             self.failed_since_flush = Some(e.clone());
         }
-        for p in appends.drain(..) {
-            p.done.complete(result.clone());
+        for done in dones.drain(..) {
+            done.complete(result.clone());
         }
         if result.is_ok() && records > 0 {
             self.zero_fill();
@@ -622,7 +627,8 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, appends: &[Pending], force_sync: bool) -> Result<(), JournalError> {
+    /// Writes `records` records already encoded in `buf` (numbered from `next_seq`).
+    fn write_batch(&mut self, records: usize, force_sync: bool) -> Result<(), JournalError> {
         if self.dirty {
             self.repair()?;
         }
@@ -630,7 +636,7 @@ impl Writer {
             sync_dir(&self.dir)?;
             self.dir_unsynced = false;
         }
-        if appends.is_empty() {
+        if records == 0 {
             return if force_sync && self.unsynced {
                 self.sync()
             } else {
@@ -641,10 +647,6 @@ impl Writer {
             self.roll()?;
         }
 
-        self.buf.clear();
-        for (seq, p) in (self.next_seq..).zip(appends) {
-            format::encode_record(&mut self.buf, p.kind, seq, p.payload.as_slice());
-        }
         if let Err(e) = self.write_buf() {
             self.dirty = true;
             return Err(JournalError::io("write", &self.seg.path, e));
@@ -659,7 +661,7 @@ impl Writer {
             }
         }
 
-        let n = appends.len() as u64;
+        let n = records as u64;
         let bytes = self.buf.len() as u64;
         self.seg.len += bytes;
         self.seg.records += n;
