@@ -508,6 +508,44 @@ fn batches_respect_caps() {
     assert_eq!(stats.batches, 11);
 }
 
+/// The byte cap counts encoded records (payload plus framing): a batch closes at the record
+/// that reaches it, and every record still lands once, numbered in order.
+#[test]
+fn batches_close_at_the_byte_cap() {
+    const N: usize = 30;
+    let record = RECORD_OVERHEAD + 8;
+    let dir = tempfile::tempdir().unwrap();
+    let capped = JournalOptions {
+        // Three 8-byte records reach it; two do not.
+        max_batch_bytes: 3 * record,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), capped).unwrap();
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    j.append(
+        0,
+        Bytes::from_static(b"gate-000").into(),
+        Some(Box::new(move |_| gate_rx.recv().unwrap())),
+    );
+    for i in 1..=N {
+        j.append(1, Bytes::from(format!("rec-{i:04}")).into(), None);
+    }
+    gate_tx.send(()).unwrap();
+    j.flush_blocking().unwrap();
+    let stats = j.stats();
+    assert_eq!(stats.records, N as u64 + 1);
+    // The gate record alone, then N records three to a batch.
+    assert_eq!(stats.batches, 1 + N as u64 / 3, "{stats:?}");
+    assert_eq!(stats.bytes, ((N + 1) * record) as u64);
+    drop(j);
+    let replay = read_all(dir.path()).unwrap();
+    let seqs: Vec<u64> = replay.records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=N as u64 + 1).collect::<Vec<_>>());
+    for (i, r) in replay.records.iter().enumerate().skip(1) {
+        assert_eq!(&r.payload[..], format!("rec-{i:04}").as_bytes());
+    }
+}
+
 /// Every fsync at or over the threshold is counted; none is without a threshold.
 #[test]
 fn slow_fsyncs_are_counted_against_the_threshold() {
