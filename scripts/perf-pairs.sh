@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # (scripts/perf-ab.sh runs both builds at once at a fixed rate instead: see its header.)
 # A/B comparison of two builds end to end: runs scripts/perf-e2e.sh alternately with the
-# binaries of DIR_A and DIR_B (A, B, B, A, A, B, ...: each pair's order swapped), PAIRS pairs, the same loadgen arguments,
-# and prints every run's summary then the median of each figure per build. Alternating
-# matters on this machine: its speed swings by 10-15 % between minutes, more than most
-# changes, and a swing then hits both builds alike.
+# binaries of DIR_A and DIR_B (A B, B A, A B, ...: every other pair swapped, since whichever
+# ran first won by ~12 % in session 17), PAIRS pairs, the same loadgen arguments, and prints
+# every run's summary then the median of each figure per build. Alternating matters on this
+# machine: its speed swings by 10-15 % between minutes, more than most changes, and a swing
+# then hits both builds alike. Keep PAIRS even so each build goes first equally often.
 #
 #   scripts/perf-pairs.sh DIR_A DIR_B [loadgen run args...]
-#   PAIRS=3 scripts/perf-pairs.sh /tmp/base target/release --rate max --window 64 --connections 64 --duration 20s
+#   PAIRS=4 scripts/perf-pairs.sh /tmp/base target/release --rate max --window 64 --connections 64 --duration 20s
 #
 # DIR_A and DIR_B each hold switch, issuer-sim and loadgen (copy them out of target/release
 # after each build). Environment as for perf-e2e.sh (SWITCH_EXTRA, SIM_THREADS, ...), plus
-# PAIRS (default 3) and AB_NAME (run name prefix, default "pair"). EXTRA_A / EXTRA_B are added
+# PAIRS (default 4) and AB_NAME (run name prefix, default "pair"). EXTRA_A / EXTRA_B are added
 # to SWITCH_EXTRA for that side only, to compare settings of one build:
-#   EXTRA_A="journal.commit_interval_us = 0" PAIRS=3 scripts/perf-pairs.sh /tmp/new /tmp/new --rate max ...
+#   EXTRA_A="journal.commit_interval_us = 0" PAIRS=4 scripts/perf-pairs.sh /tmp/new /tmp/new --rate max ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${1:?usage: scripts/perf-pairs.sh DIR_A DIR_B [loadgen args...]}
 B=${2:?usage: scripts/perf-pairs.sh DIR_A DIR_B [loadgen args...]}
 shift 2
-PAIRS=${PAIRS:-3}
+PAIRS=${PAIRS:-4}
 AB_NAME=${AB_NAME:-pair}
 for d in "$A" "$B"; do
     for b in switch issuer-sim loadgen; do
