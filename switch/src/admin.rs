@@ -25,8 +25,7 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
         ("GET", "/metrics") => {
             // The day's tables grow with every transaction until the cut-over (memory the
             // operator should watch): sampled per scrape, not maintained per transaction.
-            metrics::gauge!("switch_day_keys").set(shared.seen.len() as f64);
-            metrics::gauge!("switch_originals").set(shared.originals.len() as f64);
+            metrics::gauge!("switch_day_keys").set(shared.originals.len() as f64);
             metrics::gauge!("journal_queued_records").set(shared.journal.queued() as f64);
             respond(
                 StatusCode::OK,
@@ -43,8 +42,7 @@ fn route(req: &Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full
             let body = serde_json::json!({
                 "status": if shared.draining.load(Ordering::Relaxed) { "draining" } else { "ok" },
                 "in_flight": shared.in_flight.load(Ordering::Relaxed),
-                "day_keys": shared.seen.len(),
-                "originals": shared.originals.len(),
+                "day_keys": shared.originals.len(),
                 "journal_queued": shared.journal.queued(),
                 "issuers": issuers,
             });

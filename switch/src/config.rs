@@ -99,9 +99,9 @@ pub struct SwitchSettings {
     /// at start (their indexes: ~9 bytes an entry each). 0: grow as needed, incrementally
     /// (the default, since tests start many switches in one process).
     pub expected_daily_transactions: usize,
-    /// Entries each of the day's tables (keys, originals) keeps in memory; beyond it a
-    /// table writes its entries to run files under `<journal dir>/daytables` (a cache of
-    /// the journal). 0: everything stays in memory.
+    /// Entries each of the day's tables (request keys and originals, reversal answers)
+    /// keeps in memory; beyond it a table writes its entries to run files under
+    /// `<journal dir>/daytables` (a cache of the journal). 0: everything stays in memory.
     pub day_tables_memory: usize,
     /// Set aside at start, resident, the memory the day's tables take over a day of
     /// `expected_daily_transactions` (their arenas up to `day_tables_memory`, the filters

@@ -1,5 +1,5 @@
-//! The tables that hold one entry per transaction of the settlement day (duplicate keys,
-//! originals of related transactions). They grow by hundreds of thousands of entries a
+//! The tables that hold one entry per transaction of the settlement day (each request's
+//! key for duplicates, which is also its original for related transactions). They grow by hundreds of thousands of entries a
 //! minute under load, so two things matter that do not for other maps:
 //!
 //! - **No growth stalls.** A `HashMap` of large entries that doubles allocates and fills a
@@ -150,6 +150,24 @@ impl SpillTo {
     #[must_use]
     pub fn capacity_for(&self, expected: usize) -> usize {
         expected.max(self.memory_entries.saturating_mul(2))
+    }
+
+    /// Remove the run files of table `name` (the directory may not exist yet).
+    pub fn remove_runs(&self, name: &str) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            let file = e.file_name();
+            let file = file.to_string_lossy();
+            if file.starts_with(&format!("{name}-")) && file.ends_with(".run") {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -607,17 +625,32 @@ impl<V: Spill + Clone> Shard<V> {
         value: V,
         hasher: &crate::FastHash,
     ) -> (Option<V>, Option<Hint>) {
+        self.insert_unless(key, h, value, |_| false, hasher)
+            .unwrap_or_else(|at| (None, at))
+    }
+
+    /// [`insert`](Self::insert), unless `key` has an entry for which `keep` holds: that
+    /// entry then stays as it is, and `Err` says where it is in memory.
+    fn insert_unless(
+        &mut self,
+        key: PackedKey,
+        h: u64,
+        value: V,
+        keep: impl FnOnce(&V) -> bool,
+        hasher: &crate::FastHash,
+    ) -> Result<(Option<V>, Option<Hint>), Option<Hint>> {
         let (old, pos) = match self.locate(&key, h) {
-            Some(pos) => (
-                self.hot_mut(pos).map(|v| std::mem::replace(v, value)),
-                Some(pos),
-            ),
+            Some(pos) => match self.hot_mut(pos) {
+                Some(v) if keep(v) => return Err(Some(Hint(pos))),
+                Some(v) => (Some(std::mem::replace(v, value)), Some(pos)),
+                None => (None, Some(pos)),
+            },
             None => (None, self.push_hot(key, h as u32, value)),
         };
         if self.arena.len() > self.spill_at {
             self.spill(hasher);
         }
-        (old, pos.map(Hint))
+        Ok((old, pos.map(Hint)))
     }
 
     /// Write the oldest chunks (up to `SPILL_CHUNKS`, all but the one being filled; all of
@@ -1181,14 +1214,7 @@ impl<V: Spill + Clone> DayTable<V> {
     /// not all write at the same moment.
     pub fn spilling(capacity: usize, spill: &SpillTo, name: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(&spill.dir)?;
-        for e in std::fs::read_dir(&spill.dir)? {
-            let e = e?;
-            let file = e.file_name();
-            let file = file.to_string_lossy();
-            if file.starts_with(&format!("{name}-")) && file.ends_with(".run") {
-                std::fs::remove_file(e.path())?;
-            }
-        }
+        spill.remove_runs(name)?;
         // A bound under one entry per shard writes every entry out at once (tests).
         let share = spill.memory_entries / SHARDS;
         let per_shard = capacity.div_ceil(SHARDS);
@@ -1239,6 +1265,20 @@ impl<V: Spill + Clone> DayTable<V> {
         let k = PackedKey::from(key);
         let (mut shard, h) = self.shard(&k);
         shard.insert(k, h, value, &self.hasher)
+    }
+
+    /// [`insert_hinted`](Self::insert_hinted), unless `key` has an entry for which `keep`
+    /// holds (checked and inserted under one lock): that entry then stays as it is, and
+    /// `Err` says where it is in memory.
+    pub fn insert_unless(
+        &self,
+        key: &TxnKey,
+        value: V,
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Result<(Option<V>, Option<Hint>), Option<Hint>> {
+        let k = PackedKey::from(key);
+        let (mut shard, h) = self.shard(&k);
+        shard.insert_unless(k, h, value, keep, &self.hasher)
     }
 
     /// Run `f` on the entry of `key` with its shard locked (check-then-change is atomic).
@@ -1810,6 +1850,38 @@ mod tests {
     }
 
     #[test]
+    fn insert_unless_keeps_a_matching_entry_in_memory_or_on_disk_and_replaces_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = spilling(dir.path(), 64);
+        let even = |v: &u32| *v % 2 == 0;
+        assert_eq!(
+            t.insert_unless(&key(1, 1, 7, 8), 10, even).map(|r| r.0),
+            Ok(None)
+        );
+        // A new key goes in whatever `keep` says; a kept entry stays and says where it is.
+        let kept = t.insert_unless(&key(1, 1, 7, 8), 11, even);
+        assert!(matches!(kept, Err(Some(_))), "{kept:?}");
+        assert_eq!(t.get(&key(1, 1, 7, 8)), Some(10));
+        assert_eq!(t.insert(&key(2, 2, 7, 8), 21), None);
+        assert_eq!(
+            t.insert_unless(&key(2, 2, 7, 8), 22, even).map(|r| r.0),
+            Ok(Some(21)),
+            "an entry `keep` rejects is replaced"
+        );
+        assert_eq!(t.get(&key(2, 2, 7, 8)), Some(22));
+        // Push both keys out to their runs: the check reads them back from disk.
+        for i in 100..5_000u32 {
+            t.insert(&key(u64::from(i), i % 999, 7, 8), i);
+        }
+        assert!(t.in_memory() < 200, "in memory: {}", t.in_memory());
+        assert!(t.insert_unless(&key(1, 1, 7, 8), 12, even).is_err());
+        assert!(t.insert_unless(&key(2, 2, 7, 8), 24, even).is_err());
+        assert_eq!(t.get(&key(1, 1, 7, 8)), Some(10));
+        assert_eq!(t.get(&key(2, 2, 7, 8)), Some(22));
+        assert_eq!(t.len(), 4_902);
+    }
+
+    #[test]
     fn keys_on_disk_are_found_whatever_their_f7_and_newer_keys_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let t = spilling(dir.path(), 64);
@@ -1986,6 +2058,32 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t.get(&key(5, 0, 1, 2)), None);
         assert!(dir.path().join("other-00.run").exists());
+        // A table's runs can go without opening it (a table earlier versions kept).
+        for i in 0..1_000u32 {
+            t.insert(&key(u64::from(i), 0, 1, 2), i);
+        }
+        let runs = |name: &str| {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    let e = e.as_ref().unwrap().file_name();
+                    e.to_string_lossy().starts_with(name)
+                })
+                .count()
+        };
+        assert!(runs("test-") > 0);
+        let to = SpillTo {
+            dir: dir.path().to_path_buf(),
+            memory_entries: 64,
+        };
+        to.remove_runs("other").unwrap();
+        assert_eq!(runs("other-"), 0);
+        assert!(runs("test-") > 0);
+        let missing = SpillTo {
+            dir: dir.path().join("not-yet"),
+            memory_entries: 64,
+        };
+        missing.remove_runs("keys").unwrap();
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! the acquirer link calls [`OriginalIndex::begin`] before it forwards (or answers a
 //! reversal), the issuer link calls [`OriginalIndex::finish`] with the outcome; journal
 //! replay at start calls the same two functions, so a restart rebuilds the same state.
+//!
+//! The same table holds the key of every request of the day, for duplicate detection
+//! (SPEC 7, [`OriginalIndex::enter_key`]): a request's key is entered as it arrives and
+//! becomes its original if it is forwarded, so a transaction's key is looked up in one
+//! table of the day's size, not two.
 
 use crate::core::{TxnKey, TxnKind};
 use crate::daytable::{DayTable, Hint};
@@ -21,6 +26,9 @@ pub enum OriginalState {
     Reversed,
     /// A preauthorisation completed (it takes no further void or completion).
     Completed,
+    /// Only the key of a request of `settlement_date` is known (duplicate detection): it
+    /// was not forwarded (yet), so it is no original; every lookup of originals skips it.
+    Seen,
 }
 
 /// A PAN kept inline (up to 19 digits, SPEC 4): no heap allocation per original. Never
@@ -129,6 +137,14 @@ impl Original {
             reverse_when_answered: None,
         }
     }
+
+    /// The entry of a request's key before it is forwarded (duplicate detection only).
+    #[must_use]
+    pub fn seen(kind: TxnKind, settlement_date: u32) -> Original {
+        let mut o = Original::pending(kind, 0, &[], &[], settlement_date);
+        o.state = OriginalState::Seen;
+        o
+    }
 }
 
 const KINDS: [TxnKind; 12] = [
@@ -146,13 +162,14 @@ const KINDS: [TxnKind; 12] = [
     TxnKind::Unknown,
 ];
 
-const STATES: [OriginalState; 6] = [
+const STATES: [OriginalState; 7] = [
     OriginalState::Pending,
     OriginalState::Approved,
     OriginalState::NotApproved,
     OriginalState::Voided,
     OriginalState::Reversed,
     OriginalState::Completed,
+    OriginalState::Seen,
 ];
 
 /// Reads fixed-size parts off the front of a slice.
@@ -375,7 +392,10 @@ pub fn check(
     if req.amount == 0 && req.kind != TxnKind::Reversal {
         return Err(ResponseCode::INVALID_AMOUNT);
     }
-    let orig = original.ok_or(ResponseCode::ORIGINAL_NOT_FOUND)?;
+    // A key that was only seen (a request not forwarded) is no original.
+    let orig = original
+        .filter(|o| o.state != OriginalState::Seen)
+        .ok_or(ResponseCode::ORIGINAL_NOT_FOUND)?;
     if !refers_to_ok(req.kind, orig.kind) {
         // F90 names a transaction of a kind this one cannot relate to (e.g. a void of a
         // refund): as good as not found.
@@ -396,6 +416,7 @@ pub fn check(
         (OriginalState::Reversed | OriginalState::Voided | OriginalState::Completed, _) => {
             return Err(ResponseCode::ILLEGAL_RELATED)
         }
+        (OriginalState::Seen, _) => return Err(ResponseCode::ORIGINAL_NOT_FOUND),
         (OriginalState::Approved, _) => {}
     }
     if orig.related_pending && req.kind != TxnKind::Reversal {
@@ -513,9 +534,12 @@ pub struct Finished {
     pub reverse: Option<[u8; 4]>,
 }
 
-/// Originals by transaction key. Shared by the acquirer links; one shard lock per entry.
+/// Originals by transaction key, and the keys of the day's other requests. Shared by the
+/// acquirer links; one shard lock per entry.
 #[derive(Debug, Default)]
 pub struct OriginalIndex {
+    /// Originals, and [`OriginalState::Seen`] entries for the keys of the day's requests
+    /// that are not (or not yet) originals.
     map: DayTable<Original>,
     /// The answer given to each acquirer reversal, for idempotent duplicates (SPEC 7).
     reversal_answers: DayTable<ResponseCode>,
@@ -564,9 +588,31 @@ impl OriginalIndex {
         self.map.insert(&key, original);
     }
 
+    /// Enter the key of a request of settlement day `date` as it arrives (SPEC 7): `false`
+    /// if a request with this key was entered for `date` already (a duplicate: the first
+    /// one's entry stays as it is). A key of another day is replaced (duplicates are per
+    /// day). If the request is forwarded, [`begin`](Self::begin) makes the entry its
+    /// original: the index then finds the key where this call just put it.
+    #[must_use]
+    pub fn enter_key(&self, key: &TxnKey, kind: TxnKind, date: u32) -> bool {
+        self.map
+            .insert_unless(key, Original::seen(kind, date), |o| {
+                o.settlement_date == date
+            })
+            .is_ok()
+    }
+
+    /// Forget the keys entered by [`enter_key`](Self::enter_key) for days up to `closed`
+    /// that did not become originals (duplicate detection is per settlement day).
+    pub fn forget_keys_until(&self, closed: u32) {
+        self.map
+            .retain(|o| o.state != OriginalState::Seen || o.settlement_date > closed);
+    }
+
     /// Run `f` on the original of `key` (with the entry locked, so check-then-apply is atomic).
     pub fn with<R>(&self, key: &TxnKey, f: impl FnOnce(Option<&mut Original>) -> R) -> R {
-        self.map.with(key, f)
+        self.map
+            .with(key, |o| f(o.filter(|o| o.state != OriginalState::Seen)))
     }
 
     /// The answer a reversal with this key already got, if any (a duplicate is answered the
@@ -827,14 +873,18 @@ impl OriginalIndex {
         self.prune(now_ms - rules.refund_window_ms.max(rules.installment_refund_ms))
     }
 
-    /// Forget originals approved before `before_ms`. Returns how many went.
+    /// Forget originals approved before `before_ms` (the keys of the day's requests go
+    /// with [`forget_keys_until`](Self::forget_keys_until)). Returns how many went.
     fn prune(&self, before_ms: i64) -> usize {
         let n = self.map.len();
-        self.map
-            .retain(|o| o.state == OriginalState::Pending || o.approved_ms >= before_ms);
+        self.map.retain(|o| {
+            matches!(o.state, OriginalState::Pending | OriginalState::Seen)
+                || o.approved_ms >= before_ms
+        });
         n - self.map.len()
     }
 
+    /// Entries: originals, and the keys of the day's requests that are not originals.
     #[must_use]
     pub fn len(&self) -> usize {
         self.map.len()
@@ -908,7 +958,11 @@ mod tests {
         full.related_pending = true;
         full.reverse_when_answered = Some(*b"4351");
         let bare = orig(TxnKind::Refund, OriginalState::Pending);
-        for o in [full, bare] {
+        for o in [
+            full,
+            bare,
+            Original::seen(TxnKind::BalanceInquiry, 20261121),
+        ] {
             let mut b = Vec::new();
             o.put(&mut b);
             assert_eq!(b.len(), Original::SIZE);
@@ -1077,6 +1131,47 @@ mod flow_tests {
             reservation: None,
             reason: *b"4351",
         }
+    }
+
+    #[test]
+    fn a_key_entered_twice_on_its_day_is_a_duplicate_and_only_originals_are_found() {
+        let (index, limits, rules) = (
+            OriginalIndex::default(),
+            LimitCounters::new(),
+            RelatedRules::default(),
+        );
+        let (p, inquiry) = (key(1), key(2));
+        assert!(index.enter_key(&p, TxnKind::Purchase, 20261121));
+        assert!(index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121));
+        assert!(!index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121));
+        // A key only seen is no original: nothing refers to it, it is not finished.
+        assert!(!index.with(&p, |o| o.is_some()));
+        let void = begin(TxnKind::Void, 1_000, Some(inquiry));
+        assert_eq!(
+            index.begin(key(3), &void, &rules, &limits),
+            Err(ResponseCode::ORIGINAL_NOT_FOUND)
+        );
+        index.finish(&inquiry, TxnKind::BalanceInquiry, None, 0, true, 0, &limits);
+        assert!(!index.with(&inquiry, |o| o.is_some()));
+        // Forwarded, the purchase's entry becomes its original, and stays a duplicate.
+        index
+            .begin(p, &begin(TxnKind::Purchase, 1_000, None), &rules, &limits)
+            .unwrap();
+        index.finish(&p, TxnKind::Purchase, None, 1_000, true, 0, &limits);
+        assert_eq!(
+            index.with(&p, |o| o.map(|o| o.state)),
+            Some(OriginalState::Approved)
+        );
+        assert!(!index.enter_key(&p, TxnKind::Purchase, 20261121));
+        assert_eq!(index.len(), 2, "a declined void enters nothing here");
+        // The cut-over forgets the closed day's keys and keeps its originals; the next
+        // day's request under a closed day's key is no duplicate.
+        assert_eq!(index.prune(-1), 0, "pruning originals leaves keys alone");
+        index.forget_keys_until(20261121);
+        assert_eq!(index.len(), 1);
+        assert!(index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122));
+        assert!(!index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122));
+        assert!(index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261123));
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn replay(
         match SwitchRecord::decode(r.kind, &r.payload) {
             Ok(Some(SwitchRecord::Request(req))) => {
                 if req.settlement_date == today {
-                    shared.seen.insert(&req.key, req.settlement_date);
+                    let _ = index.enter_key(&req.key, req.kind, req.settlement_date);
                 }
                 // Forwarded requests were admitted: enter them as the links did.
                 if let Some(stan) = req.issuer_stan {
@@ -275,25 +275,21 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         dir: config.journal.dir.join("daytables"),
         memory_entries: config.switch.day_tables_memory,
     });
-    let (seen, originals) = match &spill {
-        None => (
-            crate::daytable::DayTable::with_capacity(day_capacity),
-            crate::originals::OriginalIndex::with_capacity(day_capacity),
-        ),
+    let originals = match &spill {
+        None => crate::originals::OriginalIndex::with_capacity(day_capacity),
         Some(to) => {
-            let capacity = to.capacity_for(day_capacity);
-            crate::daytable::DayTable::spilling(capacity, to, "keys").and_then(|seen| {
-                Ok((
-                    seen,
-                    crate::originals::OriginalIndex::spilling(capacity, to)?,
-                ))
-            })
+            // Earlier versions kept the day's keys in a table of their own ("keys"): its
+            // runs are not rebuilt any more, so they go rather than take disk for nothing.
+            to.remove_runs("keys")
+                .and_then(|()| {
+                    crate::originals::OriginalIndex::spilling(to.capacity_for(day_capacity), to)
+                })
+                .with_context(|| format!("opening the day tables in {}", to.dir.display()))?
         }
-        .with_context(|| format!("opening the day tables in {}", to.dir.display()))?,
     };
     if config.switch.reserve_day_tables {
         let started = std::time::Instant::now();
-        let bytes = seen.reserve() + originals.reserve();
+        let bytes = originals.reserve();
         metrics::gauge!("switch_day_tables_reserved_bytes").set(bytes as f64);
         tracing::info!(
             mib = bytes >> 20,
@@ -310,7 +306,6 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
         clock: options.clock,
         journal: Arc::new(journal),
         routes,
-        seen,
         in_flight: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
         limits: crate::limits::LimitCounters::new(),
@@ -498,8 +493,7 @@ fn start_prefault(shared: &Arc<Shared>) {
             if shared.draining.load(Ordering::Relaxed) {
                 return;
             }
-            let bytes =
-                shared.seen.prefault(PREFAULT_AHEAD) + shared.originals.prefault(PREFAULT_AHEAD);
+            let bytes = shared.originals.prefault(PREFAULT_AHEAD);
             if bytes > 0 {
                 metrics::counter!("switch_day_tables_prefaulted_bytes_total")
                     .increment(bytes as u64);

@@ -222,15 +222,14 @@ pub struct Shared {
     pub clock: SharedClock,
     pub journal: Arc<dyn Journal>,
     pub routes: HashMap<InstId, Arc<IssuerRoute>, crate::FastHash>,
-    /// Keys seen per settlement date (duplicate detection, SPEC.md section 7).
-    pub seen: crate::daytable::DayTable<u32>,
     /// Transactions forwarded and not yet answered, over all links (graceful shutdown).
     pub in_flight: AtomicUsize,
     /// Set when shutdown begins: acquirer requests are then declined `91`.
     pub draining: AtomicBool,
     /// Daily limit usage per terminal and merchant (SPEC.md section 9 rule 4).
     pub limits: crate::limits::LimitCounters,
-    /// Originals of related transactions (SPEC.md section 7).
+    /// Originals of related transactions, and the keys of the day's requests for
+    /// duplicate detection (SPEC.md section 7).
     pub originals: crate::originals::OriginalIndex,
     /// Business date and cut-over phase (SPEC.md section 12).
     pub day: crate::cutover::Day,
@@ -274,7 +273,6 @@ impl Shared {
             clock,
             journal: Arc::new(crate::journal::MemoryJournal::new()),
             routes: HashMap::default(),
-            seen: crate::daytable::DayTable::with_capacity(0),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             limits: crate::limits::LimitCounters::new(),

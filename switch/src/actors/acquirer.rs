@@ -270,12 +270,7 @@ impl AcquirerLink {
                 return;
             }
         }
-        if self
-            .shared
-            .seen
-            .insert(&key, date)
-            .is_some_and(|d| d == date)
-        {
+        if !self.shared.originals.enter_key(&key, kind, date) {
             metrics::counter!("switch_duplicates_total").increment(1);
             // The original's record stays authoritative: answer 94 without journalling a
             // second request under the same key.

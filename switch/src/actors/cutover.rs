@@ -90,13 +90,13 @@ pub fn end(shared: &Arc<Shared>) {
     let pruned = shared
         .originals
         .prune_past(&rules, shared.clock.now_millis());
+    // Duplicate detection is per settlement day: keys of the closed day are done with.
+    shared.originals.forget_keys_until(closed);
     tracing::info!(
         pruned,
-        originals = shared.originals.len(),
-        "originals index pruned"
+        day_keys = shared.originals.len(),
+        "originals index pruned, closed day's keys forgotten"
     );
-    // Duplicate detection is per settlement day: keys of the closed day are done with.
-    shared.seen.retain(|day| *day > closed);
     shared.originals.forget_reversal_answers();
     for route in shared.routes.values() {
         if let Some(actor) = route.actor.get() {
