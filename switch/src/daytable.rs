@@ -1267,6 +1267,26 @@ impl<V: Spill + Clone> DayTable<V> {
         shard.insert(k, h, value, &self.hasher)
     }
 
+    /// [`insert_hinted`](Self::insert_hinted), trying `hint` first: an entry still there
+    /// under `key` is replaced in place, without looking the key up.
+    pub fn insert_at(
+        &self,
+        key: &TxnKey,
+        hint: Option<Hint>,
+        value: V,
+    ) -> (Option<V>, Option<Hint>) {
+        let k = PackedKey::from(key);
+        let (mut shard, h) = self.shard(&k);
+        if let Some(Hint(pos)) = hint {
+            if let Some((at, v)) = shard.arena.get_mut(pos) {
+                if *at == k {
+                    return (Some(std::mem::replace(v, value)), hint);
+                }
+            }
+        }
+        shard.insert(k, h, value, &self.hasher)
+    }
+
     /// [`insert_hinted`](Self::insert_hinted), unless `key` has an entry for which `keep`
     /// holds (checked and inserted under one lock): that entry then stays as it is, and
     /// `Err` says where it is in memory.
@@ -1565,6 +1585,21 @@ mod tests {
             moved += usize::from(now != Some(*hint));
         }
         assert!(moved > 1_000, "the retain moved {moved} of 2,000 entries");
+        // insert_at replaces at a hint that holds, and looks a stale one's key up: one
+        // entry per key either way, never the place's other tenant overwritten.
+        let (k7, k8) = (key(7, 7, 1, 2), key(8, 8, 1, 2));
+        let at7 = t.insert_hinted(&k7, 7).1;
+        assert_eq!(t.insert_at(&k7, at7, 70), (Some(7), at7));
+        let at8 = t.insert_hinted(&k8, 8).1;
+        assert_eq!(
+            t.insert_at(&k7, at8, 700).0,
+            Some(70),
+            "stale: found by key"
+        );
+        assert_eq!((t.get(&k7), t.get(&k8)), (Some(700), Some(8)));
+        assert_eq!(t.insert_at(&key(1, 0, 1, 2), at8, 1).0, None);
+        assert_eq!((t.get(&key(1, 0, 1, 2)), t.get(&k8)), (Some(1), Some(8)));
+        assert_eq!(t.len(), 2_001);
         // A key that is absent stays absent whatever the hint.
         assert_eq!(
             t.with_hinted(&key(9, 0, 1, 2), Some(hints[9]), |v| v.copied()),

@@ -508,7 +508,14 @@ pub struct Begin<'a> {
     pub reservation: Option<Reservation>,
     /// F60.1 of a reversal (kept for an early reversal's advice to the issuer).
     pub reason: [u8; 4],
+    /// Where [`OriginalIndex::enter_key`] put the request's key (its entry becomes the
+    /// original there).
+    pub entered_at: Option<Hint>,
 }
+
+/// [`OriginalIndex::enter_key`]: a request with this key was entered for its day already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duplicate;
 
 /// What [`OriginalIndex::begin`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -588,18 +595,24 @@ impl OriginalIndex {
         self.map.insert(&key, original);
     }
 
-    /// Enter the key of a request of settlement day `date` as it arrives (SPEC 7): `false`
-    /// if a request with this key was entered for `date` already (a duplicate: the first
+    /// Enter the key of a request of settlement day `date` as it arrives (SPEC 7):
+    /// [`Duplicate`] if a request with this key was entered for `date` already (the first
     /// one's entry stays as it is). A key of another day is replaced (duplicates are per
     /// day). If the request is forwarded, [`begin`](Self::begin) makes the entry its
-    /// original: the index then finds the key where this call just put it.
-    #[must_use]
-    pub fn enter_key(&self, key: &TxnKey, kind: TxnKind, date: u32) -> bool {
+    /// original: give it the returned place as [`Begin::entered_at`] and it goes straight
+    /// there.
+    pub fn enter_key(
+        &self,
+        key: &TxnKey,
+        kind: TxnKind,
+        date: u32,
+    ) -> Result<Option<Hint>, Duplicate> {
         self.map
             .insert_unless(key, Original::seen(kind, date), |o| {
                 o.settlement_date == date
             })
-            .is_ok()
+            .map(|(_, at)| at)
+            .map_err(|_| Duplicate)
     }
 
     /// Forget the keys entered by [`enter_key`](Self::enter_key) for days up to `closed`
@@ -735,7 +748,7 @@ impl OriginalIndex {
             o.refers_to = req.original;
             o.issuer = req.issuer;
             o.reservation = req.reservation;
-            return Ok((begun, self.map.insert_hinted(&key, o).1));
+            return Ok((begun, self.map.insert_at(&key, req.entered_at, o).1));
         }
         Ok((begun, None))
     }
@@ -1130,6 +1143,7 @@ mod flow_tests {
             issuer: None,
             reservation: None,
             reason: *b"4351",
+            entered_at: None,
         }
     }
 
@@ -1141,9 +1155,15 @@ mod flow_tests {
             RelatedRules::default(),
         );
         let (p, inquiry) = (key(1), key(2));
-        assert!(index.enter_key(&p, TxnKind::Purchase, 20261121));
-        assert!(index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121));
-        assert!(!index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121));
+        let entered_at = index.enter_key(&p, TxnKind::Purchase, 20261121).unwrap();
+        assert!(entered_at.is_some());
+        assert!(index
+            .enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121)
+            .is_ok());
+        assert_eq!(
+            index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121),
+            Err(Duplicate)
+        );
         // A key only seen is no original: nothing refers to it, it is not finished.
         assert!(!index.with(&p, |o| o.is_some()));
         let void = begin(TxnKind::Void, 1_000, Some(inquiry));
@@ -1154,24 +1174,37 @@ mod flow_tests {
         index.finish(&inquiry, TxnKind::BalanceInquiry, None, 0, true, 0, &limits);
         assert!(!index.with(&inquiry, |o| o.is_some()));
         // Forwarded, the purchase's entry becomes its original, and stays a duplicate.
-        index
-            .begin(p, &begin(TxnKind::Purchase, 1_000, None), &rules, &limits)
-            .unwrap();
+        let purchase = Begin {
+            entered_at,
+            ..begin(TxnKind::Purchase, 1_000, None)
+        };
+        let (_, at) = index.begin_hinted(p, &purchase, &rules, &limits).unwrap();
+        assert_eq!(at, entered_at, "the original is where its key was entered");
         index.finish(&p, TxnKind::Purchase, None, 1_000, true, 0, &limits);
         assert_eq!(
             index.with(&p, |o| o.map(|o| o.state)),
             Some(OriginalState::Approved)
         );
-        assert!(!index.enter_key(&p, TxnKind::Purchase, 20261121));
+        assert_eq!(
+            index.enter_key(&p, TxnKind::Purchase, 20261121),
+            Err(Duplicate)
+        );
         assert_eq!(index.len(), 2, "a declined void enters nothing here");
         // The cut-over forgets the closed day's keys and keeps its originals; the next
         // day's request under a closed day's key is no duplicate.
         assert_eq!(index.prune(-1), 0, "pruning originals leaves keys alone");
         index.forget_keys_until(20261121);
         assert_eq!(index.len(), 1);
-        assert!(index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122));
-        assert!(!index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122));
-        assert!(index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261123));
+        assert!(index
+            .enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122)
+            .is_ok());
+        assert_eq!(
+            index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122),
+            Err(Duplicate)
+        );
+        assert!(index
+            .enter_key(&inquiry, TxnKind::BalanceInquiry, 20261123)
+            .is_ok());
     }
 
     #[test]

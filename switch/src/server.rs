@@ -122,6 +122,7 @@ fn begin_of(
         issuer: req.issuer.as_deref().and_then(iso8583::InstId::new),
         reservation,
         reason: [b'0'; 4],
+        entered_at: None,
     }
 }
 
@@ -143,17 +144,21 @@ fn replay(
     crate::journal::read_with(dir, |r| {
         match SwitchRecord::decode(r.kind, &r.payload) {
             Ok(Some(SwitchRecord::Request(req))) => {
-                if req.settlement_date == today {
-                    let _ = index.enter_key(&req.key, req.kind, req.settlement_date);
-                }
+                let entered_at = if req.settlement_date == today {
+                    index
+                        .enter_key(&req.key, req.kind, req.settlement_date)
+                        .ok()
+                        .flatten()
+                } else {
+                    None
+                };
                 // Forwarded requests were admitted: enter them as the links did.
                 if let Some(stan) = req.issuer_stan {
-                    let _ = index.begin(
-                        req.key,
-                        &begin_of(&req, reservation_of(&req)),
-                        &rules,
-                        &shared.limits,
-                    );
+                    let begin = crate::originals::Begin {
+                        entered_at,
+                        ..begin_of(&req, reservation_of(&req))
+                    };
+                    let _ = index.begin(req.key, &begin, &rules, &shared.limits);
                     index.forwarded(&req.key, stan);
                 }
                 requests.insert(req.key, req);

@@ -270,13 +270,13 @@ impl AcquirerLink {
                 return;
             }
         }
-        if !self.shared.originals.enter_key(&key, kind, date) {
+        let Ok(entered_at) = self.shared.originals.enter_key(&key, kind, date) else {
             metrics::counter!("switch_duplicates_total").increment(1);
             // The original's record stays authoritative: answer 94 without journalling a
             // second request under the same key.
             self.decline(&msg, ResponseCode::DUPLICATE, None, ctx, None);
             return;
-        }
+        };
         if self.shared.draining.load(Ordering::Relaxed) {
             self.decline(
                 &msg,
@@ -359,7 +359,7 @@ impl AcquirerLink {
                 return;
             }
         };
-        let admitted = self.admit_related(&msg, key, kind, &record, bin.issuer, reservation);
+        let admitted = self.admit_related(&msg, key, entered_at, &record, bin.issuer, reservation);
         let (original_issuer_stan, original_at) = match admitted {
             Ok(admitted) => admitted,
             Err(code) => {
@@ -420,16 +420,18 @@ impl AcquirerLink {
     /// SPEC.md section 7 for a request about to be forwarded: a related transaction is
     /// checked against its original and holds it; an original is entered as pending.
     /// Returns the F11 a related request's original got at the issuer, and where the
-    /// request itself was entered as an original (for its answer's lookup).
+    /// request itself was entered as an original (for its answer's lookup). `entered_at`
+    /// is where the request's key was entered (it becomes the original there).
     fn admit_related(
         &self,
         msg: &Message,
         key: TxnKey,
-        kind: TxnKind,
+        entered_at: Option<Hint>,
         record: &RequestRecord,
         issuer: InstId,
         reservation: Option<Reservation>,
     ) -> Result<(Option<u32>, Option<Hint>), ResponseCode> {
+        let kind = record.kind;
         if !(is_original_kind(kind) || kind.needs_original()) {
             return Ok((None, None));
         }
@@ -445,6 +447,7 @@ impl AcquirerLink {
             issuer: Some(issuer),
             reservation,
             reason: [b'0'; 4],
+            entered_at,
         };
         self.shared
             .originals
@@ -484,6 +487,7 @@ impl AcquirerLink {
             issuer: None,
             reservation: None,
             reason,
+            entered_at: None,
         };
         let code = match self
             .shared
