@@ -1888,7 +1888,7 @@ mod tests {
     fn insert_unless_keeps_a_matching_entry_in_memory_or_on_disk_and_replaces_others() {
         let dir = tempfile::tempdir().unwrap();
         let t = spilling(dir.path(), 64);
-        let even = |v: &u32| *v % 2 == 0;
+        let even = |v: &u32| v.is_multiple_of(2);
         assert_eq!(
             t.insert_unless(&key(1, 1, 7, 8), 10, even).map(|r| r.0),
             Ok(None)
