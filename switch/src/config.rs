@@ -149,6 +149,10 @@ pub struct JournalSettings {
     /// At most one fsync per this long (zero: back to back; see
     /// `JournalOptions::commit_interval`).
     pub commit_interval: Duration,
+    /// The interval after a batch of `busy_batch_records` or more (see
+    /// `JournalOptions::busy_commit_interval`; zero: always `commit_interval`).
+    pub busy_commit_interval: Duration,
+    pub busy_batch_records: usize,
     /// Fsyncs this slow are counted and logged (`None`: not reported; see
     /// `JournalOptions::slow_sync`).
     pub slow_sync: Option<Duration>,
@@ -493,6 +497,8 @@ struct RawJournal {
     durability: Durability,
     zero_fill_kib: u64,
     commit_interval_us: u64,
+    busy_commit_interval_us: u64,
+    busy_batch_records: u64,
     slow_fsync_ms: u64,
 }
 
@@ -503,6 +509,8 @@ impl Default for RawJournal {
             durability: Durability::Fsync,
             zero_fill_kib: 1024,
             commit_interval_us: 1000,
+            busy_commit_interval_us: 2000,
+            busy_batch_records: 512,
             slow_fsync_ms: 100,
         }
     }
@@ -658,6 +666,20 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         .map_err(|r| err("journal.zero_fill_kib", r))?;
     let commit_interval_us = in_range(raw.journal.commit_interval_us, 0, 100_000)
         .map_err(|r| err("journal.commit_interval_us", r))?;
+    let busy_commit_interval_us = in_range(raw.journal.busy_commit_interval_us, 0, 100_000)
+        .and_then(|v| {
+            if v != 0 && v < commit_interval_us {
+                Err(format!(
+                    "must be 0 (off) or at least commit_interval_us ({commit_interval_us}), got {v}"
+                ))
+            } else {
+                Ok(v)
+            }
+        })
+        .map_err(|r| err("journal.busy_commit_interval_us", r))?;
+    // The writer's batches hold at most 4,096 records.
+    let busy_batch_records = in_range(raw.journal.busy_batch_records, 1, 4096)
+        .map_err(|r| err("journal.busy_batch_records", r))?;
     let slow_fsync_ms = in_range(raw.journal.slow_fsync_ms, 0, 600_000)
         .map_err(|r| err("journal.slow_fsync_ms", r))?;
     let journal = JournalSettings {
@@ -665,6 +687,8 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         durability: raw.journal.durability,
         zero_fill_ahead: zero_fill_kib as u64 * 1024,
         commit_interval: Duration::from_micros(commit_interval_us as u64),
+        busy_commit_interval: Duration::from_micros(busy_commit_interval_us as u64),
+        busy_batch_records,
         slow_sync: (slow_fsync_ms > 0).then(|| Duration::from_millis(slow_fsync_ms as u64)),
     };
 
@@ -1209,6 +1233,8 @@ mod tests {
         assert_eq!(cfg.journal.durability, Durability::Fsync);
         assert_eq!(cfg.journal.zero_fill_ahead, 1 << 20);
         assert_eq!(cfg.journal.commit_interval, Duration::from_millis(1));
+        assert_eq!(cfg.journal.busy_commit_interval, Duration::from_millis(2));
+        assert_eq!(cfg.journal.busy_batch_records, 512);
         assert_eq!(cfg.journal.slow_sync, Some(Duration::from_millis(100)));
         assert!(cfg.journal.dir.ends_with("../data/journal"));
         assert!(cfg
@@ -1603,6 +1629,22 @@ timeout_ms = 20000
                 "switch.toml",
                 "journal.commit_interval_us",
                 "between 0 and 100000",
+            ),
+            (
+                "busy commit interval shorter than the interval",
+                format!("{GOOD}\n[journal]\ncommit_interval_us = 1000\nbusy_commit_interval_us = 500\n"),
+                Some(GOOD_BINS),
+                "switch.toml",
+                "journal.busy_commit_interval_us",
+                "at least commit_interval_us (1000), got 500",
+            ),
+            (
+                "busy batch size out of range",
+                format!("{GOOD}\n[journal]\nbusy_batch_records = 0\n"),
+                Some(GOOD_BINS),
+                "switch.toml",
+                "journal.busy_batch_records",
+                "between 1 and 4096",
             ),
             (
                 "slow fsync threshold out of range",

@@ -242,6 +242,8 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<SwitchHand
             durability,
             zero_fill_ahead: config.journal.zero_fill_ahead,
             commit_interval: config.journal.commit_interval,
+            busy_commit_interval: config.journal.busy_commit_interval,
+            busy_batch_records: config.journal.busy_batch_records,
             slow_sync: config.journal.slow_sync,
             ..JournalOptions::default()
         },

@@ -238,6 +238,11 @@ impl FileJournal {
                 Durability::Fsync => options.commit_interval,
                 Durability::Buffered => Duration::ZERO,
             },
+            busy_commit_interval: match options.durability {
+                Durability::Fsync => options.busy_commit_interval.max(options.commit_interval),
+                Durability::Buffered => Duration::ZERO,
+            },
+            busy_batch_records: options.busy_batch_records.max(1),
             interval_timer,
             slow_syncs: options.slow_sync.map(SlowSyncs::new),
             seg: segment,
@@ -519,6 +524,10 @@ struct Writer {
     zero_fill_ahead: u64,
     /// At most one commit per this long (zero: commit whenever something is queued).
     commit_interval: Duration,
+    /// The interval after a batch of at least `busy_batch_records` records
+    /// ([`JournalOptions::busy_commit_interval`]).
+    busy_commit_interval: Duration,
+    busy_batch_records: usize,
     interval_timer: IntervalTimer,
     /// Reports fsyncs over `JournalOptions::slow_sync`.
     slow_syncs: Option<SlowSyncs>,
@@ -547,8 +556,9 @@ impl Writer {
         // their bytes are still in cache; only their completions wait here for the commit.
         let mut dones: Vec<Done> = Vec::new();
         let mut waiters: Vec<Waiter> = Vec::new();
-        // When the last commit began: the next one waits for the interval from there.
+        // When the last commit began, and the interval the next one waits from there.
         let mut last_commit: Option<Instant> = None;
+        let mut interval = self.commit_interval;
         // recv fails only when every sender is gone, i.e. the handle vanished without close().
         while let Ok(first) = rx.recv() {
             let mut shutdown = false;
@@ -557,7 +567,7 @@ impl Writer {
             // or a shutdown that comes first does not wait.
             if matches!(first, Msg::Append(_)) {
                 if let Some(deadline) = last_commit
-                    .map(|t| t + self.commit_interval)
+                    .map(|t| t + interval)
                     .filter(|d| *d > Instant::now())
                 {
                     let _ = (self.interval_timer)(deadline).recv();
@@ -587,6 +597,14 @@ impl Writer {
                 next = rx.try_recv().ok();
             }
             last_commit = Some(Instant::now());
+            interval = if dones.len() >= self.busy_batch_records {
+                if self.busy_commit_interval > self.commit_interval {
+                    metrics::counter!("journal_busy_commits_total").increment(1);
+                }
+                self.busy_commit_interval
+            } else {
+                self.commit_interval
+            };
             self.commit(&mut dones, &mut waiters);
             if shutdown {
                 return;

@@ -870,6 +870,49 @@ fn records_within_a_commit_interval_wait_for_its_end_and_share_one_fsync() {
 }
 
 #[test]
+fn after_a_busy_batch_the_next_commit_waits_the_busy_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each wait reports how far off its deadline was when it began.
+    let (started_tx, started) = unbounded();
+    let (end, end_rx) = unbounded::<std::time::Instant>();
+    let timer: file::IntervalTimer = Box::new(move |deadline| {
+        started_tx
+            .send(deadline.saturating_duration_since(std::time::Instant::now()))
+            .unwrap();
+        end_rx.clone()
+    });
+    let hour = std::time::Duration::from_secs(3600);
+    let options = JournalOptions {
+        durability: Durability::Fsync,
+        commit_interval: hour,
+        busy_commit_interval: 3 * hour,
+        busy_batch_records: 3,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open_timed(dir.path(), options, |_| {}, timer).unwrap();
+    committed(&append_watched(&j, 0));
+    // A batch of one: the next record waits the ordinary interval (an hour at most).
+    let held: Vec<_> = (1..=3).map(|i| append_watched(&j, i)).collect();
+    assert!(started.recv_timeout(GUARD).unwrap() <= hour);
+    end.send(std::time::Instant::now()).unwrap();
+    held.iter().for_each(committed);
+    // Those three went in one batch: busy, so the next waits longer than an hour.
+    let next = append_watched(&j, 4);
+    assert!(started.recv_timeout(GUARD).unwrap() > 2 * hour);
+    end.send(std::time::Instant::now()).unwrap();
+    committed(&next);
+    // A batch of one again: back to the ordinary interval.
+    let last = append_watched(&j, 5);
+    assert!(started.recv_timeout(GUARD).unwrap() <= hour);
+    end.send(std::time::Instant::now()).unwrap();
+    committed(&last);
+    let stats = j.stats();
+    assert_eq!((stats.records, stats.batches), (6, 4));
+    drop(j);
+    check_records(&read_all(dir.path()).unwrap().records, 0);
+}
+
+#[test]
 fn a_flush_or_a_shutdown_does_not_wait_for_the_commit_interval() {
     let dir = tempfile::tempdir().unwrap();
     let h = held_journal(dir.path());
