@@ -207,7 +207,8 @@ pub struct JournalOptions {
     /// counts). Fewer, larger batches cost less CPU a record (each fsync's wait, wake-up and
     /// completion interrupt are paid once a batch); they only happen when the records
     /// already come fast enough to fill a batch that size, where the wait is a small part
-    /// of an answer's time. Zero: always `commit_interval`.
+    /// of an answer's time. Zero (or anything under `commit_interval`): always
+    /// `commit_interval`.
     pub busy_commit_interval: Duration,
     /// See `busy_commit_interval`.
     pub busy_batch_records: usize,
