@@ -217,9 +217,9 @@ fn replay(
     // Originals past every refund window can no longer be referred to.
     let pruned = index.prune_past(&rules, shared.clock.now_millis());
     tracing::info!(
-        originals = index.len(),
+        day_keys = index.len(),
         pruned,
-        "originals index rebuilt from the journal"
+        "day keys and originals rebuilt from the journal"
     );
     if undecodable > 0 {
         tracing::error!(
