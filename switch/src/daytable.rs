@@ -159,11 +159,12 @@ impl SpillTo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
+        let prefix = format!("{name}-");
         for e in entries {
             let e = e?;
             let file = e.file_name();
             let file = file.to_string_lossy();
-            if file.starts_with(&format!("{name}-")) && file.ends_with(".run") {
+            if file.starts_with(&prefix) && file.ends_with(".run") {
                 std::fs::remove_file(e.path())?;
             }
         }
@@ -550,11 +551,20 @@ impl<V: Spill + Clone> Shard<V> {
     /// copy in memory at most, so a matching key is the entry), else looked up in memory,
     /// or read back from a run and copied into memory.
     fn get_mut(&mut self, key: &PackedKey, h: u64, hint: Option<Hint>) -> Option<&mut V> {
-        let pos = match hint {
-            Some(Hint(pos)) if self.arena.get(pos).is_some_and(|(k, _)| k == key) => pos,
-            _ => self.locate(key, h)?,
+        let pos = match self.at_hint(key, hint) {
+            Some(pos) => pos,
+            None => self.locate(key, h)?,
         };
         self.hot_mut(pos)
+    }
+
+    /// `hint`'s place if it still holds `key`'s entry.
+    fn at_hint(&self, key: &PackedKey, hint: Option<Hint>) -> Option<u32> {
+        let Hint(pos) = hint?;
+        self.arena
+            .get(pos)
+            .is_some_and(|(k, _)| k == key)
+            .then_some(pos)
     }
 
     fn push_hot(&mut self, key: PackedKey, h: u32, value: V) -> Option<u32> {
@@ -1277,12 +1287,8 @@ impl<V: Spill + Clone> DayTable<V> {
     ) -> (Option<V>, Option<Hint>) {
         let k = PackedKey::from(key);
         let (mut shard, h) = self.shard(&k);
-        if let Some(Hint(pos)) = hint {
-            if let Some((at, v)) = shard.arena.get_mut(pos) {
-                if *at == k {
-                    return (Some(std::mem::replace(v, value)), hint);
-                }
-            }
+        if let Some(v) = shard.at_hint(&k, hint).and_then(|pos| shard.hot_mut(pos)) {
+            return (Some(std::mem::replace(v, value)), hint);
         }
         shard.insert(k, h, value, &self.hasher)
     }

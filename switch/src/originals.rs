@@ -615,13 +615,6 @@ impl OriginalIndex {
             .map_err(|_| Duplicate)
     }
 
-    /// Forget the keys entered by [`enter_key`](Self::enter_key) for days up to `closed`
-    /// that did not become originals (duplicate detection is per settlement day).
-    pub fn forget_keys_until(&self, closed: u32) {
-        self.map
-            .retain(|o| o.state != OriginalState::Seen || o.settlement_date > closed);
-    }
-
     /// Run `f` on the original of `key` (with the entry locked, so check-then-apply is atomic).
     pub fn with<R>(&self, key: &TxnKey, f: impl FnOnce(Option<&mut Original>) -> R) -> R {
         self.map
@@ -883,16 +876,29 @@ impl OriginalIndex {
     /// Forget originals that no related transaction can refer to any more: approved longer
     /// ago than the longest refund window of `rules`. Returns how many went.
     pub fn prune_past(&self, rules: &RelatedRules, now_ms: i64) -> usize {
-        self.prune(now_ms - rules.refund_window_ms.max(rules.installment_refund_ms))
+        self.prune(Self::refund_cutoff(rules, now_ms), None)
     }
 
-    /// Forget originals approved before `before_ms` (the keys of the day's requests go
-    /// with [`forget_keys_until`](Self::forget_keys_until)). Returns how many went.
-    fn prune(&self, before_ms: i64) -> usize {
+    /// The end of a cut-over: [`prune_past`](Self::prune_past), and forget the keys that
+    /// [`enter_key`](Self::enter_key) entered for days up to `closed` and did not become
+    /// originals (duplicate detection is per settlement day). One pass over the table: each
+    /// pass compacts its runs on disk. Returns how many entries went.
+    pub fn end_day(&self, rules: &RelatedRules, now_ms: i64, closed: u32) -> usize {
+        self.prune(Self::refund_cutoff(rules, now_ms), Some(closed))
+    }
+
+    fn refund_cutoff(rules: &RelatedRules, now_ms: i64) -> i64 {
+        now_ms - rules.refund_window_ms.max(rules.installment_refund_ms)
+    }
+
+    /// Forget originals approved before `before_ms`, and the request keys of days up to
+    /// `keys_until` (none: keep every key). Returns how many entries went.
+    fn prune(&self, before_ms: i64, keys_until: Option<u32>) -> usize {
         let n = self.map.len();
-        self.map.retain(|o| {
-            matches!(o.state, OriginalState::Pending | OriginalState::Seen)
-                || o.approved_ms >= before_ms
+        self.map.retain(|o| match o.state {
+            OriginalState::Seen => keys_until.is_none_or(|closed| o.settlement_date > closed),
+            OriginalState::Pending => true,
+            _ => o.approved_ms >= before_ms,
         });
         n - self.map.len()
     }
@@ -1192,8 +1198,12 @@ mod flow_tests {
         assert_eq!(index.len(), 2, "a declined void enters nothing here");
         // The cut-over forgets the closed day's keys and keeps its originals; the next
         // day's request under a closed day's key is no duplicate.
-        assert_eq!(index.prune(-1), 0, "pruning originals leaves keys alone");
-        index.forget_keys_until(20261121);
+        assert_eq!(
+            index.prune(-1, None),
+            0,
+            "pruning originals leaves keys alone"
+        );
+        assert_eq!(index.end_day(&rules, 0, 20261121), 1, "the inquiry's key");
         assert_eq!(index.len(), 1);
         assert!(index
             .enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122)

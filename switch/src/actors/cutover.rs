@@ -85,17 +85,16 @@ pub fn end(shared: &Arc<Shared>) {
     tracing::info!(closed, new, "cut-over ended");
     metrics::counter!("switch_cutovers_total", "phase" => "end").increment(1);
     announce(shared, NM_CUTOVER_END, new);
-    // Originals past every refund window can no longer be referred to.
+    // Originals past every refund window can no longer be referred to, and duplicate
+    // detection is per settlement day: keys of the closed day are done with.
     let rules = crate::originals::RelatedRules::from(&shared.config.load().rules);
-    let pruned = shared
+    let dropped = shared
         .originals
-        .prune_past(&rules, shared.clock.now_millis());
-    // Duplicate detection is per settlement day: keys of the closed day are done with.
-    shared.originals.forget_keys_until(closed);
+        .end_day(&rules, shared.clock.now_millis(), closed);
     tracing::info!(
-        pruned,
+        dropped,
         day_keys = shared.originals.len(),
-        "originals index pruned, closed day's keys forgotten"
+        "originals past their refund window and the closed day's keys forgotten"
     );
     shared.originals.forget_reversal_answers();
     for route in shared.routes.values() {

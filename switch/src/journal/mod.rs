@@ -341,6 +341,10 @@ pub fn describe_metrics() {
         "Journal batches that failed to write or fsync"
     );
     describe_counter!(
+        "journal_busy_commits_total",
+        "Commits that waited busy_commit_interval_us after a batch of busy_batch_records or more"
+    );
+    describe_counter!(
         "journal_appends_rejected_total",
         "Appends refused before queueing (closed, backlogged, too large)"
     );
