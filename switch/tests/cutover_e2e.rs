@@ -169,3 +169,38 @@ async fn daily_limits_start_afresh_on_the_new_business_day() {
     sw.pass_days(1, &mut [&mut acq, &mut iss]).await;
     approved_purchase(&mut acq, &mut iss, PAN, 9_000).await;
 }
+
+/// SPEC 7: a key is a duplicate for the rest of its settlement day, whether its request was
+/// forwarded or declined by the switch itself; on the next business day the same key is new.
+#[tokio::test]
+async fn a_key_is_a_duplicate_for_its_settlement_day_only_forwarded_or_declined() {
+    let sw = TestSwitch::start_extras(tempfile::tempdir().unwrap(), Extras::days(""));
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let (approved, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 100).await;
+    // A void naming a purchase that was never sent: the switch answers 25 itself.
+    let never_sent = Message::decode(acq.purchase(PAN, 7).build().unwrap()).unwrap();
+    let orphan = void(&mut acq, &never_sent, 7).build().unwrap();
+    let code = |m: &Message| m.response_code().unwrap().as_str().to_owned();
+    acq.send(orphan.clone()).await;
+    assert_eq!(code(&acq.recv().await), "25");
+    for again in [orphan.clone(), approved.raw().clone()] {
+        acq.send(again).await;
+        assert_eq!(code(&acq.recv().await), "94", "the same day");
+    }
+
+    sw.pass_days(1, &mut [&mut acq, &mut iss]).await;
+    // The new day has seen neither key: the void is checked again, the purchase forwarded.
+    acq.send(orphan.clone()).await;
+    assert_eq!(code(&acq.recv().await), "25");
+    acq.send(approved.raw().clone()).await;
+    let fwd = iss.recv().await;
+    assert_eq!(fwd.amount(), Some(100));
+    iss.answer(&fwd, "00").await;
+    assert_eq!(code(&acq.recv().await), "00");
+    // ...and each is a duplicate again for the rest of this day.
+    for again in [orphan, approved.raw().clone()] {
+        acq.send(again).await;
+        assert_eq!(code(&acq.recv().await), "94", "the new day");
+    }
+}
