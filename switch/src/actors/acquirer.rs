@@ -6,6 +6,7 @@ use super::issuer::Forward;
 use super::outbox::{Answer, Flush, Outbox, Undeliverable};
 use super::route::{QueueReversal, ReversalSource};
 use super::{journal, journal_then, Deliver};
+use crate::config::Config;
 use crate::core::{installment_check, missing_mandatory, switch_response, TxnKey, TxnKind};
 use crate::daytable::Hint;
 use crate::limits::Reservation;
@@ -192,7 +193,6 @@ impl AcquirerLink {
             return;
         }
         let require_sign_on = inst.acquirer.as_ref().is_some_and(|a| a.require_sign_on);
-        drop(cfg);
         let kind = TxnKind::of(&msg);
         if kind == TxnKind::Unknown {
             self.reject(&raw, RejectCode::UNPARSEABLE, "unknown transaction type");
@@ -214,7 +214,9 @@ impl AcquirerLink {
             self.decline(&msg, code, None, ctx, None);
             return;
         }
-        self.on_financial(msg, kind, inst_id, require_sign_on, ctx);
+        // One configuration snapshot for the whole request: each `load` is an atomic
+        // exchange on a slot of arc-swap's, and a request used to take four.
+        self.on_financial(msg, kind, inst_id, require_sign_on, &cfg, ctx);
     }
 
     fn on_financial(
@@ -223,6 +225,7 @@ impl AcquirerLink {
         kind: TxnKind,
         link_inst: InstId,
         require_sign_on: bool,
+        cfg: &Config,
         ctx: &mut Context<Self>,
     ) {
         // Set from the clock when this frame was read.
@@ -288,12 +291,10 @@ impl AcquirerLink {
             return;
         }
         if kind == TxnKind::Reversal {
-            self.on_reversal(msg, key, record, ctx);
+            self.on_reversal(msg, key, record, cfg, ctx);
             return;
         }
-        let cfg = self.shared.config.load();
         let Some(bin) = msg.pan().and_then(|pan| cfg.bins.lookup(pan)).copied() else {
-            drop(cfg);
             let code = if msg.pan().is_none() {
                 ResponseCode::ORIGINAL_NOT_FOUND
             } else {
@@ -302,7 +303,6 @@ impl AcquirerLink {
             self.decline(&msg, code, None, ctx, Some(record));
             return;
         };
-        drop(cfg);
         let issuer = Some(bin.issuer);
         record.issuer = issuer.map(|i| crate::records::fixed(i.as_str()));
         let Some(route) = issuer.and_then(|i| self.shared.route(&i)).cloned() else {
@@ -334,10 +334,7 @@ impl AcquirerLink {
             return;
         };
         if kind == TxnKind::InstallmentPurchase {
-            let issuer_enabled = self
-                .shared
-                .config
-                .load()
+            let issuer_enabled = cfg
                 .institution_by_id(&route.id)
                 .and_then(|i| i.issuer.as_ref())
                 .is_some_and(|s| s.installment);
@@ -347,6 +344,7 @@ impl AcquirerLink {
             }
         }
         let reservation = match self.registry_and_limits(
+            cfg,
             &msg,
             kind,
             link_inst,
@@ -359,7 +357,8 @@ impl AcquirerLink {
                 return;
             }
         };
-        let admitted = self.admit_related(&msg, key, entered_at, &record, bin.issuer, reservation);
+        let admitted =
+            self.admit_related(cfg, &msg, key, entered_at, &record, bin.issuer, reservation);
         let (original_issuer_stan, original_at) = match admitted {
             Ok(admitted) => admitted,
             Err(code) => {
@@ -424,6 +423,7 @@ impl AcquirerLink {
     /// is where the request's key was entered (it becomes the original there).
     fn admit_related(
         &self,
+        cfg: &Config,
         msg: &Message,
         key: TxnKey,
         entered_at: Option<Hint>,
@@ -435,7 +435,7 @@ impl AcquirerLink {
         if !(is_original_kind(kind) || kind.needs_original()) {
             return Ok((None, None));
         }
-        let rules = RelatedRules::from(&self.shared.config.load().rules);
+        let rules = RelatedRules::from(&cfg.rules);
         let begin = Begin {
             kind,
             amount: record.amount,
@@ -468,6 +468,7 @@ impl AcquirerLink {
         msg: Message,
         key: TxnKey,
         record: RequestRecord,
+        cfg: &Config,
         ctx: &mut Context<Self>,
     ) {
         let reason = msg
@@ -475,7 +476,7 @@ impl AcquirerLink {
             .and_then(|f| f.reason_code())
             .and_then(|r| <[u8; 4]>::try_from(r).ok())
             .unwrap_or(iso8583::subfields::reason::TERMINAL_REVERSAL);
-        let rules = RelatedRules::from(&self.shared.config.load().rules);
+        let rules = RelatedRules::from(&cfg.rules);
         let begin = Begin {
             kind: TxnKind::Reversal,
             amount: record.amount,
@@ -531,6 +532,7 @@ impl AcquirerLink {
     /// checked against their original.
     fn registry_and_limits(
         &self,
+        cfg: &Config,
         msg: &Message,
         kind: TxnKind,
         acquirer: InstId,
@@ -539,7 +541,6 @@ impl AcquirerLink {
         let Some(category) = TxnCategory::of(kind) else {
             return Ok(None);
         };
-        let cfg = self.shared.config.load();
         let merchant = msg.field(42).unwrap_or_default();
         let terminal = msg.field(41).unwrap_or_default();
         if let Some(registry) = &cfg.registry.registry {
