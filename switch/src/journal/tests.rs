@@ -977,3 +977,82 @@ fn the_real_timer_ends_a_commit_interval() {
     let stats = j.stats();
     assert_eq!((stats.records, stats.batches, stats.fsyncs), (2, 2, 2));
 }
+
+/// A full queue refuses an append once `enqueue_timeout` has passed (here at once) with
+/// `Backlogged`, and takes appends again as soon as the writer has taken what was queued.
+#[test]
+fn a_full_queue_refuses_appends_backlogged_until_the_writer_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = JournalOptions {
+        queue_capacity: 2,
+        enqueue_timeout: std::time::Duration::ZERO,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), options).unwrap();
+    // The first record's completion holds the writer until the gate opens.
+    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(0);
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    j.append(
+        0,
+        payload(0).into(),
+        Some(Box::new(move |_| {
+            held_tx.send(()).unwrap();
+            gate_rx.recv().unwrap();
+        })),
+    );
+    held_rx.recv().unwrap();
+    let queued: Vec<_> = (1..=2).map(|i| append_watched(&j, i)).collect();
+    assert_eq!(j.queued(), 2);
+    let refused = append_watched(&j, 3);
+    assert!(matches!(
+        refused.recv_timeout(GUARD).unwrap(),
+        Err(JournalError::Backlogged(_))
+    ));
+    gate_tx.send(()).unwrap();
+    queued.iter().for_each(committed);
+    // Room again: the record refused before goes in now.
+    committed(&append_watched(&j, 3));
+    assert_eq!(j.stats().records, 4);
+    drop(j);
+    check_records(&read_all(dir.path()).unwrap().records, 0);
+}
+
+/// A writer that has stopped leaves nothing waiting: records queued behind a close report
+/// `Closed` rather than hang, and so does a flush after it.
+#[test]
+fn what_is_queued_when_the_writer_stops_is_committed_or_reported_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
+    let j = Arc::new(j);
+    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(0);
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    j.append(
+        0,
+        payload(0).into(),
+        Some(Box::new(move |_| {
+            held_tx.send(()).unwrap();
+            gate_rx.recv().unwrap();
+        })),
+    );
+    held_rx.recv().unwrap();
+    let before = append_watched(&*j, 1);
+    let closer = {
+        let j = Arc::clone(&j);
+        std::thread::spawn(move || j.close())
+    };
+    // Whether the close lands in record 1's batch or in the next, record 1 is committed
+    // before the close returns.
+    gate_tx.send(()).unwrap();
+    committed(&before);
+    closer.join().unwrap().unwrap();
+    let after = append_watched(&*j, 2);
+    assert!(matches!(
+        after.recv_timeout(GUARD).unwrap(),
+        Err(JournalError::Closed)
+    ));
+    assert!(matches!(j.flush_blocking(), Err(JournalError::Closed)));
+    drop(j);
+    let replay = read_all(dir.path()).unwrap();
+    assert_eq!(replay.records.len(), 2);
+    check_records(&replay.records, 0);
+}
