@@ -357,8 +357,7 @@ impl AcquirerLink {
                 return;
             }
         };
-        let admitted =
-            self.admit_related(cfg, &msg, key, entered_at, &record, bin.issuer, reservation);
+        let admitted = self.admit_related(cfg, &msg, entered_at, &record, bin.issuer, reservation);
         let (original_issuer_stan, original_at) = match admitted {
             Ok(admitted) => admitted,
             Err(code) => {
@@ -425,7 +424,6 @@ impl AcquirerLink {
         &self,
         cfg: &Config,
         msg: &Message,
-        key: TxnKey,
         entered_at: Option<Hint>,
         record: &RequestRecord,
         issuer: InstId,
@@ -451,7 +449,7 @@ impl AcquirerLink {
         };
         self.shared
             .originals
-            .begin_hinted(key, &begin, &rules, &self.shared.limits)
+            .begin_hinted(record.key, &begin, &rules, &self.shared.limits)
             .map(|(begun, at)| match begun {
                 Begun::Forward {
                     original_issuer_stan,
