@@ -419,11 +419,16 @@ impl LimitCounters {
         LimitCounters::default()
     }
 
-    fn counter(&self, key: CounterKey) -> Arc<Counter> {
+    /// Runs `f` on `key`'s counter (created on first use) under the map's shard read lock.
+    /// No `Arc` clone: its count is a line every thread writes, and `f` is a few atomic
+    /// updates. Never call it from inside `f` (a second read lock on a shard could wait
+    /// behind a writer that waits for the first).
+    fn with_counter<R>(&self, key: CounterKey, f: impl FnOnce(&Counter) -> R) -> R {
         if let Some(c) = self.counters.get(&key) {
-            return Arc::clone(&c);
+            return f(&c);
         }
-        Arc::clone(&self.counters.entry(key).or_default())
+        let c = self.counters.entry(key).or_default().downgrade();
+        f(&c)
     }
 
     /// Rule 4 for one request on `day` (business day, `YYYYMMDD`): checks, in order, the
@@ -454,23 +459,27 @@ impl LimitCounters {
         }
 
         let (d, n) = (day_ordinal(day), amount.unsigned_abs());
-        let term = self.counter(CounterKey::terminal(terminal, merchant, category));
-        term.reserve(
-            d,
-            n,
-            term_limit,
-            Decline::TERM_DAILY_LIMIT,
-            Decline::TERM_DAILY_COUNT,
-        )?;
-        let merch = self.counter(CounterKey::merchant(merchant, category));
-        if let Err(decline) = merch.reserve(
-            d,
-            n,
-            merch_limit,
-            Decline::MERCH_DAILY_LIMIT,
-            Decline::MERCH_DAILY_COUNT,
-        ) {
-            term.release(d, n);
+        let term = CounterKey::terminal(terminal, merchant, category);
+        self.with_counter(term, |c| {
+            c.reserve(
+                d,
+                n,
+                term_limit,
+                Decline::TERM_DAILY_LIMIT,
+                Decline::TERM_DAILY_COUNT,
+            )
+        })?;
+        let merch = self.with_counter(CounterKey::merchant(merchant, category), |c| {
+            c.reserve(
+                d,
+                n,
+                merch_limit,
+                Decline::MERCH_DAILY_LIMIT,
+                Decline::MERCH_DAILY_COUNT,
+            )
+        });
+        if let Err(decline) = merch {
+            self.with_counter(term, |c| c.release(d, n));
             return Err(decline);
         }
         Ok(Reservation {
@@ -506,9 +515,10 @@ impl LimitCounters {
                 r.amount.clamp(0, MAX_VALUE).unsigned_abs(),
             );
             for key in keys(&r) {
-                let c = self.counter(key);
-                add(&c.amount, d, n, None);
-                add(&c.count, d, 1, None);
+                self.with_counter(key, |c| {
+                    add(&c.amount, d, n, None);
+                    add(&c.count, d, 1, None);
+                });
             }
         }
     }
