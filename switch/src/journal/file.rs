@@ -68,6 +68,8 @@ pub struct JournalStats {
     pub write_errors: u64,
     /// Fsyncs that took at least `JournalOptions::slow_sync`.
     pub slow_fsyncs: u64,
+    /// Bytes of synced records whose pages the page cache was told to drop.
+    pub dropped_bytes: u64,
 }
 
 #[derive(Default)]
@@ -78,6 +80,7 @@ struct StatCells {
     bytes: AtomicU64,
     write_errors: AtomicU64,
     slow_fsyncs: AtomicU64,
+    dropped_bytes: AtomicU64,
 }
 
 /// Holds a completion and guarantees it runs exactly once: if the message carrying it is
@@ -318,6 +321,7 @@ impl FileJournal {
                     len: last.good_len,
                     zeroed,
                     records: last.records,
+                    dropped: 0,
                 }
             }
             None => {
@@ -405,6 +409,7 @@ impl FileJournal {
             bytes: s.bytes.load(Ordering::Relaxed),
             write_errors: s.write_errors.load(Ordering::Relaxed),
             slow_fsyncs: s.slow_fsyncs.load(Ordering::Relaxed),
+            dropped_bytes: s.dropped_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -553,6 +558,8 @@ struct Segment {
     /// Length of the file: `len` plus the zeros written ahead of the data, if any.
     zeroed: u64,
     records: u64,
+    /// Bytes from the start whose pages the page cache was told to drop ([`Writer::drop_behind`]).
+    dropped: u64,
 }
 
 /// Creates segment `index` atomically: header written and synced under a temporary name, then
@@ -585,6 +592,7 @@ fn create_segment(dir: &Path, index: u64, base_seq: u64) -> Result<Segment, Jour
         len: HEADER_LEN as u64,
         zeroed: HEADER_LEN as u64,
         records: 0,
+        dropped: 0,
     })
 }
 
@@ -800,6 +808,8 @@ impl Writer {
             done.complete(result.clone());
         }
         if result.is_ok() && records > 0 {
+            // Both after the completions: off the answers' path.
+            self.drop_behind();
             self.zero_fill();
         }
         if !waiters.is_empty() {
@@ -937,6 +947,41 @@ impl Writer {
         }
         self.unsynced = false;
         Ok(())
+    }
+
+    /// The journal is written once and read again only at start: once its records are
+    /// durable (synced: nothing unsynced is dropped), their pages leave the page cache (`POSIX_FADV_DONTNEED`, whole pages only,
+    /// so the page the next batch appends to stays). The kernel then reuses those pages for
+    /// the next batches instead of taking fresh memory for every byte written: on this VM a
+    /// fresh page costs a fault in the host too (writing the third gigabyte into the page
+    /// cache took 2.9 s of CPU against 0.2 s for the first), and a sustained run writes
+    /// ~80 MB of journal a second. It also keeps the journal from pushing everything else
+    /// out of the cache. Advice only: a failure changes nothing but the saving.
+    fn drop_behind(&mut self) {
+        const PAGE: u64 = 4096;
+        if self.unsynced {
+            return;
+        }
+        let upto = self.seg.len & !(PAGE - 1);
+        let Some(len) = std::num::NonZeroU64::new(upto.saturating_sub(self.seg.dropped)) else {
+            return;
+        };
+        #[cfg(target_os = "linux")]
+        if let Err(e) = rustix::fs::fadvise(
+            &self.seg.file,
+            self.seg.dropped,
+            Some(len),
+            rustix::fs::Advice::DontNeed,
+        ) {
+            metrics::counter!("journal_drop_behind_errors_total").increment(1);
+            tracing::debug!(error = %e, "journal: dropping synced pages from the page cache failed");
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = len;
+        self.stats
+            .dropped_bytes
+            .fetch_add(len.get(), Ordering::Relaxed);
+        self.seg.dropped = upto;
     }
 
     /// Cuts the segment back to its last good byte after a failed write/sync, so later batches

@@ -348,4 +348,8 @@ pub fn describe_metrics() {
         "journal_appends_rejected_total",
         "Appends refused before queueing (closed, backlogged, too large)"
     );
+    describe_counter!(
+        "journal_drop_behind_errors_total",
+        "Synced journal pages the page cache could not be told to drop (advice only: nothing lost)"
+    );
 }

@@ -1056,3 +1056,68 @@ fn what_is_queued_when_the_writer_stops_is_committed_or_reported_closed() {
     assert_eq!(replay.records.len(), 2);
     check_records(&replay.records, 0);
 }
+
+/// Synced records leave the page cache in whole pages, up to the page the next batch
+/// appends to, segment by segment; a buffered journal (nothing synced) drops nothing.
+#[test]
+fn synced_pages_are_dropped_from_the_page_cache_and_unsynced_ones_are_not() {
+    const PAGE: u64 = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let options = JournalOptions {
+        durability: Durability::Fsync,
+        segment_size: 64 << 10,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), options).unwrap();
+    let big = Bytes::from(vec![7u8; 3000]);
+    for _ in 0..50 {
+        let (tx, rx) = unbounded();
+        j.append(
+            1,
+            big.clone().into(),
+            Some(Box::new(move |r| tx.send(r).unwrap())),
+        );
+        rx.recv().unwrap().unwrap();
+    }
+    j.flush_blocking().unwrap();
+    let stats = j.stats();
+    drop(j);
+    let lens: Vec<u64> = segments(dir.path())
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .collect();
+    assert!(lens.len() > 1, "the test needs a roll: {lens:?}");
+    // Every rolled segment was dropped to its last whole page; at most the last page of
+    // each and the zeros past the last record stay.
+    assert!(stats.dropped_bytes > 0);
+    assert_eq!(stats.dropped_bytes % PAGE, 0, "{stats:?}");
+    let written = stats.bytes + HEADER_LEN as u64 * lens.len() as u64;
+    assert!(stats.dropped_bytes <= written, "{stats:?}");
+    assert!(
+        stats.dropped_bytes + lens.len() as u64 * PAGE >= written,
+        "{stats:?} {lens:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let buffered = JournalOptions {
+        durability: Durability::Buffered,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), buffered).unwrap();
+    for i in 0..50 {
+        j.append(1, Bytes::from(vec![i as u8; 3000]).into(), None);
+    }
+    while j.stats().records < 50 {
+        j.flush_blocking().unwrap();
+    }
+    // A flush syncs even a buffered journal; appends alone never do.
+    let after_flush = j.stats().dropped_bytes;
+    for i in 0..20 {
+        append_watched(&j, i).recv().unwrap().unwrap();
+    }
+    assert_eq!(
+        j.stats().dropped_bytes,
+        after_flush,
+        "nothing unsynced is dropped"
+    );
+}
