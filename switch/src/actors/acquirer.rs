@@ -305,7 +305,9 @@ impl AcquirerLink {
         };
         let issuer = Some(bin.issuer);
         record.issuer = issuer.map(|i| crate::records::fixed(i.as_str()));
-        let Some(route) = issuer.and_then(|i| self.shared.route(&i)).cloned() else {
+        // Borrowed, not cloned: the route's reference count is a line both link threads
+        // would write for every request.
+        let Some(route) = issuer.and_then(|i| self.shared.route(&i)) else {
             self.decline(&msg, ResponseCode::NO_SUCH_ISSUER, None, ctx, Some(record));
             return;
         };
@@ -333,9 +335,10 @@ impl AcquirerLink {
             );
             return;
         };
+        let route_id = route.id;
         if kind == TxnKind::InstallmentPurchase {
             let issuer_enabled = cfg
-                .institution_by_id(&route.id)
+                .institution_by_id(&route_id)
                 .and_then(|i| i.issuer.as_ref())
                 .is_some_and(|s| s.installment);
             if let Err((code, reason)) = installment_check(&msg, bin.installment, issuer_enabled) {
@@ -400,7 +403,7 @@ impl AcquirerLink {
                 Undeliverable::Full => "mailbox_full",
                 Undeliverable::Closed => "link_closed",
             };
-            metrics::counter!("switch_sheds_total", "issuer" => route.id.to_string(), "reason" => reason).increment(1);
+            metrics::counter!("switch_sheds_total", "issuer" => route_id.to_string(), "reason" => reason).increment(1);
         }
         forward.release(&self.shared, now);
         self.decline(
