@@ -52,6 +52,39 @@ fn append_and_wait(j: &dyn Journal, n: usize, first: usize) {
     }
 }
 
+/// Appends record 0 with a completion that holds the writer until the returned gate is
+/// sent to, and returns once the writer is inside it: what is appended meanwhile queues.
+fn hold_writer(j: &dyn Journal) -> crossbeam_channel::Sender<()> {
+    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(0);
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    j.append(
+        0,
+        payload(0).into(),
+        Some(Box::new(move |_| {
+            held_tx.send(()).unwrap();
+            gate_rx.recv().unwrap();
+        })),
+    );
+    held_rx.recv().unwrap();
+    gate_tx
+}
+
+/// The journal in `dir` replays exactly records `0..n`, in order.
+fn assert_replays(dir: &Path, n: usize) {
+    let replay = read_all(dir).unwrap();
+    assert_eq!(replay.records.len(), n);
+    check_records(&replay.records, 0);
+}
+
+/// A journal in `dir` that writes without syncing (`Durability::Buffered`).
+fn buffered_journal(dir: &Path) -> FileJournal {
+    let buffered = JournalOptions {
+        durability: Durability::Buffered,
+        ..opts()
+    };
+    FileJournal::open(dir, buffered).unwrap().0
+}
+
 fn check_records(records: &[Record], first: usize) {
     for (k, r) in records.iter().enumerate() {
         let i = first + k;
@@ -293,9 +326,7 @@ fn zero_filled_segments_are_cut_to_their_records_when_rolled() {
     append_and_wait(&j, 1, 302);
     assert_eq!(segments(dir.path()).len(), before + 1, "rolled");
     drop(j);
-    let replay = read_all(dir.path()).unwrap();
-    assert_eq!(replay.records.len(), 303);
-    check_records(&replay.records, 0);
+    assert_replays(dir.path(), 303);
 }
 
 #[test]
@@ -572,18 +603,7 @@ fn the_queue_depth_counts_what_the_writer_has_not_taken() {
     let dir = tempfile::tempdir().unwrap();
     let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
     assert_eq!(j.queued(), 0);
-    // The first record's completion holds the writer until the gate opens.
-    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(0);
-    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-    j.append(
-        0,
-        payload(0).into(),
-        Some(Box::new(move |_| {
-            held_tx.send(()).unwrap();
-            gate_rx.recv().unwrap();
-        })),
-    );
-    held_rx.recv().unwrap();
+    let gate_tx = hold_writer(&j);
     for i in 1..=100 {
         j.append((i % 7) as u8, payload(i).into(), None);
     }
@@ -597,11 +617,7 @@ fn the_queue_depth_counts_what_the_writer_has_not_taken() {
 #[test]
 fn buffered_mode_flush_and_close() {
     let dir = tempfile::tempdir().unwrap();
-    let buffered = JournalOptions {
-        durability: Durability::Buffered,
-        ..opts()
-    };
-    let (j, _) = FileJournal::open(dir.path(), buffered).unwrap();
+    let j = buffered_journal(dir.path());
     for i in 0..50 {
         j.append((i % 7) as u8, payload(i).into(), None);
     }
@@ -989,18 +1005,7 @@ fn a_full_queue_refuses_appends_backlogged_until_the_writer_takes_it() {
         ..opts()
     };
     let (j, _) = FileJournal::open(dir.path(), options).unwrap();
-    // The first record's completion holds the writer until the gate opens.
-    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(0);
-    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-    j.append(
-        0,
-        payload(0).into(),
-        Some(Box::new(move |_| {
-            held_tx.send(()).unwrap();
-            gate_rx.recv().unwrap();
-        })),
-    );
-    held_rx.recv().unwrap();
+    let gate_tx = hold_writer(&j);
     let queued: Vec<_> = (1..=2).map(|i| append_watched(&j, i)).collect();
     assert_eq!(j.queued(), 2);
     let refused = append_watched(&j, 3);
@@ -1024,17 +1029,7 @@ fn what_is_queued_when_the_writer_stops_is_committed_or_reported_closed() {
     let dir = tempfile::tempdir().unwrap();
     let (j, _) = FileJournal::open(dir.path(), opts()).unwrap();
     let j = Arc::new(j);
-    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(0);
-    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
-    j.append(
-        0,
-        payload(0).into(),
-        Some(Box::new(move |_| {
-            held_tx.send(()).unwrap();
-            gate_rx.recv().unwrap();
-        })),
-    );
-    held_rx.recv().unwrap();
+    let gate_tx = hold_writer(&*j);
     let before = append_watched(&*j, 1);
     let closer = {
         let j = Arc::clone(&j);
@@ -1052,9 +1047,7 @@ fn what_is_queued_when_the_writer_stops_is_committed_or_reported_closed() {
     ));
     assert!(matches!(j.flush_blocking(), Err(JournalError::Closed)));
     drop(j);
-    let replay = read_all(dir.path()).unwrap();
-    assert_eq!(replay.records.len(), 2);
-    check_records(&replay.records, 0);
+    assert_replays(dir.path(), 2);
 }
 
 /// Synced records leave the page cache in whole pages, up to the page the next batch
@@ -1099,11 +1092,7 @@ fn synced_pages_are_dropped_from_the_page_cache_and_unsynced_ones_are_not() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let buffered = JournalOptions {
-        durability: Durability::Buffered,
-        ..opts()
-    };
-    let (j, _) = FileJournal::open(dir.path(), buffered).unwrap();
+    let j = buffered_journal(dir.path());
     for i in 0..50 {
         j.append(1, Bytes::from(vec![i as u8; 3000]).into(), None);
     }
