@@ -83,8 +83,8 @@ struct StatCells {
     dropped_bytes: AtomicU64,
 }
 
-/// Holds a completion and guarantees it runs exactly once: if the message carrying it is
-/// dropped unprocessed (writer gone, channel torn down at close), it reports `Closed`.
+/// Holds a completion and guarantees it runs exactly once: if it is dropped unprocessed (the
+/// writer stopped with its record still queued), it reports `Closed`.
 struct Done(Option<Completion>);
 
 impl Done {

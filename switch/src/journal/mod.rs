@@ -8,8 +8,9 @@
 //!
 //! - [`Journal`] is the small interface the rest of the switch codes against, so a distributed
 //!   backend (a SQL store, a log service) can replace the embedded one later.
-//! - [`FileJournal`] is the embedded default: one writer thread fed by a bounded crossbeam
-//!   channel, group commit (one `write` and at most one `fsync` per batch), segment files with
+//! - [`FileJournal`] is the embedded default: one writer thread fed by a bounded queue (the
+//!   records' bytes under a mutex, taken whole at each commit), group commit (one `write` and
+//!   at most one `fsync` per batch), segment files with
 //!   per-record CRCs, and replay that ignores a torn last record but never misreads one.
 //! - [`MemoryJournal`] keeps records in memory for unit tests of other modules.
 //!
@@ -42,7 +43,7 @@ pub type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>
 
 /// Payload bytes a record carries inside itself. A request record of the switch is at
 /// most 284 bytes encoded (every field full; ~170 typically), an outcome far less. The
-/// queue's slots are this size too: 65,536 of them take ~20 MB.
+/// journal's queue copies only a payload's own bytes, whatever this size.
 pub const INLINE_PAYLOAD: usize = 288;
 
 /// A record's payload as handed to [`Journal::append`]. Up to [`INLINE_PAYLOAD`] bytes live
