@@ -396,6 +396,12 @@ impl FileJournal {
         self.faults.zero_fills.store(true, Ordering::SeqCst);
     }
 
+    /// Test hook: appenders waiting for room in a full queue.
+    #[cfg(test)]
+    pub(crate) fn appenders_waiting(&self) -> usize {
+        self.queue.lock().waiting_for_room
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -463,19 +469,23 @@ impl FileJournal {
         &'a self,
         mut q: MutexGuard<'a, Queued>,
     ) -> Result<MutexGuard<'a, Queued>, (MutexGuard<'a, Queued>, JournalError)> {
-        let deadline = Instant::now() + self.enqueue_timeout;
+        // A timeout too long to add to the clock waits for room however long it takes.
+        let deadline = Instant::now().checked_add(self.enqueue_timeout);
         q.waiting_for_room += 1;
         while !q.closed && q.dones.len() >= self.capacity {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            q = self
-                .queue
-                .room
-                .wait_timeout(q, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            let room = &self.queue.room;
+            q = match deadline {
+                None => room.wait(q).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    room.wait_timeout(q, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
         q.waiting_for_room -= 1;
         if q.closed {

@@ -1112,3 +1112,34 @@ fn synced_pages_are_dropped_from_the_page_cache_and_unsynced_ones_are_not() {
         "nothing unsynced is dropped"
     );
 }
+
+/// An `enqueue_timeout` too long to add to the clock waits for room as long as it takes
+/// (and does not overflow): the append goes in once the writer has taken the queue.
+#[test]
+fn an_endless_enqueue_timeout_waits_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = JournalOptions {
+        queue_capacity: 1,
+        enqueue_timeout: std::time::Duration::MAX,
+        ..opts()
+    };
+    let (j, _) = FileJournal::open(dir.path(), options).unwrap();
+    let j = Arc::new(j);
+    let gate_tx = hold_writer(&*j);
+    let queued = append_watched(&*j, 1);
+    let waiting = {
+        let j = Arc::clone(&j);
+        std::thread::spawn(move || append_watched(&*j, 2).recv_timeout(GUARD))
+    };
+    // Until the appender waits for room (a guard only, in case it never does).
+    let start = std::time::Instant::now();
+    while j.appenders_waiting() == 0 {
+        assert!(start.elapsed() < GUARD, "the append never waited for room");
+        std::thread::yield_now();
+    }
+    gate_tx.send(()).unwrap();
+    committed(&queued);
+    waiting.join().unwrap().unwrap().unwrap();
+    drop(j);
+    assert_replays(dir.path(), 3);
+}
