@@ -96,6 +96,17 @@ fn append_one(j: &dyn Journal, payload: Bytes) {
     rx.recv().unwrap().unwrap();
 }
 
+/// A journal in `dir` whose queue holds `capacity` records and whose appends wait up to
+/// `enqueue_timeout` for room.
+fn small_queue(dir: &Path, capacity: usize, enqueue_timeout: std::time::Duration) -> FileJournal {
+    let options = JournalOptions {
+        queue_capacity: capacity,
+        enqueue_timeout,
+        ..opts()
+    };
+    FileJournal::open(dir, options).unwrap().0
+}
+
 fn check_records(records: &[Record], first: usize) {
     for (k, r) in records.iter().enumerate() {
         let i = first + k;
@@ -1010,12 +1021,7 @@ fn the_real_timer_ends_a_commit_interval() {
 #[test]
 fn a_full_queue_refuses_appends_backlogged_until_the_writer_takes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let options = JournalOptions {
-        queue_capacity: 2,
-        enqueue_timeout: std::time::Duration::ZERO,
-        ..opts()
-    };
-    let (j, _) = FileJournal::open(dir.path(), options).unwrap();
+    let j = small_queue(dir.path(), 2, std::time::Duration::ZERO);
     let gate_tx = hold_writer(&j);
     let queued: Vec<_> = (1..=2).map(|i| append_watched(&j, i)).collect();
     assert_eq!(j.queued(), 2);
@@ -1118,12 +1124,7 @@ fn synced_pages_are_dropped_from_the_page_cache_and_unsynced_ones_are_not() {
 #[test]
 fn an_endless_enqueue_timeout_waits_for_room() {
     let dir = tempfile::tempdir().unwrap();
-    let options = JournalOptions {
-        queue_capacity: 1,
-        enqueue_timeout: std::time::Duration::MAX,
-        ..opts()
-    };
-    let (j, _) = FileJournal::open(dir.path(), options).unwrap();
+    let j = small_queue(dir.path(), 1, std::time::Duration::MAX);
     let j = Arc::new(j);
     let gate_tx = hold_writer(&*j);
     let queued = append_watched(&*j, 1);
