@@ -120,16 +120,18 @@ struct Queue {
     room: Condvar,
 }
 
-/// Bytes of one record's frame in [`Queued::bytes`]: kind, then the payload's length.
-const QUEUED_HEADER: usize = 1 + 4;
+/// One queued record: its payload is `bytes[previous record's end..end]`.
+struct QueuedRecord {
+    kind: u8,
+    end: usize,
+    done: Done,
+}
 
 #[derive(Default)]
 struct Queued {
-    /// The records in append order, each as its kind, its payload's length (`u32`, little
-    /// endian) and the payload.
+    /// The records' payloads in append order, one after the other.
     bytes: Vec<u8>,
-    /// One completion a record of `bytes`, in the same order.
-    dones: Vec<Done>,
+    records: Vec<QueuedRecord>,
     /// Flushes (and a close) waiting for everything appended before them.
     waiters: Vec<Waiter>,
     /// A close was asked for: the writer commits what is queued and stops.
@@ -145,20 +147,25 @@ struct Queued {
 
 impl Queued {
     fn push(&mut self, kind: u8, payload: &[u8], done: Done) {
-        // `append` has checked the length against MAX_PAYLOAD_LEN (16 MiB).
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        self.bytes.reserve(QUEUED_HEADER + payload.len());
-        self.bytes.push(kind);
-        self.bytes.extend_from_slice(&len.to_le_bytes());
         self.bytes.extend_from_slice(payload);
-        self.dones.push(done);
+        self.records.push(QueuedRecord {
+            kind,
+            end: self.bytes.len(),
+            done,
+        });
+    }
+
+    /// Whether the writer waits on `work`, cleared: the caller then wakes it (with the
+    /// lock released).
+    fn wake_writer(&mut self) -> bool {
+        std::mem::take(&mut self.writer_idle)
     }
 
     /// Moves everything queued into `into` (whose vectors are empty), keeping both sets of
     /// allocations.
     fn take(&mut self, into: &mut Taken) {
         std::mem::swap(&mut self.bytes, &mut into.bytes);
-        std::mem::swap(&mut self.dones, &mut into.dones);
+        std::mem::swap(&mut self.records, &mut into.records);
         std::mem::swap(&mut self.waiters, &mut into.waiters);
     }
 }
@@ -167,19 +174,8 @@ impl Queued {
 #[derive(Default)]
 struct Taken {
     bytes: Vec<u8>,
-    dones: Vec<Done>,
+    records: Vec<QueuedRecord>,
     waiters: Vec<Waiter>,
-}
-
-/// The record at `at` of a [`Queued::bytes`] buffer: its kind, its payload and where the
-/// next one starts.
-fn queued_record(bytes: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
-    let header = bytes.get(at..at.checked_add(QUEUED_HEADER)?)?;
-    let (&kind, len) = header.split_first()?;
-    let len = usize::try_from(u32::from_le_bytes(len.try_into().ok()?)).ok()?;
-    let start = at + QUEUED_HEADER;
-    let end = start.checked_add(len)?;
-    Some((kind, bytes.get(start..end)?, end))
 }
 
 impl Queue {
@@ -195,11 +191,6 @@ impl Queue {
     /// half-way; a poisoned lock is taken as it is.
     fn lock(&self) -> MutexGuard<'_, Queued> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Wakes the writer if it waits for work (called with the lock released).
-    fn wake_writer(q: &mut Queued) -> bool {
-        std::mem::take(&mut q.writer_idle)
     }
 }
 
@@ -451,7 +442,7 @@ impl FileJournal {
             }
             q.waiters.push(Waiter { reply });
             q.shutdown |= shutdown;
-            Queue::wake_writer(&mut q)
+            q.wake_writer()
         };
         if wake {
             self.queue.work.notify_one();
@@ -472,7 +463,7 @@ impl FileJournal {
         // A timeout too long to add to the clock waits for room however long it takes.
         let deadline = Instant::now().checked_add(self.enqueue_timeout);
         q.waiting_for_room += 1;
-        while !q.closed && q.dones.len() >= self.capacity {
+        while !q.closed && q.records.len() >= self.capacity {
             let room = &self.queue.room;
             q = match deadline {
                 None => room.wait(q).unwrap_or_else(PoisonError::into_inner),
@@ -490,7 +481,7 @@ impl FileJournal {
         q.waiting_for_room -= 1;
         if q.closed {
             Err((q, JournalError::Closed))
-        } else if q.dones.len() >= self.capacity {
+        } else if q.records.len() >= self.capacity {
             Err((q, JournalError::Backlogged(self.enqueue_timeout)))
         } else {
             Ok(q)
@@ -515,7 +506,7 @@ impl Journal for FileJournal {
             return Self::reject(done, JournalError::Closed);
         }
         // The common case reads no clock: only a full queue waits.
-        if q.dones.len() >= self.capacity {
+        if q.records.len() >= self.capacity {
             q = match self.wait_for_room(q) {
                 Ok(q) => q,
                 Err((q, error)) => {
@@ -526,7 +517,7 @@ impl Journal for FileJournal {
             };
         }
         q.push(kind, payload.as_slice(), done);
-        let wake = Queue::wake_writer(&mut q);
+        let wake = q.wake_writer();
         drop(q);
         if wake {
             self.queue.work.notify_one();
@@ -534,7 +525,7 @@ impl Journal for FileJournal {
     }
 
     fn queued(&self) -> usize {
-        self.queue.lock().dones.len()
+        self.queue.lock().records.len()
     }
 
     fn flush_blocking(&self) -> Result<(), JournalError> {
@@ -728,14 +719,13 @@ impl Writer {
         let mut taken = Taken::default();
         // One batch's completions, moved over from `taken` as its records are encoded.
         let mut dones: Vec<Done> = Vec::new();
-        let mut no_waiters: Vec<Waiter> = Vec::new();
         // When the last commit began, and the interval the next one waits from there.
         let mut last_commit: Option<Instant> = None;
         let mut interval = self.commit_interval;
         loop {
             let appends_only = {
                 let mut q = queue.lock();
-                while q.dones.is_empty() && q.waiters.is_empty() && !q.shutdown {
+                while q.records.is_empty() && q.waiters.is_empty() && !q.shutdown {
                     q.writer_idle = true;
                     q = queue.work.wait(q).unwrap_or_else(PoisonError::into_inner);
                 }
@@ -765,7 +755,7 @@ impl Writer {
                 q.shutdown
             };
             last_commit = Some(Instant::now());
-            interval = if taken.dones.len() >= self.busy_batch_records {
+            interval = if taken.records.len() >= self.busy_batch_records {
                 if self.busy_commit_interval > self.commit_interval {
                     metrics::counter!("journal_busy_commits_total").increment(1);
                 }
@@ -776,20 +766,15 @@ impl Writer {
             // Records are encoded into `buf` batch by batch, each batch up to the caps; the
             // flushes are answered with the last one.
             self.buf.clear();
-            let mut at = 0;
-            for done in taken.dones.drain(..) {
-                let Some((kind, payload, next)) = queued_record(&taken.bytes, at) else {
-                    // Not reachable: `Queued::push` framed every record. Its completion
-                    // reports `Closed` when dropped.
-                    tracing::error!("journal queue framing lost; record dropped");
-                    continue;
-                };
-                at = next;
+            let mut start = 0;
+            for r in taken.records.drain(..) {
+                let payload = taken.bytes.get(start..r.end).unwrap_or_default();
+                start = r.end;
                 let seq = self.next_seq + dones.len() as u64;
-                format::encode_record(&mut self.buf, kind, seq, payload);
-                dones.push(done);
+                format::encode_record(&mut self.buf, r.kind, seq, payload);
+                dones.push(r.done);
                 if dones.len() >= self.max_batch_records || self.buf.len() >= self.max_batch_bytes {
-                    self.commit(&mut dones, &mut no_waiters);
+                    self.commit(&mut dones, &mut Vec::new());
                     self.buf.clear();
                 }
             }
