@@ -19,7 +19,6 @@ use std::cmp::Ordering as Cmp;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use dashmap::DashMap;
 use iso8583::ResponseCode;
@@ -409,8 +408,9 @@ impl Counter {
 /// and removing one could race with a reservation holding it.
 #[derive(Debug, Default)]
 pub struct LimitCounters {
-    /// `Arc` so the shard lock is only held to find the counter, never during the update.
-    counters: DashMap<CounterKey, Arc<Counter>, crate::FastHash>,
+    /// Updated under the shard's read lock ([`LimitCounters::with_counter`]): a few atomic
+    /// updates, never a reference count per request.
+    counters: DashMap<CounterKey, Counter, crate::FastHash>,
 }
 
 impl LimitCounters {
@@ -420,8 +420,7 @@ impl LimitCounters {
     }
 
     /// Runs `f` on `key`'s counter (created on first use) under the map's shard read lock.
-    /// No `Arc` clone: its count is a line every thread writes, and `f` is a few atomic
-    /// updates. Never call it from inside `f` (a second read lock on a shard could wait
+    /// Never call it from inside `f` (a second read lock on a shard could wait
     /// behind a writer that waits for the first).
     fn with_counter<R>(&self, key: CounterKey, f: impl FnOnce(&Counter) -> R) -> R {
         if let Some(c) = self.counters.get(&key) {

@@ -392,10 +392,7 @@ pub fn check(
     if req.amount == 0 && req.kind != TxnKind::Reversal {
         return Err(ResponseCode::INVALID_AMOUNT);
     }
-    // A key that was only seen (a request not forwarded) is no original.
-    let orig = original
-        .filter(|o| o.state != OriginalState::Seen)
-        .ok_or(ResponseCode::ORIGINAL_NOT_FOUND)?;
+    let orig = original.ok_or(ResponseCode::ORIGINAL_NOT_FOUND)?;
     if !refers_to_ok(req.kind, orig.kind) {
         // F90 names a transaction of a kind this one cannot relate to (e.g. a void of a
         // refund): as good as not found.
@@ -416,6 +413,7 @@ pub fn check(
         (OriginalState::Reversed | OriginalState::Voided | OriginalState::Completed, _) => {
             return Err(ResponseCode::ILLEGAL_RELATED)
         }
+        // A key that was only seen (a request not forwarded) is no original.
         (OriginalState::Seen, _) => return Err(ResponseCode::ORIGINAL_NOT_FOUND),
         (OriginalState::Approved, _) => {}
     }
@@ -1007,6 +1005,16 @@ mod tests {
         assert_eq!(code(Some(&approved), req(Refund, 400)), None);
         assert_eq!(code(Some(&approved), req(Reversal, 1_000)), None);
         assert_eq!(code(None, req(Void, 1_000)).as_deref(), Some("25"));
+        // A key only seen (a request not forwarded) is no original, whatever its kind.
+        for kind in [Purchase, BalanceInquiry] {
+            for related in [Void, Refund, Reversal] {
+                assert_eq!(
+                    code(Some(&Original::seen(kind, 20261121)), req(related, 1_000)).as_deref(),
+                    Some("25"),
+                    "{related:?} of a seen {kind:?}"
+                );
+            }
+        }
         assert_eq!(
             code(Some(&orig(Purchase, NotApproved)), req(Void, 1_000)).as_deref(),
             Some("12")
@@ -1161,15 +1169,19 @@ mod flow_tests {
             RelatedRules::default(),
         );
         let (p, inquiry) = (key(1), key(2));
+        // The inquiry's key is new on `date`, then a duplicate for the rest of it.
+        let new_then_duplicate = |date: u32| {
+            assert!(index
+                .enter_key(&inquiry, TxnKind::BalanceInquiry, date)
+                .is_ok());
+            assert_eq!(
+                index.enter_key(&inquiry, TxnKind::BalanceInquiry, date),
+                Err(Duplicate)
+            );
+        };
         let entered_at = index.enter_key(&p, TxnKind::Purchase, 20261121).unwrap();
         assert!(entered_at.is_some());
-        assert!(index
-            .enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121)
-            .is_ok());
-        assert_eq!(
-            index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261121),
-            Err(Duplicate)
-        );
+        new_then_duplicate(20261121);
         // A key only seen is no original: nothing refers to it, it is not finished.
         assert!(!index.with(&p, |o| o.is_some()));
         let void = begin(TxnKind::Void, 1_000, Some(inquiry));
@@ -1205,13 +1217,7 @@ mod flow_tests {
         );
         assert_eq!(index.end_day(&rules, 0, 20261121), 1, "the inquiry's key");
         assert_eq!(index.len(), 1);
-        assert!(index
-            .enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122)
-            .is_ok());
-        assert_eq!(
-            index.enter_key(&inquiry, TxnKind::BalanceInquiry, 20261122),
-            Err(Duplicate)
-        );
+        new_then_duplicate(20261122);
         assert!(index
             .enter_key(&inquiry, TxnKind::BalanceInquiry, 20261123)
             .is_ok());
