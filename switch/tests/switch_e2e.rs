@@ -876,3 +876,42 @@ async fn a_transaction_keeps_its_settlement_date_across_the_cut_over() {
         "requests after the cut-over"
     );
 }
+
+/// SPEC 7 across a restart for a request the switch answered itself: its key is replayed
+/// from the journal as a key of the day (a duplicate), never as an original (a related
+/// request naming it still gets `25`), and a forwarded original next to it is found.
+#[tokio::test]
+async fn a_declined_requests_key_survives_a_restart_as_a_duplicate_not_an_original() {
+    let mut sw = TestSwitch::start();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    let code = |m: &Message| m.response_code().unwrap().as_str().to_owned();
+    let (approved, _, _) = approved_purchase(&mut acq, &mut iss, PAN, 100).await;
+    // A void of a purchase that was never sent: declined 25 by the switch, not forwarded.
+    let never_sent = Message::decode(acq.purchase(PAN, 7).build().unwrap()).unwrap();
+    let orphan = void(&mut acq, &never_sent, 7).build().unwrap();
+    acq.send(orphan.clone()).await;
+    assert_eq!(code(&acq.recv().await), "25");
+    let orphan = Message::decode(orphan).unwrap();
+    drop((iss, acq));
+
+    sw.restart();
+    let mut iss = sw.issuer().await;
+    let mut acq = sw.acquirer().await;
+    acq.send(orphan.raw().clone()).await;
+    assert_eq!(
+        code(&acq.recv().await),
+        "94",
+        "the declined void's key was replayed"
+    );
+    // A void naming the declined void: its key is no original.
+    let of_orphan = void(&mut acq, &orphan, 7).build().unwrap();
+    acq.send(of_orphan).await;
+    assert_eq!(code(&acq.recv().await), "25");
+    // The purchase's original came back where its key was entered: it can be voided.
+    let void_purchase = void(&mut acq, &approved, 100).build().unwrap();
+    acq.send(void_purchase).await;
+    let fwd = iss.recv().await;
+    iss.answer(&fwd, "00").await;
+    assert_eq!(code(&acq.recv().await), "00");
+}
