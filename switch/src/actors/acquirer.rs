@@ -502,7 +502,7 @@ impl AcquirerLink {
             }) => {
                 let actor = issuer
                     .and_then(|i| self.shared.route(&i))
-                    .and_then(|r| r.actor.get().cloned());
+                    .and_then(|r| r.actor.get());
                 match actor {
                     Some(actor) => actor.do_send(QueueReversal {
                         source: ReversalSource::Acquirer(msg.clone()),
