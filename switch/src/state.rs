@@ -79,6 +79,14 @@ fn choose_link<T>(
     })
 }
 
+/// Round-robin cursors an [`IssuerRoute`] keeps (workers beyond share them).
+const CURSORS: usize = 8;
+
+/// A round-robin cursor alone on its cache line (two, for the adjacent-line prefetcher).
+#[derive(Default)]
+#[repr(align(128))]
+struct Cursor(AtomicUsize);
+
 /// Shared, lock-free view of one issuer institution.
 pub struct IssuerRoute {
     pub id: InstId,
@@ -88,8 +96,9 @@ pub struct IssuerRoute {
     /// `Arc`: picking one per request is then one counter increment (cloning an actix
     /// `Addr` allocates).
     pub links: ArcSwap<Vec<Arc<LinkHandle>>>,
-    /// Round-robin cursor.
-    rr: AtomicUsize,
+    /// Round-robin cursors, one per worker (by index, modulo [`CURSORS`]), each on its own
+    /// cache line: one shared cursor was a line both cores wrote for every request.
+    rr: [Cursor; CURSORS],
     /// Slots taken by bound links (bit per slot). Only touched on connect/disconnect.
     slots: Mutex<u16>,
     /// The route actor (store-and-forward of advices).
@@ -110,7 +119,7 @@ impl IssuerRoute {
             timeout_ms,
             max_in_flight,
             links: ArcSwap::from_pointee(Vec::new()),
-            rr: AtomicUsize::new(0),
+            rr: std::array::from_fn(|_| Cursor::default()),
             slots: Mutex::new(0),
             actor: std::sync::OnceLock::new(),
             advice_counter: AtomicU32::new(0),
@@ -133,7 +142,8 @@ impl IssuerRoute {
     #[must_use]
     pub fn pick_near(&self, near: u16) -> Option<Arc<LinkHandle>> {
         let links = self.links.load();
-        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let cursor = &self.rr[usize::from(near) % CURSORS];
+        let start = cursor.0.fetch_add(1, Ordering::Relaxed);
         choose_link(
             &links,
             start,

@@ -272,14 +272,17 @@ impl IssuerLink {
 
     /// Sends `fwd` to the issuer; `now` is when its batch was taken from the inbox.
     fn on_forward(&mut self, fwd: Forward, now: i64) {
-        let Some(route) = self.route.clone() else {
+        // Copied out, not cloned: the route's reference count is a line every link of the
+        // issuer (on both cores) would write twice a transaction.
+        let Some((route_id, timeout_ms)) = self.route.as_deref().map(|r| (r.id, r.timeout_ms))
+        else {
             self.answer_unsent(fwd, ResponseCode::ISSUER_INOPERATIVE);
             return;
         };
         let stan = self.next_stan();
         let stan_digits = digits6(stan);
         let f15 = f15_of(fwd.record.settlement_date);
-        let mut header = Header::new(route.id, self.shared.switch_id);
+        let mut header = Header::new(route_id, self.shared.switch_id);
         header.flag = fwd.request.header().flag;
         // A related request names its original as the issuer knows it: the F11 the switch
         // gave the original on its way there (as `pass_on_reversal` does for reversals).
@@ -292,7 +295,7 @@ impl IssuerLink {
             .header(header)
             .set(11, &stan_digits)
             .set(15, &f15)
-            .set(100, route.id.as_bytes());
+            .set(100, route_id.as_bytes());
         if let Some(f90) = &f90 {
             rewrite = rewrite.set(90, f90);
         }
@@ -300,7 +303,7 @@ impl IssuerLink {
         let forwarded = match forwarded {
             Ok(bytes) => bytes,
             Err(_) => {
-                tracing::error!(issuer = %route.id, "could not re-encode a request for the issuer");
+                tracing::error!(issuer = %route_id, "could not re-encode a request for the issuer");
                 self.answer_unsent(fwd, ResponseCode::SYSTEM_MALFUNCTION);
                 return;
             }
@@ -311,7 +314,7 @@ impl IssuerLink {
         let (original, amount) = (record.original, record.amount);
         // The originals index learns `stan` when the request ends (`finish_at`).
         journal(&*self.shared.journal, &SwitchRecord::Request(record));
-        let deadline = now + route.timeout_ms;
+        let deadline = now + timeout_ms;
         self.last_send = now;
         self.writer.write(Frame::Message(forwarded));
         self.pending.insert(
@@ -368,10 +371,10 @@ impl IssuerLink {
         if self.route.is_none() && !self.bind(&msg, ctx) {
             return;
         }
-        let Some(route) = self.route.clone() else {
+        let Some(route_id) = self.route.as_deref().map(|r| r.id) else {
             return;
         };
-        if msg.header().source != route.id {
+        if msg.header().source != route_id {
             // Responses are never rejected: `reject_for` counts and drops them.
             let link = self.issuer_label();
             let why = "source ID differs from the link's institution";
@@ -387,7 +390,9 @@ impl IssuerLink {
             return;
         }
         if msg.mti().is_request() {
-            self.on_issuer_request(&msg, &route);
+            if let Some(route) = self.route.clone() {
+                self.on_issuer_request(&msg, &route);
+            }
             return;
         }
         let Some(stan) = msg.stan() else {
@@ -406,7 +411,7 @@ impl IssuerLink {
             }
         } else if Some(slot) == self.slot {
             self.on_response(msg, self.last_recv);
-        } else if let Some(sibling) = route.link_in_slot(slot) {
+        } else if let Some(sibling) = self.route.as_ref().and_then(|r| r.link_in_slot(slot)) {
             sibling.addr.do_send(SiblingResponse(msg));
         } else {
             self.on_response(msg, self.last_recv);
