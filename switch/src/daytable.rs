@@ -26,7 +26,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// A [`TxnKey`] in 16 bytes. Keys of valid messages always fit (each part is bounded by its
 /// field's digits); a part beyond its width is cut to it (no panic on a hand-made key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PackedKey([u32; 4]);
 
 const TRANSMISSION_BITS: u32 = 34;

@@ -10,7 +10,7 @@
 //! table of the day's size, not two.
 
 use crate::core::{TxnKey, TxnKind};
-use crate::daytable::{DayTable, Hint};
+use crate::daytable::{DayTable, Hint, PackedKey};
 use crate::limits::{LimitCounters, Reservation};
 use iso8583::{InstId, ResponseCode};
 
@@ -31,30 +31,88 @@ pub enum OriginalState {
     Seen,
 }
 
-/// A PAN kept inline (up to 19 digits, SPEC 4): no heap allocation per original. Never
-/// printed (no `Display`; `Debug` masks it).
+/// A PAN kept inline (up to 19 digits, SPEC 4), two digits a byte: no heap allocation per
+/// original, and 11 bytes of the entry instead of 20. Never printed (no `Display`; `Debug`
+/// masks it).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PanDigits {
     len: u8,
-    digits: [u8; 19],
+    /// Digit `i` in the high nibble of byte `i / 2` when `i` is even, else the low one;
+    /// [`NOT_A_DIGIT`] for a byte that was not `0`-`9` (F2 is numeric, so only input that
+    /// did not come from a decoded message has one, and it then matches nothing).
+    nibbles: [u8; 10],
 }
 
+/// The nibble a PAN byte that is not a digit is kept as.
+const NOT_A_DIGIT: u8 = 0xF;
+
 impl PanDigits {
+    /// Digits kept.
     #[must_use]
-    pub fn as_bytes(&self) -> &[u8] {
-        self.digits.get(..usize::from(self.len)).unwrap_or_default()
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn nibble(&self, i: usize) -> u8 {
+        let b = self.nibbles.get(i / 2).copied().unwrap_or(NOT_A_DIGIT);
+        if i & 1 == 0 {
+            b >> 4
+        } else {
+            b & 0xF
+        }
+    }
+
+    /// Whether `pan` is this PAN: the same digits, all of them digits.
+    #[must_use]
+    pub fn matches(&self, pan: &[u8]) -> bool {
+        pan.len() == self.len()
+            && pan.iter().enumerate().all(|(i, &b)| {
+                let n = self.nibble(i);
+                b.is_ascii_digit() && n != NOT_A_DIGIT && n == b - b'0'
+            })
+    }
+
+    /// The PAN as ASCII (`?` for a byte that was not a digit): its first `len()` bytes.
+    #[must_use]
+    pub fn ascii(&self) -> [u8; 19] {
+        let mut out = [b'?'; 19];
+        for (i, d) in out.iter_mut().enumerate().take(self.len()) {
+            let n = self.nibble(i);
+            if n != NOT_A_DIGIT {
+                *d = b'0' + n;
+            }
+        }
+        out
     }
 }
 
 impl From<&[u8]> for PanDigits {
     /// Longer input is cut at 19 bytes (it can then never match a real F2).
     fn from(pan: &[u8]) -> Self {
-        let mut digits = [0u8; 19];
+        let mut nibbles = [NOT_A_DIGIT << 4 | NOT_A_DIGIT; 10];
         let n = pan.len().min(19);
-        digits[..n].copy_from_slice(&pan[..n]);
+        for (i, &b) in pan.iter().take(n).enumerate() {
+            let d = if b.is_ascii_digit() {
+                b - b'0'
+            } else {
+                NOT_A_DIGIT
+            };
+            if let Some(byte) = nibbles.get_mut(i / 2) {
+                *byte = if i & 1 == 0 {
+                    (*byte & 0x0F) | d << 4
+                } else {
+                    (*byte & 0xF0) | d
+                };
+            }
+        }
         Self {
             len: n as u8,
-            digits,
+            nibbles,
         }
     }
 }
@@ -67,11 +125,29 @@ impl From<&str> for PanDigits {
 
 impl std::fmt::Debug for PanDigits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", iso8583::render::mask_pan(self.as_bytes()))
+        let ascii = self.ascii();
+        let pan = ascii.get(..self.len()).unwrap_or_default();
+        write!(f, "{}", iso8583::render::mask_pan(pan))
     }
 }
 
-/// What the index keeps of an original: what the checks compare against.
+/// What an original's limit usage names besides what the original itself holds (its
+/// terminal, amount and settlement day are the reservation's: both come from the same
+/// request): 16 bytes instead of a whole [`Reservation`]'s 40.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    merchant: crate::registry::MerchantId,
+    category: crate::registry::TxnCategory,
+}
+
+/// [`Original`] flags.
+const REFERS_TO: u8 = 1;
+const RELATED_PENDING: u8 = 1 << 1;
+const REVERSE_WHEN_ANSWERED: u8 = 1 << 2;
+
+/// What the index keeps of an original: what the checks compare against. With its key it
+/// is 128 bytes (two cache lines) in the day's tables, which hold millions: the optional
+/// parts are kept behind flags and accessors rather than as `Option`s of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
     pub kind: TxnKind,
@@ -87,22 +163,108 @@ pub struct Original {
     pub approved_ms: i64,
     /// Settlement date `YYYYMMDD` (voids only within the same day, SPEC 5).
     pub settlement_date: u32,
-    /// For a related transaction kept as an original (a void, refund or completion): the
-    /// key of its own original, whose state its reversal undoes.
-    pub refers_to: Option<TxnKey>,
     /// Issuer the original was forwarded to and the F11 it got there (reversal advices
     /// name the original as the issuer knows it).
     pub issuer: Option<InstId>,
     pub issuer_stan: u32,
-    /// Limit usage the original holds while it stands (released by a void or reversal).
-    pub reservation: Option<Reservation>,
     /// Refunds forwarded and not answered yet (counted against the refundable total).
     pub refund_held: i64,
+    /// [`Original::refers_to`] (zero without `REFERS_TO`).
+    refers: PackedKey,
+    /// [`Original::reverse_when_answered`] (zero without `REVERSE_WHEN_ANSWERED`).
+    reverse_reason: [u8; 4],
+    /// [`Original::reservation`] without what the original holds already.
+    held: Option<Held>,
+    flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<(PackedKey, Original)>() <= 128);
+
+impl Original {
+    /// For a related transaction kept as an original (a void, refund or completion): the
+    /// key of its own original, whose state its reversal undoes.
+    #[must_use]
+    pub fn refers_to(&self) -> Option<TxnKey> {
+        (self.flags & REFERS_TO != 0).then(|| TxnKey::from(self.refers))
+    }
+
+    pub fn set_refers_to(&mut self, key: Option<TxnKey>) {
+        self.refers = key.as_ref().map_or(PackedKey::default(), PackedKey::from);
+        self.set_flag(REFERS_TO, key.is_some());
+    }
+
     /// A void or completion forwarded and not answered yet (a second one is `22`).
-    pub related_pending: bool,
+    #[must_use]
+    pub fn related_pending(&self) -> bool {
+        self.flags & RELATED_PENDING != 0
+    }
+
+    pub fn set_related_pending(&mut self, pending: bool) {
+        self.set_flag(RELATED_PENDING, pending);
+    }
+
     /// An early reversal arrived while pending: its F60.1 reason. If the original ends
     /// approved, the switch reverses it at the issuer with this reason.
-    pub reverse_when_answered: Option<[u8; 4]>,
+    #[must_use]
+    pub fn reverse_when_answered(&self) -> Option<[u8; 4]> {
+        (self.flags & REVERSE_WHEN_ANSWERED != 0).then_some(self.reverse_reason)
+    }
+
+    pub fn set_reverse_when_answered(&mut self, reason: Option<[u8; 4]>) {
+        self.reverse_reason = reason.unwrap_or_default();
+        self.set_flag(REVERSE_WHEN_ANSWERED, reason.is_some());
+    }
+
+    /// Limit usage the original holds while it stands (released by a void or reversal):
+    /// its terminal, amount and settlement day with the merchant and category it was
+    /// reserved under.
+    #[must_use]
+    pub fn reservation(&self) -> Option<Reservation> {
+        let held = self.held?;
+        Some(Reservation {
+            terminal: crate::registry::TerminalId::from_field(&self.terminal)?,
+            merchant: held.merchant,
+            category: held.category,
+            amount: self.amount.clamp(0, crate::limits::MAX_VALUE),
+            day: self.settlement_date,
+        })
+    }
+
+    /// Keep `r` as this original's limit usage. `r` is what the original's own request
+    /// reserved, so its terminal, amount (clamped as limits clamp it) and day are the
+    /// original's: only its merchant and category are stored.
+    pub fn set_reservation(&mut self, r: Option<Reservation>) {
+        debug_assert!(r.is_none_or(|mut r| {
+            r.amount = r.amount.clamp(0, crate::limits::MAX_VALUE);
+            Some(r) == {
+                let mut me = self.clone();
+                me.held = Some(Held {
+                    merchant: r.merchant,
+                    category: r.category,
+                });
+                me.reservation()
+            }
+        }));
+        self.held = r.map(|r| Held {
+            merchant: r.merchant,
+            category: r.category,
+        });
+    }
+
+    /// The limit usage, taken: the original holds none afterwards.
+    pub fn take_reservation(&mut self) -> Option<Reservation> {
+        let r = self.reservation();
+        self.held = None;
+        r
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
 }
 
 impl Original {
@@ -128,13 +290,13 @@ impl Original {
             refunded: 0,
             approved_ms: 0,
             settlement_date,
-            refers_to: None,
             issuer: None,
             issuer_stan: 0,
-            reservation: None,
             refund_held: 0,
-            related_pending: false,
-            reverse_when_answered: None,
+            refers: PackedKey::default(),
+            reverse_reason: [0; 4],
+            held: None,
+            flags: 0,
         }
     }
 
@@ -193,19 +355,19 @@ impl Take<'_> {
 }
 
 /// An original on disk (the day's tables spill past their memory bound, `daytable.rs`):
-/// 139 bytes, fixed layout. The run files hold the PAN like the journal does (clearing
+/// 119 bytes, fixed layout. The run files hold the PAN like the journal does (clearing
 /// needs it there), so they live in the journal's directory.
 impl crate::daytable::Spill for Original {
-    const SIZE: usize = 139;
+    const SIZE: usize = 119;
 
     fn put(&self, out: &mut Vec<u8>) {
         let index = |k: TxnKind| KINDS.iter().position(|x| *x == k).unwrap_or(11) as u8;
         let state = STATES.iter().position(|x| *x == self.state).unwrap_or(0) as u8;
-        let flags = u8::from(self.refers_to.is_some())
+        let flags = u8::from(self.flags & REFERS_TO != 0)
             | u8::from(self.issuer.is_some()) << 1
-            | u8::from(self.reservation.is_some()) << 2
-            | u8::from(self.related_pending) << 3
-            | u8::from(self.reverse_when_answered.is_some()) << 4;
+            | u8::from(self.held.is_some()) << 2
+            | u8::from(self.related_pending()) << 3
+            | u8::from(self.flags & REVERSE_WHEN_ANSWERED != 0) << 4;
         out.extend_from_slice(&[index(self.kind), state, flags]);
         for v in [
             self.amount,
@@ -218,13 +380,9 @@ impl crate::daytable::Spill for Original {
         out.extend_from_slice(&self.settlement_date.to_le_bytes());
         out.extend_from_slice(&self.issuer_stan.to_le_bytes());
         out.push(self.pan.len);
-        out.extend_from_slice(&self.pan.digits);
+        out.extend_from_slice(&self.pan.ascii());
         out.extend_from_slice(&self.terminal);
-        let key = self
-            .refers_to
-            .map(|k| crate::daytable::PackedKey::from(&k).to_bytes())
-            .unwrap_or_default();
-        out.extend_from_slice(&key);
+        out.extend_from_slice(&self.refers.to_bytes());
         let mut issuer = [0u8; 12];
         if let Some(id) = &self.issuer {
             let b = id.as_bytes();
@@ -234,21 +392,18 @@ impl crate::daytable::Spill for Original {
             }
         }
         out.extend_from_slice(&issuer);
-        match &self.reservation {
-            Some(r) => {
-                out.extend_from_slice(r.terminal.as_field());
-                out.extend_from_slice(r.merchant.as_field());
+        match &self.held {
+            Some(h) => {
+                out.extend_from_slice(h.merchant.as_field());
                 let c = crate::registry::TxnCategory::ALL
                     .iter()
-                    .position(|c| *c == r.category)
+                    .position(|c| *c == h.category)
                     .unwrap_or(0);
                 out.push(c as u8);
-                out.extend_from_slice(&r.amount.to_le_bytes());
-                out.extend_from_slice(&r.day.to_le_bytes());
             }
-            None => out.extend_from_slice(&[0u8; 36]),
+            None => out.extend_from_slice(&[0u8; 16]),
         }
-        out.extend_from_slice(&self.reverse_when_answered.unwrap_or_default());
+        out.extend_from_slice(&self.reverse_reason);
     }
 
     fn take(bytes: &[u8]) -> Option<Self> {
@@ -258,25 +413,19 @@ impl crate::daytable::Spill for Original {
         let flags = t.u8()?;
         let (amount, refunded, approved_ms, refund_held) = (t.i64()?, t.i64()?, t.i64()?, t.i64()?);
         let (settlement_date, issuer_stan) = (t.u32()?, t.u32()?);
-        let pan_len = t.u8()?;
+        let pan_len = usize::from(t.u8()?);
         let digits = t.bytes::<19>()?;
         let terminal = t.bytes::<8>()?;
         let key = t.bytes::<16>()?;
         let issuer = t.bytes::<12>()?;
-        let r_terminal = t.bytes::<8>()?;
-        let r_merchant = t.bytes::<15>()?;
-        let r_category = t.u8()?;
-        let r_amount = t.i64()?;
-        let r_day = t.u32()?;
+        let merchant = t.bytes::<15>()?;
+        let category = t.u8()?;
         let reverse = t.bytes::<4>()?;
         let flag = |bit: u8| flags & (1 << bit) != 0;
-        let reservation = if flag(2) {
-            Some(Reservation {
-                terminal: crate::registry::TerminalId::from_field(&r_terminal)?,
-                merchant: crate::registry::MerchantId::from_field(&r_merchant)?,
-                category: *crate::registry::TxnCategory::ALL.get(usize::from(r_category))?,
-                amount: r_amount,
-                day: r_day,
+        let held = if flag(2) {
+            Some(Held {
+                merchant: crate::registry::MerchantId::from_field(&merchant)?,
+                category: *crate::registry::TxnCategory::ALL.get(usize::from(category))?,
             })
         } else {
             None
@@ -287,26 +436,27 @@ impl crate::daytable::Spill for Original {
         } else {
             None
         };
-        Some(Original {
+        let mut o = Original {
             kind,
             amount,
-            pan: PanDigits {
-                len: pan_len.min(19),
-                digits,
-            },
+            pan: PanDigits::from(digits.get(..pan_len.min(19))?),
             terminal,
             state,
             refunded,
             approved_ms,
             settlement_date,
-            refers_to: flag(0).then(|| TxnKey::from(crate::daytable::PackedKey::from_bytes(key))),
             issuer,
             issuer_stan,
-            reservation,
             refund_held,
-            related_pending: flag(3),
-            reverse_when_answered: flag(4).then_some(reverse),
-        })
+            refers: PackedKey::from_bytes(key),
+            reverse_reason: reverse,
+            held,
+            flags: 0,
+        };
+        o.set_flag(REFERS_TO, flag(0));
+        o.set_flag(RELATED_PENDING, flag(3));
+        o.set_flag(REVERSE_WHEN_ANSWERED, flag(4));
+        Some(o)
     }
 }
 
@@ -401,7 +551,7 @@ pub fn check(
     match (orig.state, req.kind) {
         // An early reversal is answered at once and applied when the issuer answers.
         (OriginalState::Pending, TxnKind::Reversal) => {
-            if orig.reverse_when_answered.is_some() {
+            if orig.reverse_when_answered().is_some() {
                 return Err(ResponseCode::ILLEGAL_RELATED);
             }
         }
@@ -417,7 +567,7 @@ pub fn check(
         (OriginalState::Seen, _) => return Err(ResponseCode::ORIGINAL_NOT_FOUND),
         (OriginalState::Approved, _) => {}
     }
-    if orig.related_pending && req.kind != TxnKind::Reversal {
+    if orig.related_pending() && req.kind != TxnKind::Reversal {
         return Err(ResponseCode::ILLEGAL_RELATED);
     }
     // Money already (being) refunded cannot also come back by a void or reversal.
@@ -446,7 +596,7 @@ pub fn check(
     {
         return Err(ResponseCode::ILLEGAL_RELATED);
     }
-    if req.pan.is_some_and(|p| p != orig.pan.as_bytes()) {
+    if req.pan.is_some_and(|p| !orig.pan.matches(p)) {
         return Err(ResponseCode::INVALID_CARD);
     }
     if req
@@ -487,7 +637,7 @@ impl Original {
     /// The original a reversal of this record (a void) restores to approved.
     #[must_use]
     pub fn restores(&self) -> Option<TxnKey> {
-        self.refers_to.filter(|_| self.kind == TxnKind::Void)
+        self.refers_to().filter(|_| self.kind == TxnKind::Void)
     }
 }
 
@@ -681,15 +831,15 @@ impl OriginalIndex {
                 };
                 Ok(match req.kind {
                     TxnKind::Reversal if o.state == OriginalState::Pending => {
-                        o.reverse_when_answered = Some(req.reason);
+                        o.set_reverse_when_answered(Some(req.reason));
                         Begun::EarlyReversal
                     }
                     TxnKind::Reversal => {
                         o.apply(TxnKind::Reversal, 0);
-                        if let Some(r) = o.reservation.take() {
+                        if let Some(r) = o.take_reservation() {
                             limits.release(&r);
                         }
-                        if let Some(parent) = o.refers_to {
+                        if let Some(parent) = o.refers_to() {
                             undo = Some((parent, o.clone()));
                         }
                         Begun::Reversed {
@@ -704,7 +854,7 @@ impl OriginalIndex {
                         }
                     }
                     _ => {
-                        o.related_pending = true;
+                        o.set_related_pending(true);
                         Begun::Forward {
                             original_issuer_stan: Some(o.issuer_stan),
                         }
@@ -721,7 +871,7 @@ impl OriginalIndex {
                 if let Some(p) = p {
                     related.undo_on(p);
                     if related.kind == TxnKind::Void {
-                        if let Some(r) = p.reservation {
+                        if let Some(r) = p.reservation() {
                             limits.rebuild(std::iter::once(r));
                         }
                     }
@@ -736,9 +886,9 @@ impl OriginalIndex {
                 req.terminal.unwrap_or_default(),
                 req.settlement_date,
             );
-            o.refers_to = req.original;
+            o.set_refers_to(req.original);
             o.issuer = req.issuer;
-            o.reservation = req.reservation;
+            o.set_reservation(req.reservation);
             return Ok((begun, self.map.insert_at(&key, req.entered_at, o).1));
         }
         Ok((begun, None))
@@ -807,11 +957,11 @@ impl OriginalIndex {
                 };
                 o.approved_ms = now_ms;
                 if !approved {
-                    o.reservation = None;
+                    o.set_reservation(None);
                 }
-                if let (true, Some(reason)) = (approved, o.reverse_when_answered) {
+                if let (true, Some(reason)) = (approved, o.reverse_when_answered()) {
                     o.state = OriginalState::Reversed;
-                    if let Some(r) = o.reservation.take() {
+                    if let Some(r) = o.take_reservation() {
                         limits.release(&r);
                     }
                     out.reverse = Some(reason);
@@ -829,13 +979,13 @@ impl OriginalIndex {
             let Some(o) = o else { return };
             match kind {
                 TxnKind::Refund => o.refund_held = (o.refund_held - amount).max(0),
-                _ => o.related_pending = false,
+                _ => o.set_related_pending(false),
             }
             // A related transaction reversed before its answer leaves the original as is.
             if approved && !reversed_early {
                 o.apply(kind, amount);
                 if matches!(kind, TxnKind::Void | TxnKind::PreauthVoid) {
-                    if let Some(r) = o.reservation {
+                    if let Some(r) = o.reservation() {
                         limits.release(&r);
                     }
                 }
@@ -850,7 +1000,7 @@ impl OriginalIndex {
         self.with(key, |o| {
             if let Some(o) = o {
                 o.state = OriginalState::Reversed;
-                if let Some(r) = o.reservation.take() {
+                if let Some(r) = o.take_reservation() {
                     limits.release(&r);
                 }
             }
@@ -865,7 +1015,7 @@ impl OriginalIndex {
             if e.settlement_date == day
                 && matches!(e.state, OriginalState::Approved | OriginalState::Completed)
             {
-                usage.extend(e.reservation);
+                usage.extend(e.reservation());
             }
         });
         usage
@@ -920,23 +1070,9 @@ mod tests {
     const PAN: &str = "6222021234567890";
 
     fn orig(kind: TxnKind, state: OriginalState) -> Original {
-        Original {
-            kind,
-            amount: 1_000,
-            pan: PAN.into(),
-            terminal: *b"TERM0001",
-            state,
-            refunded: 0,
-            approved_ms: 0,
-            settlement_date: 20261121,
-            refers_to: None,
-            issuer: None,
-            issuer_stan: 0,
-            reservation: None,
-            refund_held: 0,
-            related_pending: false,
-            reverse_when_answered: None,
-        }
+        let mut o = Original::pending(kind, 1_000, PAN.as_bytes(), b"TERM0001", 20261121);
+        o.state = state;
+        o
     }
 
     fn req(kind: TxnKind, amount: i64) -> RelatedRequest<'static> {
@@ -951,29 +1087,86 @@ mod tests {
     }
 
     #[test]
+    fn a_pan_kept_two_digits_a_byte_matches_only_its_own_digits() {
+        for pan in ["6222021234567890", "6222021234567890123", "1", ""] {
+            let kept = PanDigits::from(pan);
+            assert!(kept.matches(pan.as_bytes()), "{pan}");
+            assert_eq!(&kept.ascii()[..pan.len()], pan.as_bytes());
+            assert_eq!(kept.len(), pan.len());
+        }
+        let kept = PanDigits::from(PAN);
+        assert!(!kept.matches(b"6222021234567891"));
+        assert!(!kept.matches(b"622202123456789"));
+        assert!(!kept.matches(b"62220212345678900"));
+        // A byte that is no digit matches nothing, not even itself.
+        let odd = PanDigits::from("62220212345678:0");
+        assert!(!odd.matches(b"62220212345678:0"));
+        assert!(!odd.matches(b"6222021234567800"));
+        assert_eq!(&odd.ascii()[..16], b"62220212345678?0");
+        // Past 19 digits the PAN is cut, and then matches no real F2.
+        let long = PanDigits::from("62220212345678901234");
+        assert_eq!(long.len(), 19);
+        assert!(!long.matches(b"62220212345678901234"));
+        assert_eq!(
+            format!("{kept:?}"),
+            iso8583::render::mask_pan(PAN.as_bytes()).to_string()
+        );
+        assert!(!format!("{kept:?}").contains(PAN));
+    }
+
+    #[test]
+    fn an_originals_reservation_is_its_own_terminal_amount_and_day_with_the_merchant() {
+        let mut o = orig(TxnKind::Purchase, OriginalState::Pending);
+        assert_eq!(o.reservation(), None);
+        let r = Reservation {
+            terminal: crate::registry::TerminalId::parse("TERM0001").unwrap(),
+            merchant: crate::registry::MerchantId::parse("898100000000001").unwrap(),
+            category: crate::registry::TxnCategory::Purchase,
+            amount: 1_000,
+            day: 20261121,
+        };
+        o.set_reservation(Some(r));
+        assert_eq!(o.reservation(), Some(r));
+        assert_eq!(o.take_reservation(), Some(r));
+        assert_eq!(o.reservation(), None);
+        // The optional parts are independent of each other.
+        o.set_reverse_when_answered(Some(*b"4351"));
+        o.set_related_pending(true);
+        assert_eq!(o.refers_to(), None);
+        o.set_reverse_when_answered(None);
+        assert!(o.related_pending());
+        assert_eq!(o.reverse_when_answered(), None);
+        assert_eq!(o, {
+            let mut p = orig(TxnKind::Purchase, OriginalState::Pending);
+            p.set_related_pending(true);
+            p
+        });
+    }
+
+    #[test]
     fn originals_round_trip_through_their_spill_bytes() {
         use crate::daytable::Spill;
         let mut full = orig(TxnKind::InstallmentPurchase, OriginalState::Approved);
         full.refunded = 300;
         full.approved_ms = 1_764_000_000_123;
-        full.refers_to = Some(TxnKey {
+        full.set_refers_to(Some(TxnKey {
             transmission: 1_201_235_959,
             stan: 999_999,
             acquirer: 99_999_999_999,
             forwarding: 1_030_000,
-        });
+        }));
         full.issuer = InstId::new("03010000");
         full.issuer_stan = 123_457;
-        full.reservation = Some(Reservation {
+        full.set_reservation(Some(Reservation {
             terminal: crate::registry::TerminalId::parse("TERM0001").unwrap(),
             merchant: crate::registry::MerchantId::parse("898100000000001").unwrap(),
             category: crate::registry::TxnCategory::Installment,
             amount: 1_000,
             day: 20261121,
-        });
+        }));
         full.refund_held = 50;
-        full.related_pending = true;
-        full.reverse_when_answered = Some(*b"4351");
+        full.set_related_pending(true);
+        full.set_reverse_when_answered(Some(*b"4351"));
         let bare = orig(TxnKind::Refund, OriginalState::Pending);
         for o in [
             full,
@@ -1105,7 +1298,7 @@ mod tests {
         );
         // The void's own record, reversed, restores its original.
         let mut void = orig(TxnKind::Void, OriginalState::Approved);
-        void.refers_to = Some(key);
+        void.set_refers_to(Some(key));
         assert_eq!(
             check(
                 Some(&void),
