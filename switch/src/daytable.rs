@@ -182,11 +182,216 @@ impl SpillTo {
 /// runs, and an entry found there is copied back into memory (where later changes go: the
 /// newest copy wins).
 struct Shard<V> {
-    index: griddle::HashMap<Slot, (), StoredHashBuilder>,
+    index: Index,
     arena: Arena<V>,
     /// Arena size above which this shard spills its oldest chunks (`usize::MAX`: never).
     spill_at: usize,
     cold: Cold,
+}
+
+/// A shard's hash index: where each key's entry is in the arena.
+enum Index {
+    /// An in-memory table's: it grows with the day, a few entries moved per insert.
+    Growing(griddle::HashMap<Slot, (), StoredHashBuilder>),
+    /// A table with a memory bound's: sized for the bound at start.
+    Bounded(Buckets),
+}
+
+impl Index {
+    fn find(&self, h: u32, base: u32, eq: impl Fn(u32) -> bool) -> Option<u32> {
+        match self {
+            Index::Growing(index) => index
+                .raw_entry()
+                .from_hash(spread(h), |s| s.h == h && eq(s.pos))
+                .map(|(s, ())| s.pos),
+            Index::Bounded(index) => index.find(h, base, eq),
+        }
+    }
+
+    /// File `pos` under `h` (not in the index yet).
+    fn insert(&mut self, h: u32, pos: u32, base: u32) {
+        match self {
+            Index::Growing(index) => {
+                index.insert(Slot { h, pos }, ());
+            }
+            Index::Bounded(index) => index.insert(h, pos, base),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Index::Growing(index) => index.clear(),
+            Index::Bounded(index) => index.clear(),
+        }
+    }
+
+    /// Entries it takes before it grows (or, bounded, before it is rebuilt).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        match self {
+            Index::Growing(index) => index.capacity(),
+            Index::Bounded(index) => index.limit,
+        }
+    }
+}
+
+/// Slots of a [`Buckets`] bucket: 8 of 8 bytes, one cache line.
+const BUCKET_SLOTS: usize = 8;
+
+/// The index of a shard with a memory bound: buckets of eight slots, each bucket one cache
+/// line, a key's probe going from its own bucket to the next until a free slot. A new key
+/// (the common lookup: every request's) then reads one line where griddle's index reads its
+/// control bytes and then a slot on another line, and files the key in the same line.
+///
+/// A slot is a word: the key's 32-bit hash above its arena position plus one (zero: free).
+/// Entries a spill drops from the arena are not removed one by one: their slots are stale
+/// (a position under the arena's base), lookups pass over them like over any slot that is
+/// not free, and an insert takes the first one it meets. Slots only turn free again when
+/// the whole index is rebuilt from its live slots, once live and stale ones fill seven
+/// eighths of it: a pass over the shard's index every few spills. So no slot on a key's
+/// probe before it is ever free, and a lookup may stop at the first free slot.
+struct Buckets {
+    /// `BUCKET_SLOTS` words a bucket from `start` (the first word on a cache line's start).
+    words: Vec<u64>,
+    start: usize,
+    /// Buckets minus one (a power of two minus one).
+    mask: usize,
+    /// Slots not free (live or stale).
+    used: usize,
+    /// `used` at which the index is rebuilt: seven eighths of its slots.
+    limit: usize,
+    /// The live slots while it is rebuilt (kept: no allocation per rebuild).
+    scratch: Vec<u64>,
+}
+
+impl Buckets {
+    /// An index for `entries` live entries below its rebuild limit. Its words are zeroed
+    /// by the allocator: resident only once written (or once reserved).
+    fn with_capacity(entries: usize) -> Self {
+        let slots = entries.max(1).saturating_mul(8).div_ceil(7);
+        let buckets = slots.div_ceil(BUCKET_SLOTS).next_power_of_two();
+        let (words, start) = Self::words(buckets);
+        Self {
+            words,
+            start,
+            mask: buckets - 1,
+            used: 0,
+            limit: buckets * BUCKET_SLOTS / 8 * 7,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Zeroed words for `buckets` buckets, one bucket more to start on a cache line.
+    fn words(buckets: usize) -> (Vec<u64>, usize) {
+        let words = vec![0u64; (buckets + 1) * BUCKET_SLOTS];
+        let misaligned = words.as_ptr() as usize % 64;
+        (words, (64 - misaligned) % 64 / 8)
+    }
+
+    fn word(h: u32, pos: u32) -> Option<u64> {
+        Some(u64::from(h) << 32 | u64::from(pos.checked_add(1)?))
+    }
+
+    /// The arena position in slot word `w`; `None`: the slot is free.
+    fn pos_of(w: u64) -> Option<u32> {
+        (w as u32).checked_sub(1)
+    }
+
+    /// The slots of bucket `b` (modulo the buckets), in probe order.
+    fn bucket(&self, b: usize) -> &[u64] {
+        let at = self.start + (b & self.mask) * BUCKET_SLOTS;
+        self.words.get(at..at + BUCKET_SLOTS).unwrap_or_default()
+    }
+
+    fn find(&self, h: u32, base: u32, eq: impl Fn(u32) -> bool) -> Option<u32> {
+        let home = h as usize;
+        for i in 0..=self.mask {
+            for &w in self.bucket(home.wrapping_add(i)) {
+                let pos = Self::pos_of(w)?;
+                if (w >> 32) as u32 == h && pos >= base && eq(pos) {
+                    return Some(pos);
+                }
+            }
+        }
+        None
+    }
+
+    /// The first slot on `h`'s probe that is free or stale, as an index into `words`.
+    fn place(&self, h: u32, base: u32) -> Option<usize> {
+        let home = h as usize;
+        for i in 0..=self.mask {
+            let first = self.start + (home.wrapping_add(i) & self.mask) * BUCKET_SLOTS;
+            let slots = self.words.get(first..first + BUCKET_SLOTS)?;
+            if let Some(k) = slots
+                .iter()
+                .position(|&w| Self::pos_of(w).is_none_or(|pos| pos < base))
+            {
+                return Some(first + k);
+            }
+        }
+        None
+    }
+
+    fn insert(&mut self, h: u32, pos: u32, base: u32) {
+        let Some(word) = Self::word(h, pos) else {
+            return;
+        };
+        if self.used >= self.limit {
+            self.rebuild(base);
+        }
+        let Some(i) = self.place(h, base) else {
+            return;
+        };
+        if let Some(w) = self.words.get_mut(i) {
+            if Self::pos_of(*w).is_none() {
+                self.used += 1;
+            }
+            *w = word;
+        }
+    }
+
+    /// Keep only the live slots (positions from `base`), every other slot free; twice the
+    /// buckets if the live ones alone leave less than a sixteenth of the limit (the arena
+    /// past what the index was sized for: a day past its estimate), so rebuilds stay rare.
+    fn rebuild(&mut self, base: u32) {
+        let mut live = std::mem::take(&mut self.scratch);
+        live.clear();
+        live.extend(
+            self.words
+                .iter()
+                .copied()
+                .filter(|&w| Self::pos_of(w).is_some_and(|pos| pos >= base)),
+        );
+        if live.len() + self.limit / 16 >= self.limit {
+            *self = Self::with_capacity(self.limit.saturating_mul(2));
+        } else {
+            self.words.fill(0);
+            self.used = 0;
+        }
+        for &w in &live {
+            if let Some(i) = self.place((w >> 32) as u32, base) {
+                if let Some(slot) = self.words.get_mut(i) {
+                    *slot = w;
+                    self.used += 1;
+                }
+            }
+        }
+        self.scratch = live;
+    }
+
+    fn clear(&mut self) {
+        if self.used > 0 {
+            self.words.fill(0);
+            self.used = 0;
+        }
+    }
+
+    /// Write every word, so the index is resident. Returns its bytes.
+    fn touch(&mut self) -> usize {
+        self.words.fill(0);
+        self.used = 0;
+        self.words.len() * 8
+    }
 }
 
 /// An index entry: the hash it is filed under and where its entry is in the arena.
@@ -507,8 +712,16 @@ fn build_run<'a, V: Spill + 'a>(
 
 impl<V: Spill + Clone> Shard<V> {
     fn new(n: usize, spill_at: usize, path: std::path::PathBuf) -> Self {
+        let index = if spill_at == usize::MAX {
+            Index::Growing(griddle::HashMap::with_capacity_and_hasher(
+                n,
+                StoredHashBuilder::default(),
+            ))
+        } else {
+            Index::Bounded(Buckets::with_capacity(n))
+        };
         Self {
-            index: griddle::HashMap::with_capacity_and_hasher(n, StoredHashBuilder::default()),
+            index,
             arena: Arena::default(),
             spill_at,
             cold: Cold {
@@ -522,12 +735,9 @@ impl<V: Spill + Clone> Shard<V> {
 
     fn find_hot(&self, key: &PackedKey, h: u32) -> Option<u32> {
         let arena = &self.arena;
-        self.index
-            .raw_entry()
-            .from_hash(spread(h), |s| {
-                s.h == h && arena.get(s.pos).is_some_and(|(k, _)| k == key)
-            })
-            .map(|(s, ())| s.pos)
+        self.index.find(h, arena.base, |pos| {
+            arena.get(pos).is_some_and(|(k, _)| k == key)
+        })
     }
 
     fn hot_mut(&mut self, pos: u32) -> Option<&mut V> {
@@ -569,7 +779,7 @@ impl<V: Spill + Clone> Shard<V> {
 
     fn push_hot(&mut self, key: PackedKey, h: u32, value: V) -> Option<u32> {
         let pos = self.arena.push((key, value))?;
-        self.index.insert(Slot { h, pos }, ());
+        self.index.insert(h, pos, self.arena.base);
         Some(pos)
     }
 
@@ -608,22 +818,10 @@ impl<V: Spill + Clone> Shard<V> {
             .reserve(self.arena_room().min(keys.saturating_add(2 * CHUNK)));
         // The index was allocated at its size, but its slots are written (and resident)
         // only as entries land on them: fill it once with placeholders, then empty it.
-        let mut index = 0;
-        if self.index.is_empty() {
-            let room = u32::try_from(self.index.capacity()).unwrap_or(u32::MAX);
-            for i in 0..room {
-                let h = i.wrapping_mul(0x9E37_79B9);
-                self.index.insert(
-                    Slot {
-                        h,
-                        pos: u32::MAX - i,
-                    },
-                    (),
-                );
-            }
-            self.index.clear();
-            index = room as usize * std::mem::size_of::<Slot>();
-        }
+        let index = match &mut self.index {
+            Index::Bounded(index) if self.arena.len() == 0 => index.touch(),
+            _ => 0,
+        };
         arena + index + self.cold.reserve(keys)
     }
 
@@ -691,14 +889,16 @@ impl<V: Spill + Clone> Shard<V> {
             self.spill_at = self.spill_at.max(1).saturating_mul(2);
             return;
         }
-        let slots: Vec<(u32, u32)> = order.iter().map(|&(h, p, _)| (h as u32, p)).collect();
-        for (h, pos) in slots {
-            if let griddle::hash_map::RawEntryMut::Occupied(e) = self
-                .index
-                .raw_entry_mut()
-                .from_hash(spread(h), |s| s.pos == pos)
-            {
-                e.remove();
+        // A bounded index keeps the dropped entries' slots: they are stale once the arena's
+        // base passes them (see `Buckets`).
+        if let Index::Growing(index) = &mut self.index {
+            for &(h, pos, _) in &order {
+                let h = h as u32;
+                if let griddle::hash_map::RawEntryMut::Occupied(e) =
+                    index.raw_entry_mut().from_hash(spread(h), |s| s.pos == pos)
+                {
+                    e.remove();
+                }
             }
         }
         for _ in 0..chunks {
@@ -1471,6 +1671,116 @@ mod tests {
             stan: s,
             acquirer: a,
             forwarding: f,
+        }
+    }
+
+    #[test]
+    fn a_bounded_index_finds_what_it_holds_past_collisions_stale_slots_and_rebuilds() {
+        // 4 buckets of 8: limit 28.
+        let mut b = Buckets::with_capacity(20);
+        assert_eq!((b.mask + 1, b.limit), (4, 28));
+        assert_eq!(
+            b.words.get(b.start..).map(|w| w.as_ptr() as usize % 64),
+            Some(0)
+        );
+        let all = |b: &Buckets, base: u32, hs: &[(u32, u32)]| {
+            for &(h, pos) in hs {
+                let want = (pos >= base).then_some(pos);
+                assert_eq!(b.find(h, base, |p| p == pos), want, "h {h} pos {pos}");
+            }
+        };
+        // Twenty keys of one hash fill its bucket and run on into the next ones, the last
+        // bucket's probe wrapping round to the first.
+        let same: Vec<(u32, u32)> = (0..20).map(|pos| (3, pos)).collect();
+        for &(h, pos) in &same {
+            b.insert(h, pos, 0);
+        }
+        all(&b, 0, &same);
+        assert_eq!(b.find(3, 0, |p| p == 99), None);
+        assert_eq!(b.find(7, 0, |_| true), None);
+        // The arena's base passes the first twelve: stale, not found, and taken again.
+        all(&b, 12, &same);
+        let more: Vec<(u32, u32)> = (20..28).map(|pos| (pos, pos)).collect();
+        for &(h, pos) in &more {
+            b.insert(h, pos, 12);
+        }
+        all(&b, 12, &same);
+        all(&b, 12, &more);
+        // Filling up to the limit rebuilds from the live slots only, without growing.
+        let used_before = b.used;
+        let later: Vec<(u32, u32)> = (28..40).map(|pos| (pos * 7, pos)).collect();
+        for &(h, pos) in &later {
+            b.insert(h, pos, 12);
+        }
+        assert!(b.used <= b.limit && b.used >= used_before.min(b.limit) - 12);
+        assert_eq!(b.mask + 1, 4);
+        all(&b, 12, &same);
+        all(&b, 12, &more);
+        all(&b, 12, &later);
+        // Live keys past the limit grow it (a day past its estimate), and all stay found.
+        let many: Vec<(u32, u32)> = (40..80u32)
+            .map(|pos| (pos.wrapping_mul(0x9E37_79B9), pos))
+            .collect();
+        for &(h, pos) in &many {
+            b.insert(h, pos, 12);
+        }
+        assert!(b.mask + 1 > 4);
+        for set in [&same, &more, &later, &many] {
+            all(&b, 12, set);
+        }
+        b.clear();
+        assert_eq!(b.find(3, 0, |_| true), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// A spilling table, its bounded indexes turning over many times, against a map:
+        /// every insert returns the value it replaced, every key reads back its last value.
+        #[test]
+        fn a_spilling_table_reads_back_what_a_map_would(
+            ops in proptest::collection::vec((0u32..600, any::<u32>()), 1..3_000),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let to = SpillTo {
+                dir: dir.path().join("model"),
+                memory_entries: 64 * 8,
+            };
+            let t = DayTable::spilling(to.capacity_for(0), &to, "model").unwrap();
+            let mut model = std::collections::HashMap::new();
+            for (k, v) in ops {
+                let k = key(u64::from(k), k, 7, 8);
+                prop_assert_eq!(t.insert(&k, v), model.insert(k, v));
+            }
+            prop_assert_eq!(t.len(), model.len());
+            for k in 0..600u32 {
+                let k = key(u64::from(k), k, 7, 8);
+                prop_assert_eq!(t.get(&k), model.get(&k).copied());
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// One shard spilling its oldest chunks while newer ones stay (so stale slots lie
+        /// on live keys' probes), against a map.
+        #[test]
+        fn a_shard_spilling_part_of_its_arena_reads_back_what_a_map_would(
+            ops in proptest::collection::vec((0u32..3_000, any::<u32>()), 1..6_000),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let hasher = crate::FastHash::default();
+            let mut shard: Shard<u32> = Shard::new(800, 600, dir.path().join("shard.run"));
+            let mut model = std::collections::HashMap::new();
+            for (k, v) in ops {
+                let k = PackedKey::from(&key(u64::from(k), k, 7, 8));
+                let h = hasher.hash_one(k);
+                prop_assert_eq!(shard.insert(k, h, v, &hasher).0, model.insert(k, v));
+            }
+            for k in 0..3_000u32 {
+                let k = PackedKey::from(&key(u64::from(k), k, 7, 8));
+                let h = hasher.hash_one(k);
+                prop_assert_eq!(shard.get_mut(&k, h, None).copied(), model.get(&k).copied());
+            }
         }
     }
 
