@@ -7,9 +7,11 @@
 //!   fresh pages in one go (`clear_page_erms` was 58 % of the switch's samples in the worst
 //!   second of a 50k/s run, p50 157 ms). Here entries live in an append-only arena of
 //!   256-entry chunks (new memory is taken a little at a time) and the hash index
-//!   holds 8 bytes per entry and doubles incrementally (a few entries moved per insert), so
-//!   no insert pays for a whole shard's growth: the 64 shards fill evenly and would
-//!   otherwise all double within the same fraction of a second.
+//!   holds 8 bytes per entry: sized for the bound at start in a table with a memory bound
+//!   (`Buckets`, one cache line a probe), doubling incrementally in an in-memory one (a
+//!   few entries moved per insert), so no insert pays for a whole shard's growth: the 64
+//!   shards fill evenly and would otherwise all double within the same fraction of a
+//!   second.
 //! - **Compact keys.** The four numbers of a [`TxnKey`] (F7 10 digits, F11 6 digits, F32 and
 //!   F33 11 digits each) fit 34 + 20 + 37 + 37 = 128 bits: a [`PackedKey`] is 16 bytes
 //!   instead of the 32 of `TxnKey`, aligned to 4 so small values do not pad it.
@@ -386,11 +388,15 @@ impl Buckets {
         }
     }
 
-    /// Write every word, so the index is resident. Returns its bytes.
-    fn touch(&mut self) -> usize {
+    /// Write every word, so the index is resident, and set aside (written too) the room a
+    /// rebuild takes for `live` live slots at most. Returns the bytes.
+    fn touch(&mut self, live: usize) -> usize {
         self.words.fill(0);
         self.used = 0;
-        self.words.len() * 8
+        self.scratch.clear();
+        self.scratch.resize(live, 0);
+        self.scratch.clear();
+        (self.words.len() + self.scratch.capacity()) * 8
     }
 }
 
@@ -818,8 +824,9 @@ impl<V: Spill + Clone> Shard<V> {
             .reserve(self.arena_room().min(keys.saturating_add(2 * CHUNK)));
         // The index was allocated at its size, but its slots are written (and resident)
         // only as entries land on them: fill it once with placeholders, then empty it.
+        let live = self.arena_room();
         let index = match &mut self.index {
-            Index::Bounded(index) if self.arena.len() == 0 => index.touch(),
+            Index::Bounded(index) if self.arena.len() == 0 => index.touch(live),
             _ => 0,
         };
         arena + index + self.cold.reserve(keys)
