@@ -1740,7 +1740,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(ProptestConfig::with_cases(32))]
         /// A spilling table, its bounded indexes turning over many times, against a map:
         /// every insert returns the value it replaced, every key reads back its last value.
         #[test]
@@ -1764,10 +1764,7 @@ mod tests {
                 prop_assert_eq!(t.get(&k), model.get(&k).copied());
             }
         }
-    }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
         /// One shard spilling its oldest chunks while newer ones stay (so stale slots lie
         /// on live keys' probes), against a map.
         #[test]
