@@ -299,16 +299,24 @@ impl Buckets {
         (w as u32).checked_sub(1)
     }
 
-    /// The slots of bucket `b` (modulo the buckets), in probe order.
-    fn bucket(&self, b: usize) -> &[u64] {
-        let at = self.start + (b & self.mask) * BUCKET_SLOTS;
-        self.words.get(at..at + BUCKET_SLOTS).unwrap_or_default()
+    /// `h`'s probe: its own bucket, then the next ones round to it, each as the index of
+    /// its first word in `words` and its slots.
+    fn probe(&self, h: u32) -> impl Iterator<Item = (usize, &[u64])> {
+        let home = h as usize;
+        (0..=self.mask).map(move |i| {
+            let first = self.start + (home.wrapping_add(i) & self.mask) * BUCKET_SLOTS;
+            (
+                first,
+                self.words
+                    .get(first..first + BUCKET_SLOTS)
+                    .unwrap_or_default(),
+            )
+        })
     }
 
     fn find(&self, h: u32, base: u32, eq: impl Fn(u32) -> bool) -> Option<u32> {
-        let home = h as usize;
-        for i in 0..=self.mask {
-            for &w in self.bucket(home.wrapping_add(i)) {
+        for (_, slots) in self.probe(h) {
+            for &w in slots {
                 let pos = Self::pos_of(w)?;
                 if (w >> 32) as u32 == h && pos >= base && eq(pos) {
                     return Some(pos);
@@ -320,18 +328,12 @@ impl Buckets {
 
     /// The first slot on `h`'s probe that is free or stale, as an index into `words`.
     fn place(&self, h: u32, base: u32) -> Option<usize> {
-        let home = h as usize;
-        for i in 0..=self.mask {
-            let first = self.start + (home.wrapping_add(i) & self.mask) * BUCKET_SLOTS;
-            let slots = self.words.get(first..first + BUCKET_SLOTS)?;
-            if let Some(k) = slots
+        self.probe(h).find_map(|(first, slots)| {
+            slots
                 .iter()
                 .position(|&w| Self::pos_of(w).is_none_or(|pos| pos < base))
-            {
-                return Some(first + k);
-            }
-        }
-        None
+                .map(|k| first + k)
+        })
     }
 
     fn insert(&mut self, h: u32, pos: u32, base: u32) {
@@ -388,14 +390,16 @@ impl Buckets {
         }
     }
 
-    /// Write every word, so the index is resident, and set aside (written too) the room a
-    /// rebuild takes for `live` live slots at most. Returns the bytes.
-    fn touch(&mut self, live: usize) -> usize {
-        self.words.fill(0);
-        self.used = 0;
-        self.scratch.clear();
-        self.scratch.resize(live, 0);
-        self.scratch.clear();
+    /// Make the index resident, and set aside (resident too) the room a rebuild takes for
+    /// `live` live slots at most. Returns the bytes.
+    fn reserve(&mut self, live: usize) -> usize {
+        touch(&mut self.words);
+        if self.scratch.capacity() < live {
+            let mut scratch = vec![0; live];
+            touch(&mut scratch);
+            scratch.clear();
+            self.scratch = scratch;
+        }
         (self.words.len() + self.scratch.capacity()) * 8
     }
 }
@@ -822,12 +826,12 @@ impl<V: Spill + Clone> Shard<V> {
         let arena = self
             .arena
             .reserve(self.arena_room().min(keys.saturating_add(2 * CHUNK)));
-        // The index was allocated at its size, but its slots are written (and resident)
-        // only as entries land on them: fill it once with placeholders, then empty it.
+        // The index was allocated at its size, but its pages are resident only once
+        // written (as entries land on them, or here).
         let live = self.arena_room();
         let index = match &mut self.index {
-            Index::Bounded(index) if self.arena.len() == 0 => index.touch(live),
-            _ => 0,
+            Index::Bounded(index) => index.reserve(live),
+            Index::Growing(_) => 0,
         };
         arena + index + self.cold.reserve(keys)
     }
@@ -882,31 +886,25 @@ impl<V: Spill + Clone> Shard<V> {
         if chunks == 0 {
             return;
         }
-        // Each key is hashed once: for the run's filters and to find its index slot.
-        let mut order: Vec<(u64, u32, &(PackedKey, V))> = (self.arena.base..)
-            .zip(self.arena.chunks.iter().take(chunks).flatten())
-            .map(|(pos, e)| (hasher.hash_one(e.0), pos, e))
+        // Each key hashed for the run's filters. The index keeps the dropped entries'
+        // slots: they are stale once the arena's base passes them (see `Buckets`; only a
+        // table with a memory bound spills).
+        let mut order: Vec<(u64, &(PackedKey, V))> = self
+            .arena
+            .chunks
+            .iter()
+            .take(chunks)
+            .flatten()
+            .map(|e| (hasher.hash_one(e.0), e))
             .collect();
-        order.sort_unstable_by_key(|(_, _, (k, _))| *k);
+        order.sort_unstable_by_key(|(_, (k, _))| *k);
         if let Err(e) = self
             .cold
-            .write_run(order.iter().map(|&(h, _, (k, v))| (h, k, v)))
+            .write_run(order.iter().map(|&(h, (k, v))| (h, k, v)))
         {
             disk_error("spill", &self.cold.path, &e);
             self.spill_at = self.spill_at.max(1).saturating_mul(2);
             return;
-        }
-        // A bounded index keeps the dropped entries' slots: they are stale once the arena's
-        // base passes them (see `Buckets`).
-        if let Index::Growing(index) = &mut self.index {
-            for &(h, pos, _) in &order {
-                let h = h as u32;
-                if let griddle::hash_map::RawEntryMut::Occupied(e) =
-                    index.raw_entry_mut().from_hash(spread(h), |s| s.pos == pos)
-                {
-                    e.remove();
-                }
-            }
         }
         for _ in 0..chunks {
             self.arena.drop_front();
@@ -1720,6 +1718,14 @@ mod tests {
             b.insert(h, pos, 12);
         }
         assert!(b.used <= b.limit && b.used >= used_before.min(b.limit) - 12);
+        // 24 slots were taken (4 of `more` reused stale ones); the rebuild dropped the other
+        // stale ones, so all 28 taken now are the live entries.
+        assert_eq!(used_before, 24);
+        let live = |b: &Buckets, base: u32| {
+            let live = |w: u64| Buckets::pos_of(w).is_some_and(|pos| pos >= base);
+            b.words.iter().filter(|&&w| live(w)).count()
+        };
+        assert_eq!((b.used, live(&b, 12)), (28, 28));
         assert_eq!(b.mask + 1, 4);
         all(&b, 12, &same);
         all(&b, 12, &more);
