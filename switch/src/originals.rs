@@ -144,6 +144,9 @@ struct Held {
 const REFERS_TO: u8 = 1;
 const RELATED_PENDING: u8 = 1 << 1;
 const REVERSE_WHEN_ANSWERED: u8 = 1 << 2;
+/// The flags byte of an original on disk: its own flags and these two.
+const ON_DISK_ISSUER: u8 = 1 << 3;
+const ON_DISK_HELD: u8 = 1 << 4;
 
 /// What the index keeps of an original: what the checks compare against. With its key it
 /// is 128 bytes (two cache lines) in the day's tables, which hold millions: the optional
@@ -234,16 +237,11 @@ impl Original {
     /// reserved, so its terminal, amount (clamped as limits clamp it) and day are the
     /// original's: only its merchant and category are stored.
     pub fn set_reservation(&mut self, r: Option<Reservation>) {
-        debug_assert!(r.is_none_or(|mut r| {
-            r.amount = r.amount.clamp(0, crate::limits::MAX_VALUE);
-            Some(r) == {
-                let mut me = self.clone();
-                me.held = Some(Held {
-                    merchant: r.merchant,
-                    category: r.category,
-                });
-                me.reservation()
-            }
+        let clamp = |a: i64| a.clamp(0, crate::limits::MAX_VALUE);
+        debug_assert!(r.is_none_or(|r| {
+            crate::registry::TerminalId::from_field(&self.terminal) == Some(r.terminal)
+                && clamp(r.amount) == clamp(self.amount)
+                && r.day == self.settlement_date
         }));
         self.held = r.map(|r| Held {
             merchant: r.merchant,
@@ -363,11 +361,10 @@ impl crate::daytable::Spill for Original {
     fn put(&self, out: &mut Vec<u8>) {
         let index = |k: TxnKind| KINDS.iter().position(|x| *x == k).unwrap_or(11) as u8;
         let state = STATES.iter().position(|x| *x == self.state).unwrap_or(0) as u8;
-        let flags = u8::from(self.flags & REFERS_TO != 0)
-            | u8::from(self.issuer.is_some()) << 1
-            | u8::from(self.held.is_some()) << 2
-            | u8::from(self.related_pending()) << 3
-            | u8::from(self.flags & REVERSE_WHEN_ANSWERED != 0) << 4;
+        let on_disk = |on: bool, flag: u8| if on { flag } else { 0 };
+        let flags = self.flags
+            | on_disk(self.issuer.is_some(), ON_DISK_ISSUER)
+            | on_disk(self.held.is_some(), ON_DISK_HELD);
         out.extend_from_slice(&[index(self.kind), state, flags]);
         for v in [
             self.amount,
@@ -421,8 +418,7 @@ impl crate::daytable::Spill for Original {
         let merchant = t.bytes::<15>()?;
         let category = t.u8()?;
         let reverse = t.bytes::<4>()?;
-        let flag = |bit: u8| flags & (1 << bit) != 0;
-        let held = if flag(2) {
+        let held = if flags & ON_DISK_HELD != 0 {
             Some(Held {
                 merchant: crate::registry::MerchantId::from_field(&merchant)?,
                 category: *crate::registry::TxnCategory::ALL.get(usize::from(category))?,
@@ -430,13 +426,13 @@ impl crate::daytable::Spill for Original {
         } else {
             None
         };
-        let issuer = if flag(1) {
+        let issuer = if flags & ON_DISK_ISSUER != 0 {
             let n = usize::from(issuer[0]);
             Some(InstId::from_digits(issuer.get(1..=n)?)?)
         } else {
             None
         };
-        let mut o = Original {
+        Some(Original {
             kind,
             amount,
             pan: PanDigits::from(digits.get(..pan_len.min(19))?),
@@ -451,12 +447,8 @@ impl crate::daytable::Spill for Original {
             refers: PackedKey::from_bytes(key),
             reverse_reason: reverse,
             held,
-            flags: 0,
-        };
-        o.set_flag(REFERS_TO, flag(0));
-        o.set_flag(RELATED_PENDING, flag(3));
-        o.set_flag(REVERSE_WHEN_ANSWERED, flag(4));
-        Some(o)
+            flags: flags & (REFERS_TO | RELATED_PENDING | REVERSE_WHEN_ANSWERED),
+        })
     }
 }
 
