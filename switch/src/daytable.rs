@@ -2018,6 +2018,10 @@ mod tests {
                     .chain(s.cold.spare_blooms.iter().map(|b| b.as_ptr() as usize))
                     .map(|p| ('b', p)),
             );
+            if let Index::Bounded(index) = &s.index {
+                all.insert(('i', index.words.as_ptr() as usize));
+                all.insert(('x', index.scratch.as_ptr() as usize));
+            }
             let firsts = s.cold.runs.iter().map(|r| r.firsts.as_ptr() as usize);
             all.extend(
                 firsts
@@ -2113,11 +2117,14 @@ mod tests {
                 assert!(
                     new.is_empty(),
                     "{memory_entries}: round {round}: allocated past the reserve: {} chunks, \
-                     {} shard filters, {} run filters, {} block key lists",
+                     {} shard filters, {} run filters, {} block key lists, {} indexes, \
+                     {} rebuild lists",
                     new.iter().filter(|(k, _)| *k == 'c').count(),
                     new.iter().filter(|(k, _)| *k == 's').count(),
                     new.iter().filter(|(k, _)| *k == 'b').count(),
                     new.iter().filter(|(k, _)| *k == 'f').count(),
+                    new.iter().filter(|(k, _)| *k == 'i').count(),
+                    new.iter().filter(|(k, _)| *k == 'x').count(),
                 );
                 // A new day starts from the same memory.
                 t.clear();
