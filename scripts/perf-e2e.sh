@@ -8,7 +8,7 @@
 #
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
 # BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), PERF_ALL=1 (profile the simulators too), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
-# ISSUER_THREADS (1) and LOADGEN_THREADS ("" = one per core): the simulators' runtime threads; SIM_THREADS sets both.
+# SETTLE_S (4: seconds of quiet disk to wait for before the run; 0 = do not wait), ISSUER_THREADS (1) and LOADGEN_THREADS ("" = one per core): the simulators' runtime threads; SIM_THREADS sets both.
 # SIM_NICE=N (issuer-sim and loadgen at nice N), SWITCH_HOOK="command" (run once the switch is up, with SW = its PID).
 # Production-like memory (flat over a run): SWITCH_EXTRA="expected_daily_transactions = 20000000; reserve_day_tables = true".
 # Prints a summary line (and one on where the time went, with the machine's steal and idle time) and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
@@ -51,6 +51,20 @@ for b in switch issuer-sim loadgen; do cp -f "${BIN_FROM:-target/release}/$b" "$
 # The bundled config on fixed ports with the journal under PERF_DIR.
 rm -rf "$PERF_DIR/config" "$PERF_DIR/journal" "$PERF_DIR/clearing"
 sync
+# SETTLE_S (default 4; 0 = skip): first wait until the disk has gone that long with no
+# fdatasync over 20 ms (at most 60 s). With ext4's `discard`, the previous run's deleted
+# journal (a closed loop's is gigabytes) makes fsyncs take 80-170 ms for ~5 s per GB
+# deleted, and one such fsync holds every answer behind it (scripts/disk_settle.py).
+SETTLED="not waited"
+if [[ "${SETTLE_S:-4}" != 0 ]]; then
+    if s=$(python3 scripts/disk_settle.py "$PERF_DIR" "${SETTLE_S:-4}" 60); then
+        SETTLED="after ${s% *} s (slowest fdatasync ${s#* } ms)"
+    else
+        SETTLED="not within ${s% *} s (slowest fdatasync ${s#* } ms)"
+        echo "perf-e2e: the disk did not settle within 60 s; measuring anyway" >&2
+    fi
+fi
+export SETTLED
 cp -r config "$PERF_DIR/config"
 CFG=$PERF_DIR/config/switch.toml
 sed -i \
@@ -160,6 +174,13 @@ loadgen_pid() { pgrep -f "^$BIN/loadgen run" | head -1 || true; }
 python3 scripts/perf_sample.py "$OUT/$NAME.rss.tsv" "$OUT/$NAME.cpu.tsv" "$SW" "$IS" "$BIN/loadgen" &
 RSSP=$!
 pids+=("$RSSP")
+# Load starts once the sampler has written its first row: Python's start-up is ~75 ms of CPU,
+# and in the load's first 150 ms it held a core the switch's threads then waited 6-8 ms for
+# (`perf sched timehist`, session 21).
+for _ in $(seq 250); do
+    [[ -s "$OUT/$NAME.cpu.tsv" ]] && break
+    sleep 0.02
+done
 
 "${lg_env[@]}" /usr/bin/time -o "$OUT/$NAME.loadgen.time" -f "%U %S" "$BIN/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
     --quiet --json --plot "$OUT/$NAME.svg" "$@" >"$OUT/$NAME.json" &
@@ -238,7 +259,8 @@ try:
     print(f"{name}: switch p99 <= {p99_of('switch_latency_seconds')} ms (request -> issuer answer), "
           f"answer wait p99 <= {p99_of('switch_answer_wait_seconds')} ms (answer -> written: journal, hand-over), "
           f"loadgen send lag p99 {lag.get('p99')} ms, largest journal batch {batch.group(1) if batch else '?'} records, "
-          f"fsyncs > 100 ms {slow} (slowest <= {slowest * 1000:g} ms){machine}")
+          f"fsyncs > 100 ms {slow} (slowest <= {slowest * 1000:g} ms){machine}, "
+          f"disk settled {os.environ.get('SETTLED', '?')}")
 except (OSError, ValueError, IndexError, ZeroDivisionError):
     pass
 EOF
