@@ -8,7 +8,7 @@
 #
 # Environment: PERF_DIR (default /tmp/cardswitch-perf), PORT_BASE (15000), ISSUER_LINKS (4), DURABILITY (fsync),
 # BIN_FROM=DIR (binaries from DIR, implies NO_BUILD), NO_BUILD=1 to skip `cargo build --release`, KEEP_JOURNAL=1, PERF_RECORD="-F 999" (perf record args), PERF_ALL=1 (profile the simulators too), SWITCH_EXTRA ("key = value; section.key = value; ..." set in [switch] or [section]),
-# SETTLE_S (4: seconds of quiet disk to wait for before the run; 0 = do not wait), ISSUER_THREADS (1) and LOADGEN_THREADS ("" = one per core): the simulators' runtime threads; SIM_THREADS sets both.
+# SETTLE_S (4: seconds of quiet disk to wait for before the run; 0 = do not wait), WARMUP_S (0: seconds of the same load before the measured run), ISSUER_THREADS (1) and LOADGEN_THREADS ("" = one per core): the simulators' runtime threads; SIM_THREADS sets both.
 # SIM_NICE=N (issuer-sim and loadgen at nice N), SWITCH_HOOK="command" (run once the switch is up, with SW = its PID).
 # Production-like memory (flat over a run): SWITCH_EXTRA="expected_daily_transactions = 20000000; reserve_day_tables = true".
 # Prints a summary line (and one on where the time went, with the machine's steal and idle time) and leaves in $PERF_DIR/out/NAME.*: loadgen's JSON report, an SVG
@@ -163,6 +163,28 @@ done
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
+# WARMUP_S=N: first run the same load for N seconds (its report in NAME.warmup.json), then the
+# measured run on the same switch and issuer-sim, with a fresh loadgen. CPU a transaction and
+# every figure come from the measured run only. A switch started a second ago has a cold heap:
+# in the first 300 ms of load, 11 % of its actor threads' samples were first-touch page faults
+# (write buffers, the journal's queue, inboxes, frames), and its first second's p99 was 25-57 ms
+# against 10-14 ms when warm (docs/performance-log.md, session 21). The switch's /metrics at
+# the end (the second summary line) count the warm-up's transactions too.
+if [[ "${WARMUP_S:-0}" != 0 ]]; then
+    warm_args=()
+    skip=0
+    for a in "$@"; do
+        if [[ $skip == 1 ]]; then skip=0; continue; fi
+        case "$a" in
+            --duration) skip=1 ;;
+            --duration=*) ;;
+            --plot|--json) ;;
+            *) warm_args+=("$a") ;;
+        esac
+    done
+    "${lg_env[@]}" "$BIN/loadgen" run --target "$ACQ" --config "$CFG" --issuers 03010000 \
+        --quiet --json "${warm_args[@]}" --duration "${WARMUP_S}s" >"$OUT/$NAME.warmup.json"
+fi
 sw0=$(cpu "$SW"); is0=$(cpu "$IS")
 # Each second: RSS (rss.tsv) and CPU ticks so far (cpu.tsv: second, utime+stime of the
 # switch, issuer-sim and loadgen, then the machine's steal and idle ticks from /proc/stat),
