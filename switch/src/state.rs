@@ -90,10 +90,16 @@ const CURSORS: usize = 8;
 /// -28 %, the switch's `sendto` calls -26 %; at saturation within the noise (session 21).
 const STICKY_PICKS: usize = 32;
 
-/// The round-robin turn of a worker's `n`th pick: [`STICKY_PICKS`] consecutive picks share
-/// one.
-fn turn(n: usize) -> usize {
-    n / STICKY_PICKS
+/// The link a worker's `n`th pick takes: [`choose_link`] at the round-robin turn `n /
+/// STICKY_PICKS`, so [`STICKY_PICKS`] consecutive picks share one turn.
+fn choose_nth<T>(
+    links: &[T],
+    n: usize,
+    near: u16,
+    worker: impl Fn(&T) -> u16,
+    has_room: impl Fn(&T) -> bool,
+) -> Option<&T> {
+    choose_link(links, n / STICKY_PICKS, near, worker, has_room)
 }
 
 /// A round-robin cursor alone on its cache line (two, for the adjacent-line prefetcher).
@@ -158,10 +164,10 @@ impl IssuerRoute {
     pub fn pick_near(&self, near: u16) -> Option<Arc<LinkHandle>> {
         let links = self.links.load();
         let cursor = &self.rr[usize::from(near) % CURSORS];
-        let start = turn(cursor.0.fetch_add(1, Ordering::Relaxed));
-        choose_link(
+        let n = cursor.0.fetch_add(1, Ordering::Relaxed);
+        choose_nth(
             &links,
-            start,
+            n,
             near,
             |l| l.worker,
             |l| l.in_flight.load(Ordering::Relaxed) < self.max_in_flight,
@@ -342,7 +348,7 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::{choose_link, turn, NO_WORKER, STICKY_PICKS};
+    use super::{choose_link, choose_nth, NO_WORKER, STICKY_PICKS};
 
     /// (name, worker, has room)
     const LINKS: [(char, u16, bool); 5] = [
@@ -357,22 +363,25 @@ mod tests {
         choose_link(links, start, near, |l| l.1, |l| l.2).map(|l| l.0)
     }
 
+    /// The link of a worker's `n`th pick, as `IssuerRoute::pick_near` takes it.
+    fn nth(n: usize, near: u16, links: &[(char, u16, bool)]) -> Option<char> {
+        choose_nth(links, n, near, |l| l.1, |l| l.2).map(|l| l.0)
+    }
+
     #[test]
     fn a_workers_consecutive_picks_stay_on_one_link_for_a_run_then_move_on() {
         let links = [('a', 0, true), ('x', 1, true), ('b', 0, true)];
-        let picks: Vec<_> = (0..3 * STICKY_PICKS)
-            .map(|n| pick(turn(n), 0, &links))
-            .collect();
+        let picks: Vec<_> = (0..3 * STICKY_PICKS).map(|n| nth(n, 0, &links)).collect();
         let runs: Vec<_> = picks.chunks(STICKY_PICKS).collect();
         assert_eq!(runs.len(), 3);
         for (run, want) in runs.iter().zip(['a', 'b', 'a']) {
             assert!(run.iter().all(|p| *p == Some(want)), "{run:?}");
         }
         // The other worker's picks go round its own link.
-        assert!((0..STICKY_PICKS).all(|n| pick(turn(n), 1, &links) == Some('x')));
+        assert!((0..STICKY_PICKS).all(|n| nth(n, 1, &links) == Some('x')));
         // A run whose link is full goes to the next with room, on the same worker first.
         let a_full = [('a', 0, false), ('x', 1, true), ('b', 0, true)];
-        assert!((0..2 * STICKY_PICKS).all(|n| pick(turn(n), 0, &a_full) == Some('b')));
+        assert!((0..2 * STICKY_PICKS).all(|n| nth(n, 0, &a_full) == Some('b')));
     }
 
     #[test]
