@@ -178,7 +178,6 @@ if [[ "${WARMUP_S:-0}" != 0 ]]; then
         case "$a" in
             --duration) skip=1 ;;
             --duration=*) ;;
-            --plot|--json) ;;
             *) warm_args+=("$a") ;;
         esac
     done
