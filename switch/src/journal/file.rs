@@ -807,10 +807,15 @@ impl Writer {
         for done in dones.drain(..) {
             done.complete(result.clone());
         }
-        if result.is_ok() && records > 0 {
-            // Both after the completions: off the answers' path.
-            self.drop_behind(false);
-            self.zero_fill();
+        if result.is_ok() {
+            // Both after the completions: off the answers' path. A flush's batch may be empty
+            // and still sync what earlier (buffered) batches wrote, so it drops behind too.
+            if records > 0 || !waiters.is_empty() {
+                self.drop_behind(false);
+            }
+            if records > 0 {
+                self.zero_fill();
+            }
         }
         if !waiters.is_empty() {
             let answer = match self.failed_since_flush.take() {
