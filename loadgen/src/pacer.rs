@@ -32,6 +32,28 @@ impl Queue {
     fn look_for(&self, at: Instant) -> Instant {
         self.last_wake.map_or(at, |last| at.max(last + self.tick))
     }
+
+    /// Moves the wakers of the sleepers due at `now` into `due` (empty), unless the last
+    /// wake-up was within a tick: what falls due meanwhile goes together at the next look.
+    /// Returns whether it took any (and so `now` is the last wake-up).
+    fn take_due(&mut self, now: Instant, due: &mut Vec<Waker>) -> bool {
+        if self.look_for(now) > now {
+            return false;
+        }
+        self.sleepers.retain(|(at, w)| {
+            if *at <= now {
+                due.push(w.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if due.is_empty() {
+            return false;
+        }
+        self.last_wake = Some(now);
+        true
+    }
 }
 
 struct Shared {
@@ -109,22 +131,9 @@ fn pace(shared: &Shared) {
             }
             return;
         }
-        let now = Instant::now();
-        // Not within a tick of the last wake-up: what falls due meanwhile goes together.
-        if queue.look_for(now) <= now {
-            queue.sleepers.retain(|(at, w)| {
-                if *at <= now {
-                    due.push(w.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        if !due.is_empty() {
+        if queue.take_due(Instant::now(), &mut due) {
             // Woken outside the lock; the next turn plans the wait (and sees the sleepers
             // that re-registered meanwhile).
-            queue.last_wake = Some(now);
             drop(queue);
             for w in due.drain(..) {
                 w.wake();
@@ -198,28 +207,83 @@ impl Future for Sleep<'_> {
 mod tests {
     use super::*;
 
+    /// A waker that logs its sleeper's id when woken.
+    struct Logged(u64, Arc<Mutex<Vec<u64>>>);
+
+    impl std::task::Wake for Logged {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+
+    /// Each look (at an instant given here, not read from the clock) wakes exactly the
+    /// sleepers due by then, so they wake in the order of their instants whatever order they
+    /// came in; within a tick of a wake-up nothing is woken, and what fell due meanwhile goes
+    /// together at the next look.
+    #[test]
+    fn each_look_wakes_what_is_due_and_a_tick_groups_what_falls_due_within_it() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let base = Instant::now();
+        // `t(n)`: n tenths of a millisecond after `base`.
+        let t = |tenths: u64| base + Duration::from_micros(tenths * 100);
+        let mut q = Queue {
+            tick: Duration::from_millis(1),
+            ..Queue::default()
+        };
+        for (id, at) in [
+            (3, t(150)),
+            (1, t(50)),
+            (2, t(100)),
+            (4, t(200)),
+            (5, t(205)),
+        ] {
+            q.sleepers
+                .push((at, Waker::from(Arc::new(Logged(id, Arc::clone(&log))))));
+        }
+        let mut due = Vec::new();
+        let mut look = |q: &mut Queue, at: Instant| {
+            let took = q.take_due(at, &mut due);
+            for w in due.drain(..) {
+                w.wake();
+            }
+            (took, std::mem::take(&mut *log.lock().unwrap()))
+        };
+        assert_eq!(look(&mut q, t(40)), (false, vec![]), "nothing due yet");
+        assert_eq!(look(&mut q, t(60)), (true, vec![1]));
+        assert_eq!(look(&mut q, t(120)), (true, vec![2]));
+        assert_eq!(look(&mut q, t(160)), (true, vec![3]));
+        assert_eq!(look(&mut q, t(201)), (true, vec![4]));
+        // 5 falls due 0.4 ms after the wake-up at 20.1 ms: it waits for the tick to pass.
+        assert_eq!(look(&mut q, t(206)), (false, vec![]), "within a tick");
+        assert_eq!(q.look_for(t(205)), t(211), "the next look is a tick on");
+        assert_eq!(look(&mut q, t(211)), (true, vec![5]));
+        assert!(q.sleepers.is_empty());
+    }
+
+    /// On the pacing thread and the real clock: every sleeper wakes, none before its instant.
     #[tokio::test]
-    async fn sleepers_wake_in_the_order_of_their_instants() {
+    async fn sleepers_on_the_thread_wake_at_or_after_their_instants() {
         let pacer = Pacer::start(Duration::from_micros(50)).unwrap();
         let start = Instant::now();
-        let order = Arc::new(Mutex::new(Vec::new()));
         let tasks: Vec<_> = [3u64, 1, 2]
             .into_iter()
             .map(|i| {
                 let h = pacer.handle();
-                let order = Arc::clone(&order);
                 tokio::spawn(async move {
                     let at = start + Duration::from_millis(5 * i);
                     h.sleep_until(at).await;
                     assert!(Instant::now() >= at, "woken before its instant");
-                    order.lock().unwrap().push(i);
                 })
             })
             .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), vec![1, 2, 3]);
+        let all = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .expect("a sleeper was never woken");
     }
 
     #[tokio::test]
