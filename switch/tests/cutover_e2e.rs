@@ -72,6 +72,8 @@ async fn cutover_at_23_00_dates_declines_90_voids_22_and_takes_reversals_until_i
     let advice = iss.recv().await;
     assert_eq!(advice.mti(), Mti::REVERSAL_ADVICE);
     iss.answer(&advice, "00").await;
+    // Taken before the clock reaches its retry (30 s on), or it would be sent again.
+    no_advice_pending(sw.h().admin_addr, "after its 0430").await;
 
     // The end is announced with the new date; traffic flows under it.
     sw.clock.advance(Duration::from_secs(30));

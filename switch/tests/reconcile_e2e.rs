@@ -77,17 +77,7 @@ async fn a_day_through_the_switch_clears_and_the_issuer_file_reconciles_with_its
 
     // The reversal reaches the bank as a store-and-forward advice: wait for its 0430.
     let admin = sw.h().admin_addr;
-    tokio::time::timeout(GUARD, async {
-        loop {
-            let body = http(admin, "GET", "/advices").await;
-            if body.contains("\"pending\":0") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .expect("the reversal advice was never answered");
+    no_advice_pending(admin, "the reversal advice was never answered").await;
 
     // Cut-over: the closed day is cleared automatically at its end.
     assert!(switch::actors::cutover::start_now(&shared).is_some());

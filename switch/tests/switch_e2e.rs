@@ -692,12 +692,6 @@ async fn hot_reload_swaps_tables_under_traffic_and_keeps_the_old_snapshot_on_err
     assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "00");
 }
 
-async fn pending_advices(sw: &TestSwitch) -> serde_json::Value {
-    let resp = http(sw.h().admin_addr, "GET", "/advices").await;
-    let body = resp.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(body).unwrap()
-}
-
 #[tokio::test]
 async fn pending_advices_are_listed_and_resent_after_a_restart() {
     let mut sw = TestSwitch::start();
@@ -709,7 +703,7 @@ async fn pending_advices_are_listed_and_resent_after_a_restart() {
     sw.clock.advance(Duration::from_millis(20_001));
     assert_eq!(acq.recv().await.response_code().unwrap().as_str(), "98");
     let first = iss.recv().await;
-    let listed = pending_advices(&sw).await;
+    let listed = pending_advices(sw.h().admin_addr).await;
     assert_eq!(listed["pending"], 1, "{listed}");
     assert_eq!(listed["advices"][0]["reason"], "4361");
     assert_eq!(listed["advices"][0]["attempts"], 1);
@@ -729,13 +723,7 @@ async fn pending_advices_are_listed_and_resent_after_a_restart() {
         fwd.stan().unwrap()
     );
     iss.answer(&again, "00").await;
-    tokio::time::timeout(GUARD, async {
-        while pending_advices(&sw).await["pending"] != 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("advice still pending after its 0430");
+    no_advice_pending(sw.h().admin_addr, "after its 0430").await;
 }
 
 #[tokio::test]
@@ -753,13 +741,7 @@ async fn advice_retries_follow_the_issuer_settings_and_stop_at_max_attempts() {
     assert_eq!(iss.recv().await.raw(), first.raw(), "second and last send");
     sw.clock.advance(Duration::from_secs(5));
     // Given up: reported for manual handling, not sent a third time.
-    tokio::time::timeout(GUARD, async {
-        while pending_advices(&sw).await["pending"] != 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("advice not given up");
+    no_advice_pending(sw.h().admin_addr, "not given up").await;
     let m = acq.purchase(PAN, 56).build().unwrap();
     acq.send(m).await;
     assert_eq!(

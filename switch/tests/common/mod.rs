@@ -161,6 +161,26 @@ pub async fn wait_until(cond: impl Fn() -> bool) {
     .expect("condition not reached");
 }
 
+/// The admin API's `/advices` listing, parsed.
+pub async fn pending_advices(admin: std::net::SocketAddr) -> serde_json::Value {
+    let resp = http(admin, "GET", "/advices").await;
+    let body = resp.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+/// Wait (bounded by the guard) until the switch has no advice pending: an answer the test
+/// sent has been taken, or an advice given up. Before moving the clock past an advice's
+/// retry, so the switch does not resend one whose answer is still in its socket.
+pub async fn no_advice_pending(admin: std::net::SocketAddr, why: &str) {
+    tokio::time::timeout(GUARD, async {
+        while pending_advices(admin).await["pending"] != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("an advice still pending: {why}"));
+}
+
 pub struct TestSwitch {
     pub handle: Option<SwitchHandle>,
     pub clock: ManualClock,
