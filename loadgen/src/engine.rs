@@ -121,8 +121,28 @@ impl Report {
 /// Unique STANs across every link of this process (with F7 per second: unique keys).
 static STAN: AtomicU32 = AtomicU32::new(0);
 
-fn next_stan() -> u32 {
-    STAN.fetch_add(1, Ordering::Relaxed) % 999_999 + 1
+/// Requests a link builds and writes in one go at most: a long burst (an open loop catching
+/// up after a stall) goes out in writes of this many, not held back until all are built.
+const TURN: u64 = 64;
+
+/// `n` consecutive STANs taken from the counter in one step.
+fn reserve_stans(n: u64) -> impl Iterator<Item = u32> {
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    stans_from(STAN.fetch_add(n, Ordering::Relaxed), n)
+}
+
+/// The STANs (1..=999,999, wrapping) of counter values `first..first + n`.
+fn stans_from(first: u32, n: u32) -> impl Iterator<Item = u32> {
+    (0..n).map(move |i| first.wrapping_add(i) % 999_999 + 1)
+}
+
+/// Up to `wanted` requests from the run's budget (what is left if less).
+fn take_budget(budget: &AtomicU64, wanted: u64) -> u64 {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            (b > 0).then(|| b - b.min(wanted))
+        })
+        .map_or(0, |left| left.min(wanted))
 }
 
 /// Seed the STAN counter from the clock so consecutive runs do not reuse keys.
@@ -309,67 +329,73 @@ async fn send_loop(
         Rate::Max { .. } => None,
     };
     let mut next: u64 = 0;
+    let mut batch: Vec<(txn::Built, u64)> = Vec::new();
     let mut last_send_ns = 0;
     let mut error = None;
-    'outer: loop {
+    // Requests below this may go (a turn sends at most `TURN` of them; the rest go next).
+    let mut due_carried: u64 = 0;
+    loop {
         // How many may go now (all requests below `due`).
         let now = link.ns();
-        let due = match (&schedule, &window) {
-            (Some(s), _) => {
-                if next >= s.count {
-                    break;
-                }
-                let due = s.due_by(now);
-                if due <= next {
-                    let wake = link.start + Duration::from_nanos(s.intended(next));
-                    match &link.pacer {
-                        Some(p) => p.sleep_until(wake).await,
-                        None => tokio::time::sleep_until(wake.into()).await,
+        let due = if next < due_carried {
+            due_carried
+        } else {
+            match (&schedule, &window) {
+                (Some(s), _) => {
+                    if next >= s.count {
+                        break;
                     }
-                    continue;
+                    let due = s.due_by(now);
+                    if due <= next {
+                        let wake = link.start + Duration::from_nanos(s.intended(next));
+                        match &link.pacer {
+                            Some(p) => p.sleep_until(wake).await,
+                            None => tokio::time::sleep_until(wake.into()).await,
+                        }
+                        continue;
+                    }
+                    due
                 }
-                due
+                (None, Some(sem)) => {
+                    if now >= duration_ns {
+                        break;
+                    }
+                    // Wait for a window slot (an answer), then take every free slot.
+                    let end = link.start + spec.duration;
+                    let Ok(Ok(permit)) = tokio::time::timeout_at(end.into(), sem.acquire()).await
+                    else {
+                        break;
+                    };
+                    permit.forget();
+                    let mut n = 1;
+                    while let Ok(p) = sem.try_acquire() {
+                        p.forget();
+                        n += 1;
+                    }
+                    next + n
+                }
+                (None, None) => break,
             }
-            (None, Some(sem)) => {
-                if now >= duration_ns {
-                    break;
-                }
-                // Wait for a window slot (an answer), then take every free slot.
-                let end = link.start + spec.duration;
-                let Ok(Ok(permit)) = tokio::time::timeout_at(end.into(), sem.acquire()).await
-                else {
-                    break;
-                };
-                permit.forget();
-                let mut n = 1;
-                while let Ok(p) = sem.try_acquire() {
-                    p.forget();
-                    n += 1;
-                }
-                next + n
-            }
-            (None, None) => break,
         };
+        due_carried = due;
         while let Ok(o) = approved.try_recv() {
             pool.push(o);
         }
         stamp.refresh();
-        let mut fed = 0u64;
-        while next < due {
-            if link
-                .budget
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
-                .is_err()
-            {
-                break 'outer;
-            }
-            let send_ns = link.ns();
+        // The turn's requests are built first, then entered in the pending table under one
+        // lock and written: what the link shares with its receiver and the other links (the
+        // table's lock, the STAN counter, the budget, the live counts) is touched once a turn,
+        // not once a request. Nothing is on the socket before its entry is in the table.
+        let wanted = (due - next).min(TURN);
+        let granted = take_budget(&link.budget, wanted);
+        let send_ns = link.ns();
+        batch.clear();
+        for stan in reserve_stans(granted) {
             let intended = schedule.map_or(send_ns, |s| s.intended(next));
-            let wanted = spec.mix.pick(rng.gen());
-            let stan = next_stan();
+            let kind = spec.mix.pick(rng.gen());
             let built = match txn::build(
                 &mut builder,
-                wanted,
+                kind,
                 &link.catalog,
                 &mut pool,
                 &stamp,
@@ -380,35 +406,50 @@ async fn send_loop(
                 Ok(b) => b,
                 Err(e) => {
                     error = Some(e.to_string());
-                    break 'outer;
+                    break;
                 }
             };
-            lock(&pending).insert(
-                built.key,
-                Sent {
-                    kind: built.kind,
-                    intended_ns: intended,
-                    original: built.original,
-                },
-            );
-            if let Err(e) = writer.feed(Frame::Message(built.bytes)).await {
-                lock(&pending).remove(&built.key);
-                error = Some(e.to_string());
-                break 'outer;
-            }
-            acc.sent(intended, send_ns);
-            *sent_by_kind.entry(built.kind).or_default() += 1;
-            link.live.sent.fetch_add(1, Ordering::Relaxed);
-            last_send_ns = send_ns;
+            batch.push((built, intended));
             next += 1;
-            fed += 1;
-            // Do not hold a long burst back from the socket.
-            if fed & 63 == 0 {
-                if let Err(e) = SinkExt::<Frame>::flush(&mut writer).await {
-                    error = Some(e.to_string());
-                    break 'outer;
-                }
+        }
+        {
+            let mut table = lock(&pending);
+            for (built, intended) in &batch {
+                table.insert(
+                    built.key,
+                    Sent {
+                        kind: built.kind,
+                        intended_ns: *intended,
+                        original: built.original,
+                    },
+                );
             }
+        }
+        let mut fed = 0usize;
+        for (built, intended) in &mut batch {
+            // Taken, not cloned: a clone of a `Bytes` made from a `Vec` allocates.
+            let bytes = std::mem::take(&mut built.bytes);
+            if let Err(e) = writer.feed(Frame::Message(bytes)).await {
+                error = Some(e.to_string());
+                break;
+            }
+            acc.sent(*intended, send_ns);
+            *sent_by_kind.entry(built.kind).or_default() += 1;
+            fed += 1;
+        }
+        if fed < batch.len() {
+            // Not sent: out of the table again, so they count neither sent nor unanswered.
+            let mut table = lock(&pending);
+            for (built, _) in &batch[fed..] {
+                table.remove(&built.key);
+            }
+        }
+        if fed > 0 {
+            link.live.sent.fetch_add(fed as u64, Ordering::Relaxed);
+            last_send_ns = send_ns;
+        }
+        if error.is_some() || granted < wanted {
+            break;
         }
         if let Err(e) = SinkExt::<Frame>::flush(&mut writer).await {
             error = Some(e.to_string());
@@ -676,6 +717,34 @@ pub fn clean(report: &Report) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A turn takes what it wants from the budget, or what is left; an empty budget gives
+    /// nothing (and stays empty).
+    #[test]
+    fn a_turn_takes_up_to_what_is_left_of_the_budget() {
+        let budget = AtomicU64::new(100);
+        assert_eq!(take_budget(&budget, 64), 64);
+        assert_eq!(budget.load(Ordering::Relaxed), 36);
+        assert_eq!(take_budget(&budget, 64), 36);
+        assert_eq!(take_budget(&budget, 64), 0);
+        assert_eq!(budget.load(Ordering::Relaxed), 0);
+        let endless = AtomicU64::new(u64::MAX);
+        assert_eq!(take_budget(&endless, 64), 64);
+    }
+
+    /// A turn's STANs are consecutive, 1 to 999,999, and wrap past the top (and past the
+    /// counter's own end) without a zero.
+    #[test]
+    fn a_turns_stans_run_on_and_wrap_to_one() {
+        assert_eq!(stans_from(0, 3).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            stans_from(999_996, 4).collect::<Vec<_>>(),
+            [999_997, 999_998, 999_999, 1]
+        );
+        let across = stans_from(u32::MAX, 2).collect::<Vec<_>>();
+        assert_eq!(across, [u32::MAX % 999_999 + 1, 1]);
+        assert!(stans_from(u32::MAX - 5, 10).all(|s| (1..=999_999).contains(&s)));
+    }
 
     #[test]
     fn a_tally_counts_by_kind_and_outcome_under_the_report_labels() {
