@@ -388,6 +388,8 @@ async fn send_loop(
         // not once a request. Nothing is on the socket before its entry is in the table.
         let wanted = (due - next).min(TURN);
         let granted = take_budget(&link.budget, wanted);
+        // When the turn began: its send lag is counted to here, and in a closed loop its
+        // latency from here (the turn's building, a few microseconds a request, included).
         let send_ns = link.ns();
         batch.clear();
         for stan in reserve_stans(granted) {
