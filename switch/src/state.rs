@@ -55,17 +55,19 @@ pub fn current_worker() -> u16 {
     WORKER.with(std::cell::Cell::get)
 }
 
-/// The link [`IssuerRoute::pick_near`] takes: the first with room going round worker
-/// `near`'s own links from the `start`-th of them, else the first with room going round all
-/// links from `start`. Each ring is its own round robin, so the caller's links share its
-/// requests evenly whatever order the links signed on in.
+/// The link [`IssuerRoute::pick_near`] takes for a worker's `n`th pick: at the round-robin
+/// turn `start = n / STICKY_PICKS` (so [`STICKY_PICKS`] consecutive picks share a turn), the
+/// first with room going round worker `near`'s own links from the `start`-th of them, else
+/// the first with room going round all links from `start`. Each ring is its own round robin,
+/// so the caller's links share its requests evenly whatever order the links signed on in.
 fn choose_link<T>(
     links: &[T],
-    start: usize,
+    n: usize,
     near: u16,
     worker: impl Fn(&T) -> u16,
     has_room: impl Fn(&T) -> bool,
 ) -> Option<&T> {
+    let start = n / STICKY_PICKS;
     let mine = || links.iter().filter(|l| worker(l) == near);
     let m = if near == NO_WORKER { 0 } else { mine().count() };
     let same = (m > 0)
@@ -89,18 +91,6 @@ const CURSORS: usize = 8;
 /// alternating pairs: switch -4 / -5 % CPU a transaction, issuer-sim -8 / -10 %, p99 -37 /
 /// -28 %, the switch's `sendto` calls -26 %; at saturation within the noise (session 21).
 const STICKY_PICKS: usize = 32;
-
-/// The link a worker's `n`th pick takes: [`choose_link`] at the round-robin turn `n /
-/// STICKY_PICKS`, so [`STICKY_PICKS`] consecutive picks share one turn.
-fn choose_nth<T>(
-    links: &[T],
-    n: usize,
-    near: u16,
-    worker: impl Fn(&T) -> u16,
-    has_room: impl Fn(&T) -> bool,
-) -> Option<&T> {
-    choose_link(links, n / STICKY_PICKS, near, worker, has_room)
-}
 
 /// A round-robin cursor alone on its cache line (two, for the adjacent-line prefetcher).
 #[derive(Default)]
@@ -165,7 +155,7 @@ impl IssuerRoute {
         let links = self.links.load();
         let cursor = &self.rr[usize::from(near) % CURSORS];
         let n = cursor.0.fetch_add(1, Ordering::Relaxed);
-        choose_nth(
+        choose_link(
             &links,
             n,
             near,
@@ -348,7 +338,7 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::{choose_link, choose_nth, NO_WORKER, STICKY_PICKS};
+    use super::{choose_link, NO_WORKER, STICKY_PICKS};
 
     /// (name, worker, has room)
     const LINKS: [(char, u16, bool); 5] = [
@@ -359,13 +349,14 @@ mod tests {
         ('e', 0, true),
     ];
 
-    fn pick(start: usize, near: u16, links: &[(char, u16, bool)]) -> Option<char> {
-        choose_link(links, start, near, |l| l.1, |l| l.2).map(|l| l.0)
-    }
-
     /// The link of a worker's `n`th pick, as `IssuerRoute::pick_near` takes it.
     fn nth(n: usize, near: u16, links: &[(char, u16, bool)]) -> Option<char> {
-        choose_nth(links, n, near, |l| l.1, |l| l.2).map(|l| l.0)
+        choose_link(links, n, near, |l| l.1, |l| l.2).map(|l| l.0)
+    }
+
+    /// The link at round-robin turn `start`: the first pick of that turn's run.
+    fn pick(start: usize, near: u16, links: &[(char, u16, bool)]) -> Option<char> {
+        nth(start * STICKY_PICKS, near, links)
     }
 
     #[test]
