@@ -332,52 +332,50 @@ async fn send_loop(
     let mut batch: Vec<(txn::Built, u64)> = Vec::new();
     let mut last_send_ns = 0;
     let mut error = None;
-    // Requests below this may go (a turn sends at most `TURN` of them; the rest go next).
-    let mut due_carried: u64 = 0;
+    // Closed loop: window slots taken and not yet used (a turn sends at most `TURN`; the
+    // rest go in the next turns before another slot is waited for).
+    let mut slots_to: u64 = 0;
     loop {
         // How many may go now (all requests below `due`).
         let now = link.ns();
-        let due = if next < due_carried {
-            due_carried
-        } else {
-            match (&schedule, &window) {
-                (Some(s), _) => {
-                    if next >= s.count {
-                        break;
-                    }
-                    let due = s.due_by(now);
-                    if due <= next {
-                        let wake = link.start + Duration::from_nanos(s.intended(next));
-                        match &link.pacer {
-                            Some(p) => p.sleep_until(wake).await,
-                            None => tokio::time::sleep_until(wake.into()).await,
-                        }
-                        continue;
-                    }
-                    due
+        let due = match (&schedule, &window) {
+            (Some(s), _) => {
+                if next >= s.count {
+                    break;
                 }
-                (None, Some(sem)) => {
-                    if now >= duration_ns {
-                        break;
+                let due = s.due_by(now);
+                if due <= next {
+                    let wake = link.start + Duration::from_nanos(s.intended(next));
+                    match &link.pacer {
+                        Some(p) => p.sleep_until(wake).await,
+                        None => tokio::time::sleep_until(wake.into()).await,
                     }
-                    // Wait for a window slot (an answer), then take every free slot.
-                    let end = link.start + spec.duration;
-                    let Ok(Ok(permit)) = tokio::time::timeout_at(end.into(), sem.acquire()).await
-                    else {
-                        break;
-                    };
-                    permit.forget();
-                    let mut n = 1;
-                    while let Ok(p) = sem.try_acquire() {
-                        p.forget();
-                        n += 1;
-                    }
-                    next + n
+                    continue;
                 }
-                (None, None) => break,
+                due
             }
+            (None, Some(_)) if next < slots_to => slots_to,
+            (None, Some(sem)) => {
+                if now >= duration_ns {
+                    break;
+                }
+                // Wait for a window slot (an answer), then take every free slot.
+                let end = link.start + spec.duration;
+                let Ok(Ok(permit)) = tokio::time::timeout_at(end.into(), sem.acquire()).await
+                else {
+                    break;
+                };
+                permit.forget();
+                let mut n = 1;
+                while let Ok(p) = sem.try_acquire() {
+                    p.forget();
+                    n += 1;
+                }
+                slots_to = next + n;
+                slots_to
+            }
+            (None, None) => break,
         };
-        due_carried = due;
         while let Ok(o) = approved.try_recv() {
             pool.push(o);
         }

@@ -341,6 +341,33 @@ async fn unanswered_requests_are_counted_when_the_issuer_stays_silent() {
     rig.stop().await;
 }
 
+/// A closed loop fills its whole window, even one wider than a link's turn of 64 requests:
+/// with an issuer that never answers, exactly the window goes out and nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_fills_a_window_wider_than_one_turn() {
+    let rig = rig().await;
+    rig.sim
+        .as_ref()
+        .unwrap()
+        .set_rules(Rules::default().with_drop_rate(1.0));
+    let spec = LoadSpec {
+        target: rig.target(),
+        connections: 1,
+        rate: Rate::Max { window: 200 },
+        duration: Duration::from_millis(250),
+        max_requests: None,
+        mix: Mix::parse("purchase=1").unwrap(),
+        drain_timeout: Duration::from_millis(300),
+        pacer_tick: None,
+        pool_per_link: 16,
+    };
+    let r = engine::run(spec, Arc::clone(&rig.catalog), |_, _| {}).await;
+    assert_accounted(&r);
+    assert_eq!(r.sent, 200, "the window, in turns of 64, 64, 64 and 8");
+    assert_eq!(r.unanswered, 200);
+    rig.stop().await;
+}
+
 #[test]
 fn the_example_mix_file_is_the_default_mix() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mix-example.toml");
