@@ -808,11 +808,10 @@ impl Writer {
             done.complete(result.clone());
         }
         if result.is_ok() {
-            // Both after the completions: off the answers' path. A flush's batch may be empty
-            // and still sync what earlier (buffered) batches wrote, so it drops behind too.
-            if records > 0 || !waiters.is_empty() {
-                self.drop_behind(false);
-            }
+            // Both after the completions: off the answers' path. Any sync may have made
+            // records durable, a flush's empty batch included (what buffered batches wrote);
+            // `drop_behind` itself knows whether there is anything to drop.
+            self.drop_behind(false);
             if records > 0 {
                 self.zero_fill();
             }
