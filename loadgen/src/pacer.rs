@@ -35,10 +35,10 @@ impl Queue {
 
     /// Moves the wakers of the sleepers due at `now` into `due` (empty), unless the last
     /// wake-up was within a tick: what falls due meanwhile goes together at the next look.
-    /// Returns whether it took any (and so `now` is the last wake-up).
-    fn take_due(&mut self, now: Instant, due: &mut Vec<Waker>) -> bool {
+    /// If it took any, `now` is the last wake-up.
+    fn take_due(&mut self, now: Instant, due: &mut Vec<Waker>) {
         if self.look_for(now) > now {
-            return false;
+            return;
         }
         self.sleepers.retain(|(at, w)| {
             if *at <= now {
@@ -48,11 +48,9 @@ impl Queue {
                 true
             }
         });
-        if due.is_empty() {
-            return false;
+        if !due.is_empty() {
+            self.last_wake = Some(now);
         }
-        self.last_wake = Some(now);
-        true
     }
 }
 
@@ -131,7 +129,8 @@ fn pace(shared: &Shared) {
             }
             return;
         }
-        if queue.take_due(Instant::now(), &mut due) {
+        queue.take_due(Instant::now(), &mut due);
+        if !due.is_empty() {
             // Woken outside the lock; the next turn plans the wait (and sees the sleepers
             // that re-registered meanwhile).
             drop(queue);
@@ -242,7 +241,8 @@ mod tests {
         }
         let mut due = Vec::new();
         let mut look = |q: &mut Queue, at: Instant| {
-            let took = q.take_due(at, &mut due);
+            q.take_due(at, &mut due);
+            let took = !due.is_empty();
             for w in due.drain(..) {
                 w.wake();
             }
