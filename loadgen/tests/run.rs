@@ -312,60 +312,52 @@ async fn open_loop_run_from_the_command_line_prints_json_and_writes_a_plot() {
     rig.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unanswered_requests_are_counted_when_the_issuer_stays_silent() {
+/// A run of purchases for 250 ms against an issuer that never answers (the switch's 20 s
+/// timeout is longer than loadgen's 300 ms drain): every request ends unanswered.
+async fn against_a_silent_issuer(
+    connections: usize,
+    rate: Rate,
+    pacer_tick: Option<Duration>,
+) -> engine::Report {
     let rig = rig().await;
-    // The issuer never answers: the switch's 20 s timeout is longer than loadgen's drain.
     rig.sim
         .as_ref()
         .unwrap()
         .set_rules(Rules::default().with_drop_rate(1.0));
     let spec = LoadSpec {
         target: rig.target(),
-        connections: 2,
-        rate: Rate::Fixed(200.0),
+        connections,
+        rate,
         duration: Duration::from_millis(250),
         max_requests: None,
         mix: Mix::parse("purchase=1").unwrap(),
         drain_timeout: Duration::from_millis(300),
-        pacer_tick: Some(Duration::from_micros(200)),
+        pacer_tick,
         pool_per_link: 16,
     };
     let r = engine::run(spec, Arc::clone(&rig.catalog), |_, _| {}).await;
+    rig.stop().await;
     assert_accounted(&r);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_requests_are_counted_when_the_issuer_stays_silent() {
+    let r = against_a_silent_issuer(2, Rate::Fixed(200.0), Some(Duration::from_micros(200))).await;
     assert_eq!(r.sent, 50);
     assert_eq!(r.answered, 0);
     assert_eq!(r.unanswered, 50);
     assert_eq!(r.unanswered_by_kind[&Kind::Purchase], 50);
     assert!(!engine::clean(&r));
-    rig.stop().await;
 }
 
 /// A closed loop fills its whole window, even one wider than a link's turn of 64 requests:
 /// with an issuer that never answers, exactly the window goes out and nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_loop_fills_a_window_wider_than_one_turn() {
-    let rig = rig().await;
-    rig.sim
-        .as_ref()
-        .unwrap()
-        .set_rules(Rules::default().with_drop_rate(1.0));
-    let spec = LoadSpec {
-        target: rig.target(),
-        connections: 1,
-        rate: Rate::Max { window: 200 },
-        duration: Duration::from_millis(250),
-        max_requests: None,
-        mix: Mix::parse("purchase=1").unwrap(),
-        drain_timeout: Duration::from_millis(300),
-        pacer_tick: None,
-        pool_per_link: 16,
-    };
-    let r = engine::run(spec, Arc::clone(&rig.catalog), |_, _| {}).await;
-    assert_accounted(&r);
+    let r = against_a_silent_issuer(1, Rate::Max { window: 200 }, None).await;
     assert_eq!(r.sent, 200, "the window, in turns of 64, 64, 64 and 8");
     assert_eq!(r.unanswered, 200);
-    rig.stop().await;
 }
 
 #[test]
